@@ -1,0 +1,286 @@
+"""Settings from the environment (DESIGN.md §4), read and validated once at start.
+
+With no variables set the service runs in *local mode*: M-Pesa through the built-in
+simulator, SQLite in the working directory, a generated secret key kept in a file.
+A bad value raises ``ConfigError`` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MpesaEnvironment = Literal["simulator", "sandbox", "production"]
+
+# Safaricom's public sandbox shortcode and passkey (Daraja documentation).
+SANDBOX_SHORT_CODE = "174379"
+SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+# Credentials the local Daraja simulator accepts.
+SIMULATOR_CONSUMER_KEY = "simulator-consumer-key"
+SIMULATOR_CONSUMER_SECRET = "simulator-consumer-secret"
+
+DARAJA_BASE_URLS: dict[str, str] = {
+    "sandbox": "https://sandbox.safaricom.co.ke",
+    "production": "https://api.safaricom.co.ke",
+}
+TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+SECRET_FILE_NAME = ".smiling_steps_secret"
+
+_ALLOWED_DB_DRIVERS = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+
+
+class ConfigError(ValueError):
+    """A setting that stops start-up; ``str()`` is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every environment variable of DESIGN.md §4 (plus a few operational ones)."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", env_ignore_empty=True, frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./smiling_steps.db"
+    port: int = 8080
+    host: str | None = None
+    public_base_url: str | None = None
+    secret_key: str | None = None
+
+    mpesa_environment: MpesaEnvironment = "simulator"
+    mpesa_api_base_url: str | None = None
+    mpesa_consumer_key: str | None = None
+    mpesa_consumer_secret: str | None = None
+    mpesa_business_short_code: str | None = None
+    mpesa_passkey: str | None = None
+    mpesa_till_number: str | None = None
+    mpesa_callback_allowed_ips: str | None = None
+    mpesa_confirm_with_query: bool = False
+
+    telegram_bot_token: str | None = None
+    telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
+    telegram_webhook_secret: str | None = None
+
+    at_username: str | None = None
+    at_api_key: str | None = None
+    at_shortcode: str | None = None
+    at_api_base_url: str | None = None
+    at_webhook_secret: str | None = None
+
+    meeting_url_template: str = "https://meet.jit.si/{room}"
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Smiling Steps <no-reply@smilingsteps.local>"
+    smtp_starttls: bool = True
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # -- field rules -------------------------------------------------------------
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port between 1 and 65535")
+        return value
+
+    @field_validator("mpesa_business_short_code", "mpesa_till_number", "at_shortcode")
+    @classmethod
+    def _digits(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{5,7}", value.strip()):
+            raise ValueError("must be 5 to 7 digits")
+        return value.strip() if value else value
+
+    @field_validator("public_base_url", "mpesa_api_base_url", "at_api_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://example.org")
+        return value
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _telegram_base(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL (PTB base_url, e.g. https://api.telegram.org/bot)")
+        return value
+
+    @field_validator("mpesa_callback_allowed_ips")
+    @classmethod
+    def _ip_list(cls, value: str | None) -> str | None:
+        for item in _split_list(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("meeting_url_template")
+    @classmethod
+    def _meeting(cls, value: str) -> str:
+        if "{room}" not in value or urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL containing {room}")
+        return value
+
+    @field_validator("telegram_webhook_secret", "at_webhook_secret")
+    @classmethod
+    def _secret_token(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{8,256}", value):
+            raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_values(self) -> Settings:
+        if self.mpesa_environment == "production":
+            for name in (
+                "mpesa_consumer_key",
+                "mpesa_consumer_secret",
+                "mpesa_business_short_code",
+                "mpesa_passkey",
+                "secret_key",
+                "public_base_url",
+            ):
+                if not getattr(self, name):
+                    raise ValueError(f"{name.upper()} is required when MPESA_ENVIRONMENT=production")
+            if not str(self.public_base_url).startswith("https://"):
+                raise ValueError("PUBLIC_BASE_URL must be https:// when MPESA_ENVIRONMENT=production")
+        if self.mpesa_environment == "sandbox":
+            for name in ("mpesa_consumer_key", "mpesa_consumer_secret"):
+                if not getattr(self, name):
+                    raise ValueError(
+                        f"{name.upper()} is required when MPESA_ENVIRONMENT=sandbox "
+                        "(create an app on the Daraja portal)"
+                    )
+        return self
+
+    # -- derived values ----------------------------------------------------------
+    @property
+    def local_mode(self) -> bool:
+        """Simulator mode: outside systems are the project's own stand-ins."""
+        return self.mpesa_environment == "simulator"
+
+    @property
+    def bind_host(self) -> str:
+        return self.host or ("127.0.0.1" if self.local_mode else "0.0.0.0")  # noqa: S104
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://127.0.0.1:{self.port}"
+
+    @property
+    def daraja_base_url(self) -> str:
+        if self.mpesa_api_base_url:
+            return self.mpesa_api_base_url
+        if self.local_mode:
+            return f"http://127.0.0.1:{self.port}/sim/daraja"
+        return DARAJA_BASE_URLS[self.mpesa_environment]
+
+    @property
+    def daraja_short_code(self) -> str:
+        return self.mpesa_business_short_code or SANDBOX_SHORT_CODE
+
+    @property
+    def daraja_passkey(self) -> str:
+        return self.mpesa_passkey or SANDBOX_PASSKEY
+
+    @property
+    def daraja_consumer_key(self) -> str:
+        return self.mpesa_consumer_key or SIMULATOR_CONSUMER_KEY
+
+    @property
+    def daraja_consumer_secret(self) -> str:
+        return self.mpesa_consumer_secret or SIMULATOR_CONSUMER_SECRET
+
+    @property
+    def callback_allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(i, strict=False) for i in _split_list(self.mpesa_callback_allowed_ips)]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def normalise_database_url(value: str) -> str:
+    """Accept the async drivers we support; rewrite the usual sync spellings to them."""
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        raise ValueError(f"must be a URL: {_ALLOWED_DB_DRIVERS}")
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite://" + rest
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return "postgresql+asyncpg://" + rest
+    raise ValueError(f"unknown driver '{scheme}'; use {_ALLOWED_DB_DRIVERS}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raise ConfigError with one line naming the variable."""
+    source = os.environ if environ is None else environ
+    values = {k.lower(): v for k, v in source.items() if k.lower() in Settings.model_fields}
+    values = {k: v for k, v in values.items() if v != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, values)) from None
+
+
+def ensure_secret_key(settings: Settings, directory: Path | None = None) -> str:
+    """Return SECRET_KEY; in local mode generate one once and keep it in a 0600 file."""
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.local_mode:
+        raise ConfigError("SECRET_KEY: required outside local mode (a long random string)")
+    path = (directory or Path.cwd()) / SECRET_FILE_NAME
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _one_line(exc: ValidationError, values: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if error.get("type") == "literal_error":
+        message = "must be one of " + str(error.get("ctx", {}).get("expected", "")).replace("'", "")
+    elif error.get("type") in ("int_parsing", "int_type"):
+        message = "must be a whole number"
+    elif error.get("type") in ("bool_parsing", "bool_type"):
+        message = "must be true or false"
+    if not loc:  # model-level rule: the message names the variable itself
+        return message
+    name = loc[0]
+    got = values.get(name)
+    shown = "" if got is None or _is_secret(name) else f" (got '{got}')"
+    return f"{name.upper()}: {message}{shown}"
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("secret", "key", "password", "token", "passkey"))

@@ -1,0 +1,263 @@
+"""SQLAlchemy 2 typed models: the whole schema in one place (migrations mirror it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.db.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+LIVE_BOOKING_SQL = "status IN ('PENDING_APPROVAL', 'APPROVED', 'CONFIRMED')"
+LIVE_PAYMENT_SQL = "status IN ('QUEUED', 'AWAITING_CUSTOMER', 'UNCLEAR')"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Therapist(Timestamped, Base):
+    __tablename__ = "therapists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    phone: Mapped[str] = mapped_column(String(12))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    telegram_link_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Client(Timestamped, Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    phone: Mapped[str | None] = mapped_column(String(12), index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    name: Mapped[str | None] = mapped_column(String(120))
+    telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
+    anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SessionType(Base):
+    __tablename__ = "session_types"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    minutes: Mapped[int] = mapped_column(Integer)
+    price_kes: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Booking(Timestamped, Base):
+    """A therapy appointment ("session" in the seed); money in whole KES."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        # A therapist cannot have two live bookings starting at the same moment.
+        Index(
+            "uq_bookings_live_slot",
+            "therapist_id",
+            "starts_at",
+            unique=True,
+            sqlite_where=text(LIVE_BOOKING_SQL),
+            postgresql_where=text(LIVE_BOOKING_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(13), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"), index=True)
+    session_type_id: Mapped[int] = mapped_column(ForeignKey("session_types.id"))
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime]
+    price_kes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    email: Mapped[str | None] = mapped_column(String(254))
+    approval_code: Mapped[str] = mapped_column(String(8), unique=True)
+    meeting_url: Mapped[str | None] = mapped_column(String(300))
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class PaymentAttempt(Timestamped, Base):
+    """One STK Push; a booking may have many, at most one live (partial unique index)."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        Index(
+            "uq_payment_attempts_one_live_per_booking",
+            "booking_id",
+            unique=True,
+            sqlite_where=text(LIVE_PAYMENT_SQL),
+            postgresql_where=text(LIVE_PAYMENT_SQL),
+        ),
+        Index("ix_payment_attempts_status_deadline", "status", "deadline_at"),
+        Index("ix_payment_attempts_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    amount_kes: Mapped[int] = mapped_column(Integer)
+    phone: Mapped[str] = mapped_column(String(12))
+    environment: Mapped[str] = mapped_column(String(10))
+    callback_secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    checkout_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    merchant_request_id: Mapped[str | None] = mapped_column(String(64))
+    mpesa_receipt: Mapped[str | None] = mapped_column(String(20), unique=True)
+    paid_amount_kes: Mapped[int | None] = mapped_column(Integer)
+    paid_phone: Mapped[str | None] = mapped_column(String(12))
+    transaction_time: Mapped[datetime | None]
+    result_code: Mapped[str | None] = mapped_column(String(20))
+    result_desc: Mapped[str | None] = mapped_column(String(300))
+    review_reason: Mapped[str | None] = mapped_column(String(300))
+    deadline_at: Mapped[datetime]
+    next_check_at: Mapped[datetime | None]
+    query_count: Mapped[int] = mapped_column(Integer, default=0)
+    settled_at: Mapped[datetime | None]
+
+
+class CallbackInbox(Base):
+    """Raw provider callbacks, stored before processing; the provider id de-duplicates."""
+
+    __tablename__ = "callback_inbox"
+    __table_args__ = (UniqueConstraint("provider", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_id: Mapped[str] = mapped_column(String(100))
+    raw_body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class Outbox(Base):
+    """Messages to send, written in the same transaction as the change that causes them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    recipient: Mapped[str] = mapped_column(String(254))
+    template: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="PENDING")
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Reminder(Base):
+    __tablename__ = "reminders"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "kind"),
+        Index("ix_reminders_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    kind: Mapped[str] = mapped_column(String(4))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="PENDING")
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained log: hash = SHA-256(prev_hash ‖ canonical JSON)."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    subject_type: Mapped[str | None] = mapped_column(String(30))
+    subject_id: Mapped[str | None] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class DialogState(Base):
+    """Where each chat user is in the conversation; ``version`` rejects stale writes."""
+
+    __tablename__ = "dialog_states"
+    __table_args__ = (UniqueConstraint("channel", "user_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    user_key: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Setting(Base):
+    """Runtime settings changed by admins; secrets are stored encrypted."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(60))

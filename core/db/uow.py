@@ -1,0 +1,125 @@
+"""Unit of work and compare-and-set transitions used by every service.
+
+A state change is one statement: ``UPDATE … SET status=:to WHERE id=:id AND status IN
+(:sources)``; the row count says whether we won. That is correct on SQLite (one writer
+at a time) and on PostgreSQL (the row lock serialises concurrent updaters and the
+loser re-evaluates the WHERE clause and matches nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.models import Booking, PaymentAttempt
+from core.db.types import utcnow
+from core.domain.states import (
+    BOOKING_TRANSITIONS,
+    PAYMENT_TRANSITIONS,
+    BookingEvent,
+    BookingStatus,
+    PaymentEvent,
+    PaymentStatus,
+    booking_sources,
+    payment_sources,
+)
+
+
+class TransitionConflict(RuntimeError):
+    """The row was not in a state that allows the event (someone else got there first)."""
+
+    def __init__(self, what: str, row_id: int, event: str) -> None:
+        self.what, self.row_id, self.event = what, row_id, event
+        super().__init__(f"{what} {row_id}: '{event}' not applicable to its current status")
+
+
+class UnitOfWork:
+    """One database transaction: ``async with uow: …; await uow.commit()``.
+
+    Leaving the block without ``commit()`` rolls back, so an exception never leaves
+    half a change behind.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.session: AsyncSession
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+
+def _target(table: dict[Any, Any] | Any, event: Any) -> Any:
+    targets = {to for (_src, ev), to in table.items() if ev == event}
+    if len(targets) != 1:  # the tables are built so that every event has one target
+        raise ValueError(f"event {event} has targets {targets}")
+    return next(iter(targets))
+
+
+async def transition_payment(
+    session: AsyncSession,
+    attempt_id: int,
+    event: PaymentEvent,
+    *,
+    only_from: Iterable[PaymentStatus] | None = None,
+    **values: Any,
+) -> PaymentStatus:
+    """Apply ``event`` to a payment attempt with a conditional UPDATE; return the new status."""
+    sources = payment_sources(event)
+    if only_from is not None:
+        sources = sources & frozenset(only_from)
+    target: PaymentStatus = _target(PAYMENT_TRANSITIONS, event)
+    result = await session.execute(
+        update(PaymentAttempt)
+        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.status.in_([s.value for s in sources]))
+        .values(status=target.value, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TransitionConflict("payment attempt", attempt_id, event.value)
+    return target
+
+
+async def transition_booking(
+    session: AsyncSession,
+    booking_id: int,
+    event: BookingEvent,
+    *,
+    only_from: Iterable[BookingStatus] | None = None,
+    **values: Any,
+) -> BookingStatus:
+    """Apply ``event`` to a booking with a conditional UPDATE; return the new status."""
+    sources = booking_sources(event)
+    if only_from is not None:
+        sources = sources & frozenset(only_from)
+    target: BookingStatus = _target(BOOKING_TRANSITIONS, event)
+    result = await session.execute(
+        update(Booking)
+        .where(Booking.id == booking_id, Booking.status.in_([s.value for s in sources]))
+        .values(status=target.value, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TransitionConflict("booking", booking_id, event.value)
+    return target

@@ -1,0 +1,1 @@
+"""Pure domain: state machines, money, phone numbers, slots. No I/O imports here."""

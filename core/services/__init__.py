@@ -1,0 +1,1 @@
+"""Use cases. Each public function runs one unit of work."""

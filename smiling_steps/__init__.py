@@ -1,0 +1,1 @@
+"""Composition root: the ``smiling-steps`` CLI and ``serve``. Nothing imports this package."""

@@ -1,0 +1,245 @@
+"""``smiling-steps``: run the service and administer it from the command line.
+
+Every command exits 0 on success, 2 with one line on stderr for bad input or settings,
+and 1 with one line when something outside (database) fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn, TypeVar
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from core.config import ConfigError, Settings, ensure_secret_key, load_settings
+from core.db.migrate import head_revision, upgrade
+from core.domain.phone import InvalidPhoneNumber, mask_phone
+from core.domain.slots import InvalidHours, format_weekly_hours, parse_weekly_hours
+from core.logging import configure_logging
+from core.runtime import Runtime, build_runtime
+from core.services.admins import AdminError, create_admin
+from core.services.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
+
+T = TypeVar("T")
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+USER_ERRORS = (ConfigError, DirectoryError, InvalidPhoneNumber, InvalidHours, AdminError)
+
+
+class UsageError(Exception):
+    """Bad command-line input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command tree of DESIGN.md §4."""
+    parser = _Parser(prog="smiling-steps", description="Smiling Steps booking and payment service")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("serve", help="run the web server, bots and workers")
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply migrations")
+
+    admin = sub.add_parser("admin", help="admin users").add_subparsers(dest="admin_command", required=True)
+    create = admin.add_parser("create", help="create an admin (password read from stdin)")
+    create.add_argument("--username", required=True)
+
+    therapists = sub.add_parser("therapists", help="therapists").add_subparsers(
+        dest="therapists_command", required=True
+    )
+    add = therapists.add_parser("add", help="register a therapist")
+    add.add_argument("--name", required=True)
+    add.add_argument("--email", required=True)
+    add.add_argument("--phone", required=True)
+    add.add_argument("--telegram-user-id", type=_positive_int)
+    add.add_argument("--hours", help="weekly hours, e.g. 'mon-fri 09:00-17:00; sat 10:00-13:00'")
+    therapists.add_parser("list", help="list therapists")
+
+    sub.add_parser("seed-demo-data", help="session types and two sample therapists")
+
+    simulate = sub.add_parser("simulate", help="run a simulator on its own").add_subparsers(
+        dest="simulator", required=True
+    )
+    daraja = simulate.add_parser("daraja", help="the Daraja (M-Pesa) simulator")
+    daraja.add_argument("--port", type=_port, default=8090)
+    daraja.add_argument("--host", default="127.0.0.1")
+    daraja.add_argument("--callback-delay", type=float, default=1.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smiling-steps`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        return COMMANDS[args.command](args, settings)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except USER_ERRORS as exc:
+        return _fail(f"smiling-steps: {exc}", EXIT_USAGE)
+    except OperationalError as exc:
+        return _fail(f"smiling-steps: database unavailable: {_first_line(exc.orig or exc)}", EXIT_FAILURE)
+    except SQLAlchemyError as exc:
+        return _fail(f"smiling-steps: database error: {_first_line(exc)}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return _fail("smiling-steps: interrupted", EXIT_FAILURE)
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def _serve(_args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from smiling_steps.app import NotMigrated, create_app, prepare_database
+
+    ensure_secret_key(settings)
+    try:  # check the schema before binding the port, so a refusal is one clean line
+        _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
+    except NotMigrated as exc:
+        return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
+    print(f"Smiling Steps listening on http://{settings.bind_host}:{settings.port} "
+          f"(M-Pesa: {settings.mpesa_environment})", file=sys.stderr)
+    web.run_app(create_app(settings), host=settings.bind_host, port=settings.port, print=None)
+    return EXIT_OK
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    _run_db(settings, lambda rt: upgrade(rt.engine))
+    print(f"database at revision {head_revision()}")
+    return EXIT_OK
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_password()
+    admin_id = _run_db(
+        settings, lambda rt: create_admin(rt.uow(), username=args.username, password=password),
+        migrate=True,
+    )
+    print(f"admin '{args.username}' created (id {admin_id})")
+    return EXIT_OK
+
+
+def _therapists(args: argparse.Namespace, settings: Settings) -> int:
+    if args.therapists_command == "add":
+        hours = parse_weekly_hours(args.hours) if args.hours else None
+        view = _run_db(
+            settings,
+            lambda rt: add_therapist(
+                rt.uow(),
+                name=args.name,
+                email=args.email,
+                phone=args.phone,
+                telegram_user_id=args.telegram_user_id,
+                weekly_hours=hours,
+            ),
+            migrate=True,
+        )
+        print(f"therapist {view.id} added: {view.name}")
+        if view.telegram_link_code:
+            print(f"Telegram link: send the bot  /start {view.telegram_link_code}")
+        return EXIT_OK
+    rows = _run_db(settings, lambda rt: list_therapists(rt.uow()), migrate=True)
+    if not rows:
+        print("no therapists yet (try: smiling-steps seed-demo-data)")
+    for t in rows:
+        telegram = f"telegram {t.telegram_user_id}" if t.telegram_user_id else "telegram not linked"
+        state = "active" if t.active else "inactive"
+        print(f"{t.id:>4}  {t.name:<24} {t.email:<32} {mask_phone(t.phone)}  {telegram}  {state}  "
+              f"[{format_weekly_hours(t.weekly_hours)}]")
+    return EXIT_OK
+
+
+def _seed(_args: argparse.Namespace, settings: Settings) -> int:
+    types, therapists = _run_db(settings, lambda rt: seed_demo_data(rt.uow()), migrate=True)
+    print(f"demo data: {types} session types and {therapists} therapists added")
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace, _settings: Settings) -> int:
+    from simulators.daraja import run_standalone
+
+    run_standalone(args.host, args.port, callback_delay=args.callback_delay)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": _serve,
+    "db": _db,
+    "admin": _admin,
+    "therapists": _therapists,
+    "seed-demo-data": _seed,
+    "simulate": _simulate,
+}
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _run_db(
+    settings: Settings, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = False
+) -> T:
+    """Run ``work`` with a runtime on a fresh loop; ``migrate`` upgrades local-mode databases."""
+
+    async def _go() -> T:
+        runtime = build_runtime(settings)
+        try:
+            if migrate:
+                from smiling_steps.app import prepare_database
+
+                await prepare_database(runtime, auto_upgrade=settings.local_mode)
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    return asyncio.run(_go())
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise AdminError("the two passwords differ")
+        return first
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise AdminError("no password on stdin (pipe it in: echo \"$PW\" | smiling-steps admin create …)")
+    return line
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be positive")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port")
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

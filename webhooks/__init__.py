@@ -1,0 +1,1 @@
+"""aiohttp routes for providers: M-Pesa callbacks, Africa's Talking, Telegram webhook, health."""
