@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +25,15 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     clock: Callable[[], datetime] = utcnow
     components: dict[str, str] = field(default_factory=dict)
+    _wakeups: dict[str, asyncio.Event] = field(default_factory=dict, repr=False)
+
+    def wakeup(self, worker: str) -> asyncio.Event:
+        """The event a background worker waits on between polls."""
+        return self._wakeups.setdefault(worker, asyncio.Event())
+
+    def wake(self, worker: str) -> None:
+        """Tell an in-process worker there is new work (call after the commit that made it)."""
+        self.wakeup(worker).set()
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work (one transaction)."""
