@@ -1,0 +1,1 @@
+"""Shared test helpers (fixtures as async context managers, importable from any test)."""
