@@ -17,7 +17,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MpesaEnvironment = Literal["simulator", "sandbox", "production"]
 
@@ -49,6 +49,18 @@ class Settings(BaseSettings):
         case_sensitive=False, extra="ignore", env_ignore_empty=True, frozen=True
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() hands in the environment it was given; never read os.environ behind it.
+        return (init_settings,)
+
     database_url: str = "sqlite+aiosqlite:///./smiling_steps.db"
     port: int = 8080
     host: str | None = None
@@ -63,7 +75,10 @@ class Settings(BaseSettings):
     mpesa_passkey: str | None = None
     mpesa_till_number: str | None = None
     mpesa_callback_allowed_ips: str | None = None
+    mpesa_callback_ip_mode: Literal["log", "enforce"] = "log"
+    mpesa_trusted_proxies: str | None = None
     mpesa_confirm_with_query: bool = False
+    mpesa_payment_deadline_seconds: int = 120
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
@@ -99,6 +114,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a TCP port between 1 and 65535")
         return value
 
+    @field_validator("mpesa_payment_deadline_seconds")
+    @classmethod
+    def _deadline(cls, value: int) -> int:
+        if not 1 <= value <= 600:
+            raise ValueError("must be between 1 and 600 seconds (Safaricom's prompt lasts about 120)")
+        return value
+
     @field_validator("mpesa_business_short_code", "mpesa_till_number", "at_shortcode")
     @classmethod
     def _digits(cls, value: str | None) -> str | None:
@@ -124,7 +146,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL (PTB base_url, e.g. https://api.telegram.org/bot)")
         return value
 
-    @field_validator("mpesa_callback_allowed_ips")
+    @field_validator("mpesa_callback_allowed_ips", "mpesa_trusted_proxies")
     @classmethod
     def _ip_list(cls, value: str | None) -> str | None:
         for item in _split_list(value):
@@ -215,6 +237,15 @@ class Settings(BaseSettings):
         return [ipaddress.ip_network(i, strict=False) for i in _split_list(self.mpesa_callback_allowed_ips)]
 
     @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(i, strict=False) for i in _split_list(self.mpesa_trusted_proxies)]
+
+    @property
+    def test_mode(self) -> bool:
+        """Sandbox and simulator payments are marked TEST MODE to users (Property 78)."""
+        return self.mpesa_environment != "production"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -278,6 +309,8 @@ def _one_line(exc: ValidationError, values: Mapping[str, str]) -> str:
         return message
     name = loc[0]
     got = values.get(name)
+    if got is not None and name == "database_url":
+        got = re.sub(r"^((?:[^:/@]*://)?[^:/@]*):.*@", r"\1:***@", got)  # never echo a database password
     shown = "" if got is None or _is_secret(name) else f" (got '{got}')"
     return f"{name.upper()}: {message}{shown}"
 

@@ -33,6 +33,10 @@ class UsageError(Exception):
     """Bad command-line input."""
 
 
+class DatabaseUnusable(Exception):
+    """The database cannot be used: unreachable, or its schema is older than this code."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         raise UsageError(f"{self.prog}: {message}")
@@ -63,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     therapists.add_parser("list", help="list therapists")
 
     sub.add_parser("seed-demo-data", help="session types and two sample therapists")
+    sub.add_parser("demo", help="local mode with demo data: migrate, seed, serve")
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit.add_parser("verify", help="recompute the hash chain; exit 1 at the first broken entry")
+    export = audit.add_parser("export", help="write the trail as JSON Lines with hashes")
+    export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+
+    reconcile = sub.add_parser("reconcile", help="compare our payments with M-Pesa's records")
+    reconcile.add_argument("--statement", help="M-Pesa org portal statement export (CSV)")
+    reconcile.add_argument("--report", help="write the detailed report here (CSV)")
+    reconcile.add_argument("--no-query", action="store_true", help="do not STK Query open attempts")
+    reconcile.add_argument(
+        "--environment", choices=("production", "sandbox", "simulator"),
+        help="which payments to reconcile (default: MPESA_ENVIRONMENT)",
+    )
 
     simulate = sub.add_parser("simulate", help="run a simulator on its own").add_subparsers(
         dest="simulator", required=True
@@ -79,10 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = load_settings()
-        configure_logging(settings.log_level)
+        # one-shot commands print their own results; only long-running ones report in the log
+        configure_logging(settings.log_level if args.command in ("serve", "simulate") else "WARNING")
         return COMMANDS[args.command](args, settings)
     except UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except DatabaseUnusable as exc:
+        return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
     except USER_ERRORS as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_USAGE)
     except OperationalError as exc:
@@ -106,8 +130,11 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
         _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
-    print(f"Smiling Steps listening on http://{settings.bind_host}:{settings.port} "
-          f"(M-Pesa: {settings.mpesa_environment})", file=sys.stderr)
+    print(
+        f"Smiling Steps listening on http://{settings.bind_host}:{settings.port} "
+        f"(M-Pesa: {settings.mpesa_environment})",
+        file=sys.stderr,
+    )
     web.run_app(create_app(settings), host=settings.bind_host, port=settings.port, print=None)
     return EXIT_OK
 
@@ -121,7 +148,8 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 def _admin(args: argparse.Namespace, settings: Settings) -> int:
     password = _read_password()
     admin_id = _run_db(
-        settings, lambda rt: create_admin(rt.uow(), username=args.username, password=password),
+        settings,
+        lambda rt: create_admin(rt.uow(), username=args.username, password=password),
         migrate=True,
     )
     print(f"admin '{args.username}' created (id {admin_id})")
@@ -153,8 +181,10 @@ def _therapists(args: argparse.Namespace, settings: Settings) -> int:
     for t in rows:
         telegram = f"telegram {t.telegram_user_id}" if t.telegram_user_id else "telegram not linked"
         state = "active" if t.active else "inactive"
-        print(f"{t.id:>4}  {t.name:<24} {t.email:<32} {mask_phone(t.phone)}  {telegram}  {state}  "
-              f"[{format_weekly_hours(t.weekly_hours)}]")
+        print(
+            f"{t.id:>4}  {t.name:<24} {t.email:<32} {mask_phone(t.phone)}  {telegram}  {state}  "
+            f"[{format_weekly_hours(t.weekly_hours)}]"
+        )
     return EXIT_OK
 
 
@@ -162,6 +192,71 @@ def _seed(_args: argparse.Namespace, settings: Settings) -> int:
     types, therapists = _run_db(settings, lambda rt: seed_demo_data(rt.uow()), migrate=True)
     print(f"demo data: {types} session types and {therapists} therapists added")
     return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.local_mode:
+        raise UsageError("smiling-steps: demo runs in local mode only (unset MPESA_ENVIRONMENT)")
+    _seed(args, settings)
+    return _serve(args, settings)
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from core.services.audit import export_jsonl, format_verify_result, verify_chain
+
+    if args.audit_command == "verify":
+        line, code = format_verify_result(_run_db(settings, lambda rt: verify_chain(rt.uow())))
+        print(line, file=sys.stdout if code == 0 else sys.stderr)
+        return code
+
+    async def _export(rt: Runtime) -> int:
+        if args.output == "-":
+            return await export_jsonl(rt.uow(), sys.stdout)
+        with open(args.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230 (CLI, nothing else runs)
+            return await export_jsonl(rt.uow(), out)
+
+    count = _run_db(settings, _export)
+    if args.output != "-":
+        print(f"{count} audit entries written to {args.output}")
+    return EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from core.mpesa import DarajaClient
+    from core.services.reconciliation import reconcile
+    from core.services.statement_csv import StatementError
+
+    statement = None
+    if args.statement:
+        try:
+            with open(args.statement, "rb") as handle:
+                statement = handle.read(11 * 1024 * 1024)
+        except OSError as exc:
+            raise UsageError(f"smiling-steps: cannot read {args.statement}: {exc.strerror}") from None
+    if statement is None and args.no_query:
+        raise UsageError("smiling-steps: nothing to compare: give --statement or allow STK Query")
+
+    async def _go(rt: Runtime):  # type: ignore[no-untyped-def]
+        client = None if args.no_query else DarajaClient.from_settings(settings)
+        try:
+            return await reconcile(
+                rt, environment=args.environment or settings.mpesa_environment, statement=statement,
+                query=client.stk_query if client else None,
+            )
+        finally:
+            if client:
+                await client.aclose()
+
+    try:
+        report = _run_db(settings, _go, migrate=True)
+    except StatementError as exc:
+        raise UsageError(f"smiling-steps: statement rejected: {exc}") from None
+    print(report.summary())
+    if args.report:
+        with open(args.report, "w", newline="", encoding="utf-8") as out:
+            report.to_csv(out)
+        print(f"report written to {args.report}")
+    return EXIT_OK if report.ok else EXIT_FAILURE
 
 
 def _simulate(args: argparse.Namespace, _settings: Settings) -> int:
@@ -177,6 +272,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "admin": _admin,
     "therapists": _therapists,
     "seed-demo-data": _seed,
+    "demo": _demo,
+    "audit": _audit,
+    "reconcile": _reconcile,
     "simulate": _simulate,
 }
 
@@ -184,23 +282,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 # -- helpers -----------------------------------------------------------------------
 
 
-def _run_db(
-    settings: Settings, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = False
-) -> T:
+def _run_db(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = False) -> T:
     """Run ``work`` with a runtime on a fresh loop; ``migrate`` upgrades local-mode databases."""
 
     async def _go() -> T:
         runtime = build_runtime(settings)
         try:
             if migrate:
-                from smiling_steps.app import prepare_database
+                from smiling_steps.app import NotMigrated, prepare_database
 
-                await prepare_database(runtime, auto_upgrade=settings.local_mode)
+                try:
+                    await prepare_database(runtime, auto_upgrade=settings.local_mode)
+                except NotMigrated as exc:
+                    raise DatabaseUnusable(str(exc)) from None
             return await work(runtime)
         finally:
             await runtime.close()
 
-    return asyncio.run(_go())
+    try:
+        return asyncio.run(_go())
+    except OSError as exc:  # asyncpg reports an unreachable server unwrapped (refused, DNS, time-out)
+        raise DatabaseUnusable(f"database unavailable: {_first_line(exc)}") from None
 
 
 def _read_password() -> str:
@@ -211,7 +313,7 @@ def _read_password() -> str:
         return first
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:
-        raise AdminError("no password on stdin (pipe it in: echo \"$PW\" | smiling-steps admin create …)")
+        raise AdminError('no password on stdin (pipe it in: echo "$PW" | smiling-steps admin create …)')
     return line
 
 

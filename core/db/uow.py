@@ -41,7 +41,7 @@ class UnitOfWork:
     """One database transaction: ``async with uow: …; await uow.commit()``.
 
     Leaving the block without ``commit()`` rolls back, so an exception never leaves
-    half a change behind.
+    half a change behind; objects loaded inside stay readable afterwards.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -58,10 +58,9 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            await self.session.rollback()
-        finally:
-            await self.session.close()
+        # close() rolls back anything uncommitted; unlike rollback() it leaves loaded
+        # objects readable (detached, not expired), so services can return them.
+        await self.session.close()
 
     async def commit(self) -> None:
         await self.session.commit()

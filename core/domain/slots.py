@@ -17,9 +17,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BOOKING_HORIZON_DAYS = 14
 MIN_LEAD = timedelta(hours=3)
 SLOT_STEP_MINUTES = 30
-DEFAULT_WEEKLY_HOURS: dict[str, list[list[str]]] = {
-    day: [["09:00", "17:00"]] for day in WEEKDAYS[:5]
-}
+DEFAULT_WEEKLY_HOURS: dict[str, list[list[str]]] = {day: [["09:00", "17:00"]] for day in WEEKDAYS[:5]}
 
 WeeklyHours = Mapping[str, Sequence[Sequence[str]]]
 
@@ -74,11 +72,12 @@ def validate_weekly_hours(hours: WeeklyHours) -> None:
 
 def format_weekly_hours(hours: WeeklyHours) -> str:
     """Human-readable weekly hours, one day after another."""
-    return "; ".join(
-        f"{day} " + ", ".join(f"{a}-{b}" for a, b in hours[day])
-        for day in WEEKDAYS
-        if hours.get(day)
-    ) or "no hours"
+    return (
+        "; ".join(
+            f"{day} " + ", ".join(f"{a}-{b}" for a, b in hours[day]) for day in WEEKDAYS if hours.get(day)
+        )
+        or "no hours"
+    )
 
 
 def free_slots(
@@ -110,7 +109,7 @@ def free_slots(
             if candidate.start >= earliest and not any(candidate.overlaps(b) for b in busy_list):
                 slots.append(candidate.start)
             cursor += timedelta(minutes=step_minutes)
-    return slots
+    return sorted(set(slots))  # overlapping or unordered ranges must not offer a slot twice
 
 
 def bookable_days(
@@ -134,6 +133,11 @@ def bookable_days(
 def to_nairobi(moment: datetime) -> datetime:
     """Display form of a stored UTC time."""
     return moment.astimezone(NAIROBI)
+
+
+def format_nairobi(moment: datetime) -> str:
+    """A stored UTC time as people in Kenya read it: ``Mon 30 Nov 2026, 10:00 EAT``."""
+    return moment.astimezone(NAIROBI).strftime("%a %d %b %Y, %H:%M EAT")
 
 
 def _parse_hhmm(text: str) -> time:

@@ -77,7 +77,8 @@ PAYMENT_TRANSITIONS: Mapping[tuple[PaymentStatus, PaymentEvent], PaymentStatus] 
     (P.QUEUED, PE.SENT): P.AWAITING_CUSTOMER,
     (P.QUEUED, PE.PUSH_OUTCOME_UNKNOWN): P.UNCLEAR,
     (P.QUEUED, PE.REFUSED): P.FAILED,
-    **{(s, PE.SUCCEED): P.PAID for s in (*_LIVE, *_FAILURES)},
+    # Money Safaricom reports is never dropped: a late success settles a failed attempt too.
+    **{(s, PE.SUCCEED): P.PAID for s in (*_LIVE, *_FAILURES, P.NEEDS_REVIEW)},
     **{(s, PE.FAIL): P.FAILED for s in _LIVE},
     **{(s, PE.CANCEL): P.CANCELLED for s in _LIVE},
     **{(s, PE.TIME_OUT): P.TIMED_OUT for s in _LIVE},
@@ -147,6 +148,7 @@ def booking_status_after_payment_event(
     booking_status: BookingStatus, payment_event: PaymentEvent
 ) -> BookingStatus:
     """What a payment event does to its booking: only a success confirms it (Property 28)."""
-    if payment_event is PaymentEvent.SUCCEED and booking_status is BookingStatus.APPROVED:
+    booking_status = BookingStatus(booking_status)  # rows hold plain strings
+    if PaymentEvent(payment_event) is PaymentEvent.SUCCEED and booking_status is BookingStatus.APPROVED:
         return BookingStatus.CONFIRMED
     return booking_status

@@ -1,0 +1,346 @@
+"""Settle an STK result (from a callback or an STK Query) in one transaction.
+
+The rules (DESIGN.md §2, "Decisions"): a success pays the attempt and confirms the
+booking only when the amount and receipt check out and the booking is still unpaid;
+anything doubtful goes to NEEDS_REVIEW, never PAID on trust and never dropped. A
+failure ends a live attempt with the code stored, leaves the booking APPROVED and tells
+the client how to retry. Every state change is a compare-and-set plus an audit entry;
+losing a race rolls the whole transaction back and the caller re-reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core.config import Settings
+from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
+from core.db.uow import transition_booking, transition_payment
+from core.domain.meeting import new_meeting_url
+from core.domain.money import format_kes
+from core.domain.phone import mask_phone
+from core.domain.slots import format_nairobi
+from core.domain.states import (
+    BookingEvent,
+    BookingStatus,
+    PaymentEvent,
+    PaymentStatus,
+)
+from core.mpesa.result_codes import describe_result
+from core.services import audit, notifications
+
+log = logging.getLogger(__name__)
+
+FAILURE_EVENTS: dict[str, PaymentEvent] = {
+    "cancelled": PaymentEvent.CANCEL,
+    "timed_out": PaymentEvent.TIME_OUT,
+    "failed": PaymentEvent.FAIL,
+}
+SETTLEABLE_FAILURE_SOURCES = frozenset({PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
+
+
+class Settled(StrEnum):
+    PAID = "paid"
+    FLAGGED = "flagged"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"  # nothing left to do: the attempt already has its result
+    NOT_READY = "not_ready"  # the push is still being recorded; try again shortly
+    UNKNOWN_ATTEMPT = "unknown_attempt"
+
+
+@dataclass(frozen=True)
+class StkResult:
+    """A final STK answer from Safaricom, whichever way it came."""
+
+    checkout_request_id: str
+    result_code: int | str
+    result_desc: str | None
+    source: Literal["callback", "query"]
+    amount: int | None = None
+    amount_raw: Any = None
+    receipt: str | None = None
+    transaction_time: datetime | None = None
+    phone: str | None = None
+    query_disagrees: bool = False  # MPESA_CONFIRM_WITH_QUERY: STK Query did not confirm a success
+
+
+async def settle_in_session(
+    session: AsyncSession, result: StkResult, *, settings: Settings, now: datetime
+) -> Settled:
+    """Apply ``result`` inside the caller's transaction (the caller commits or retries)."""
+    await audit.lock_chain(session)  # chain lock before any row lock: no deadlock on PostgreSQL
+    attempt = await session.scalar(
+        select(PaymentAttempt).where(PaymentAttempt.checkout_request_id == result.checkout_request_id)
+    )
+    if attempt is None:
+        log.warning(
+            "stk result for unknown CheckoutRequestID", extra={"checkout": result.checkout_request_id}
+        )
+        return Settled.UNKNOWN_ATTEMPT
+    if attempt.status == PaymentStatus.QUEUED:
+        return Settled.NOT_READY
+    info = describe_result(result.result_code)
+    if info.is_success:
+        return await _settle_success(session, attempt, result, settings=settings, now=now)
+    return await _settle_failure(session, attempt, result, settings=settings, now=now)
+
+
+async def _settle_success(
+    session: AsyncSession, attempt: PaymentAttempt, result: StkResult, *, settings: Settings, now: datetime
+) -> Settled:
+    if attempt.status == PaymentStatus.PAID:
+        await _complete_paid_details(session, attempt, result)
+        return Settled.DUPLICATE
+    booking = await session.get_one(Booking, attempt.booking_id)
+    problems = await _success_problems(session, attempt, booking, result)
+    receipt_is_free = not any(p.startswith("receipt") for p in problems)
+    details = {
+        "mpesa_receipt": result.receipt if receipt_is_free else None,
+        "paid_amount_kes": result.amount,
+        "paid_phone": result.phone,
+        "transaction_time": result.transaction_time,
+        "result_code": str(result.result_code),
+        "result_desc": (result.result_desc or "")[:300],
+        "settled_at": now,
+    }
+    if problems:
+        return await _flag(
+            session, attempt, booking, "; ".join(problems), details, settings=settings, now=now
+        )
+
+    previous = attempt.status
+    await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **details)
+    meeting_url = new_meeting_url(settings.meeting_url_template)
+    await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
+    late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
+    reason = f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
+    await audit.record_transition(
+        session,
+        actor="system",
+        subject_type="payment",
+        subject_id=attempt.id,
+        previous=previous,
+        new=PaymentStatus.PAID,
+        reason=reason,
+        receipt=result.receipt,
+        amount_kes=result.amount,
+    )
+    await audit.record_transition(
+        session,
+        actor="system",
+        subject_type="booking",
+        subject_id=booking.id,
+        previous=booking.status,
+        new=BookingStatus.CONFIRMED,
+        reason=f"paid by attempt {attempt.id}",
+    )
+    # Keep the loaded object in step with the UPDATE without scheduling a second one.
+    set_committed_value(booking, "meeting_url", meeting_url)
+    set_committed_value(booking, "status", BookingStatus.CONFIRMED.value)
+    await notifications.create_reminders(session, booking, now=now)
+    await _notify_paid(session, attempt, booking, result, settings=settings)
+    log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
+    return Settled.PAID
+
+
+async def _success_problems(
+    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, result: StkResult
+) -> list[str]:
+    problems: list[str] = []
+    if result.source == "callback":
+        if result.amount is None:
+            problems.append(f"success without a whole Amount ({result.amount_raw!r})")
+        elif result.amount != attempt.amount_kes:
+            problems.append(f"amount {result.amount} differs from the expected {attempt.amount_kes}")
+        if not result.receipt:
+            problems.append("receipt missing from a success callback")
+    if result.receipt:
+        other = await session.scalar(
+            select(PaymentAttempt.id).where(
+                PaymentAttempt.mpesa_receipt == result.receipt, PaymentAttempt.id != attempt.id
+            )
+        )
+        if other is not None:
+            problems.append(f"receipt {result.receipt} already recorded on attempt {other}")
+    if result.query_disagrees:
+        problems.append("STK Query does not confirm the success the callback reported")
+    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
+        problems.append("booking already paid: possible double payment, refund or credit")
+    elif booking.status != BookingStatus.APPROVED:
+        problems.append(f"money received for a {booking.status} booking: refund or rebook")
+    return problems
+
+
+async def _flag(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    reason: str,
+    details: dict[str, Any],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> Settled:
+    if attempt.status == PaymentStatus.NEEDS_REVIEW:
+        attempt.review_reason = (f"{attempt.review_reason}; {reason}" if attempt.review_reason else reason)[
+            :300
+        ]
+        return Settled.FLAGGED
+    previous = attempt.status
+    await transition_payment(session, attempt.id, PaymentEvent.FLAG, review_reason=reason[:300], **details)
+    await audit.record_transition(
+        session,
+        actor="system",
+        subject_type="payment",
+        subject_id=attempt.id,
+        previous=previous,
+        new=PaymentStatus.NEEDS_REVIEW,
+        reason=reason,
+    )
+    client = await session.get_one(Client, attempt.client_id)
+    await notifications.notify_client(
+        session,
+        client,
+        template="payment_review_client",
+        data={
+            "reference": booking.reference,
+            "amount_kes": attempt.amount_kes,
+            "receipt": details.get("mpesa_receipt"),
+            "test_mode": settings.test_mode,
+        },
+        dedupe_key=f"payment:{attempt.id}:review:client",
+    )
+    log.warning("payment flagged for review", extra={"attempt": attempt.id, "reason": reason})
+    return Settled.FLAGGED
+
+
+async def _complete_paid_details(session: AsyncSession, attempt: PaymentAttempt, result: StkResult) -> None:
+    """A callback after a query-settled payment brings the receipt: record it once."""
+    if attempt.mpesa_receipt or not result.receipt or result.source != "callback":
+        return
+    taken = await session.scalar(
+        select(PaymentAttempt.id).where(PaymentAttempt.mpesa_receipt == result.receipt)
+    )
+    if taken is not None:
+        return
+    attempt.mpesa_receipt = result.receipt
+    attempt.paid_amount_kes = result.amount
+    attempt.paid_phone = result.phone
+    attempt.transaction_time = result.transaction_time
+    if result.amount != attempt.amount_kes:
+        attempt.review_reason = f"callback amount {result.amount} differs from {attempt.amount_kes}"
+    await audit.record(
+        session,
+        actor="system",
+        action="payment.receipt_recorded",
+        subject_type="payment",
+        subject_id=attempt.id,
+        details={"receipt": result.receipt, "amount_kes": result.amount},
+    )
+
+
+async def _settle_failure(
+    session: AsyncSession, attempt: PaymentAttempt, result: StkResult, *, settings: Settings, now: datetime
+) -> Settled:
+    if attempt.status not in SETTLEABLE_FAILURE_SOURCES:
+        return Settled.DUPLICATE  # already ended; a failure never overrides a result
+    info = describe_result(result.result_code)
+    event = FAILURE_EVENTS[info.outcome]
+    previous = attempt.status
+    new = await transition_payment(
+        session,
+        attempt.id,
+        event,
+        result_code=str(result.result_code)[:20],
+        result_desc=(result.result_desc or "")[:300],
+        settled_at=now,
+    )
+    booking = await session.get_one(Booking, attempt.booking_id)
+    await audit.record_transition(
+        session,
+        actor="system",
+        subject_type="payment",
+        subject_id=attempt.id,
+        previous=previous,
+        new=new,
+        reason=f"{result.source} ResultCode {result.result_code}: {info.title}",
+    )
+    log.info(
+        "payment failed",
+        extra={
+            "attempt": attempt.id,
+            "result_code": str(result.result_code),
+            "reason": info.title,
+            "known_code": info.known,
+            "phone": mask_phone(attempt.phone),
+        },
+    )
+    if not info.known:
+        log.warning(
+            "unknown M-Pesa ResultCode, review",
+            extra={"attempt": attempt.id, "result_code": str(result.result_code)},
+        )
+    client = await session.get_one(Client, attempt.client_id)
+    await notifications.notify_client(
+        session,
+        client,
+        template="payment_failed_client",
+        data={
+            "reference": booking.reference,
+            "amount_kes": attempt.amount_kes,
+            "reason": info.message,
+            "booking_id": booking.id,
+            "attempt_id": attempt.id,
+            "test_mode": settings.test_mode,
+        },
+        dedupe_key=f"payment:{attempt.id}:failed:client",
+    )
+    return Settled.FAILED
+
+
+async def _notify_paid(
+    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, result: StkResult, *, settings: Settings
+) -> None:
+    client = await session.get_one(Client, booking.client_id)
+    therapist = await session.get_one(Therapist, booking.therapist_id)
+    session_type = await session.get_one(SessionType, booking.session_type_id)
+    data = {
+        "reference": booking.reference,
+        "booking_id": booking.id,
+        "attempt_id": attempt.id,
+        "therapist_name": therapist.name,
+        "client_name": client.name or "Client",
+        "session_type": session_type.name,
+        "minutes": session_type.minutes,
+        "starts_at_local": format_nairobi(booking.starts_at),
+        "starts_at_iso": booking.starts_at.isoformat(),
+        "ends_at_iso": booking.ends_at.isoformat(),
+        "amount_kes": attempt.amount_kes,
+        "amount_text": format_kes(attempt.amount_kes),
+        "receipt": result.receipt or "(pending)",
+        "paid_at_local": format_nairobi(result.transaction_time) if result.transaction_time else "",
+        "meeting_url": booking.meeting_url,
+        "test_mode": settings.test_mode,
+    }
+    key = f"payment:{attempt.id}:confirmed"
+    await notifications.notify_client(
+        session, client, template="payment_confirmed_client", data=data, dedupe_key=f"{key}:client"
+    )
+    await notifications.notify_therapist(
+        session, therapist, template="payment_received_therapist", data=data, dedupe_key=f"{key}:therapist"
+    )
+    await notifications.email_client(
+        session,
+        client,
+        email=booking.email or client.email,
+        template="payment_confirmed_email",
+        data=data,
+        dedupe_key=f"{key}:email",
+    )
