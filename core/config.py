@@ -121,7 +121,15 @@ class Settings(BaseSettings):
             raise ValueError("must be between 1 and 600 seconds (Safaricom's prompt lasts about 120)")
         return value
 
-    @field_validator("mpesa_business_short_code", "mpesa_till_number", "at_shortcode")
+    @field_validator("at_shortcode")
+    @classmethod
+    def _sender_id(cls, value: str | None) -> str | None:
+        # Africa's Talking sends from a numeric shortcode or an alphanumeric sender id.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{3,11}", value.strip()):
+            raise ValueError("must be a shortcode or sender id of 3 to 11 letters or digits")
+        return value.strip() if value else value
+
+    @field_validator("mpesa_business_short_code", "mpesa_till_number")
     @classmethod
     def _digits(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"\d{5,7}", value.strip()):
@@ -161,6 +169,9 @@ class Settings(BaseSettings):
     def _meeting(cls, value: str) -> str:
         if "{room}" not in value or urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("must be an http(s) URL containing {room}")
+        if re.search(r"therap|counsel|mental|psych", value, re.IGNORECASE):
+            # The link goes out by SMS: it must not name the kind of care (health data).
+            raise ValueError("must not name the kind of care (therapy, counselling, mental, psych…)")
         return value
 
     @field_validator("telegram_webhook_secret", "at_webhook_secret")

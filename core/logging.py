@@ -8,9 +8,11 @@ import re
 import sys
 from datetime import UTC, datetime
 
-# Kenyan mobile numbers in any common spelling: +254 7.., 2547.., 07.., 01.. (spaces/dashes).
+# Kenyan mobile numbers in every spelling normalise_phone accepts: +254 7.., 2547.., 07.., 01..,
+# 7.. with spaces/dashes anywhere between the digits, and glued to words ("tel0712345678").
 _PHONE = re.compile(
-    r"(?<![\w])(?:\+?254|0)?[ \-]?([17])(\d{2})[ \-]?(\d{3})[ \-]?(\d{3})(?![\w])"
+    r"(?<![\d+])(?:\+?2[ \-]{0,3}5[ \-]{0,3}4[ \-]{0,3}|0[ \-]{0,3})?"  # optional +254, 254 or 0
+    r"[17](?:[ \-]{0,3}\d){8}(?!\d)"
 )
 _INTERNATIONAL = re.compile(r"\+\d{8,15}(?!\d)")  # any other E.164 number
 
@@ -50,10 +52,20 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                payload[key] = value if isinstance(value, (int, float, bool)) or value is None else str(value)
+                payload[key] = _masked_value(value)
         if record.exc_info:
             payload["exception"] = mask_phones(self.formatException(record.exc_info))
         return json.dumps(payload, ensure_ascii=False)
+
+
+def _masked_value(value: object) -> object:
+    """A JSON-ready extra field with phone numbers masked, also in numbers and nested values."""
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    text = mask_phones(str(value))
+    if isinstance(value, int) and text == str(value):
+        return value
+    return text
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -25,9 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         report["database"] = f"error: {type(exc).__name__}"
     report.update(runtime.components)
-    healthy = all(
-        value == "ok" or value in HEALTHY_COMPONENT_STATES for value in report.values()
-    )
+    healthy = all(value == "ok" or value in HEALTHY_COMPONENT_STATES for value in report.values())
     status = 200 if healthy else 503
     return web.json_response({"status": "ok" if healthy else "unavailable", **report}, status=status)
 

@@ -12,7 +12,7 @@ class InvalidAmount(ValueError):
 
 
 def to_whole_kes(value: object) -> Kes:
-    """Convert 1, 1.0, "1", "1.00" to 1; reject fractions, booleans, negatives and junk."""
+    """Convert 1, 1.0, "1", "1.00" to 1; reject fractions, booleans, negatives and junk (0 is allowed)."""
     if isinstance(value, bool) or value is None:
         raise InvalidAmount(f"not an amount: {value!r}")
     try:

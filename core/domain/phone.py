@@ -27,9 +27,7 @@ class InvalidPhoneNumber(ValueError):
 
     def __init__(self, raw: str) -> None:
         self.raw = raw
-        super().__init__(
-            f"That is not a Kenyan mobile number. Use one of: {ACCEPTED_FORMATS}."
-        )
+        super().__init__(f"That is not a Kenyan mobile number. Use one of: {ACCEPTED_FORMATS}.")
 
 
 def normalise_phone(raw: str) -> str:

@@ -82,9 +82,7 @@ async def add_therapist(
         try:
             await uow.commit()
         except IntegrityError:
-            raise DirectoryError(
-                "a therapist with that e-mail or Telegram user id already exists"
-            ) from None
+            raise DirectoryError("a therapist with that e-mail or Telegram user id already exists") from None
     return _view(therapist)
 
 
