@@ -1,0 +1,308 @@
+"""Message templates: one name, a variant per channel, rendered from a small data mapping.
+
+Layout: ``telegram/<name>.html`` (Telegram HTML, autoescaped), ``sms/<name>.txt`` (plain,
+GSM-7, discreet), ``email/<name>.subject.txt`` + ``email/<name>.txt`` + ``email/<name>.html``
+(autoescaped). :data:`TEMPLATES` lists every template, its channels and its data keys;
+docs/notifications.md describes them for the services that enqueue messages.
+
+Rules applied here, whatever the template says:
+- every value from ``data`` is HTML-escaped in Telegram and e-mail HTML (Jinja2 autoescape);
+- SMS text is transliterated to GSM-7 and never names the kind of care (:mod:`.gsm`);
+- ``test_mode`` true puts a "TEST MODE" marker on every variant (Property 78);
+- ``payment_confirmed_email`` carries an ``.ics`` calendar invitation in Africa/Nairobi time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from core.templates.gsm import sms_safe
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+NAIROBI = ZoneInfo("Africa/Nairobi")
+CHANNELS = ("telegram", "sms", "email")
+TEST_MODE_MARK = "TEST MODE"
+META_KEYS = ("_route", "buttons")  # routing data stored with a row, never shown
+CALLBACK_VERSION = "v1"  # button callback data: v1:<action>:<booking id> (core/dialog/values.py)
+
+
+class TemplateError(ValueError):
+    """Unknown template, a channel it has no variant for, or missing data keys."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # "text/calendar; method=PUBLISH"
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Button:
+    """A Telegram inline button; ``callback_data`` is read by the bot (docs/notifications.md)."""
+
+    label: str
+    callback_data: str
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """What a sender sends: text for chat channels; subject, text and HTML for e-mail."""
+
+    channel: str
+    template: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    channels: frozenset[str]
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, action) → "v1:<action>:<booking_id>"
+    multipart_sms: bool = False  # the SMS may need two segments (e.g. a long failure reason)
+    ics: bool = False
+    description: str = ""
+
+
+CHAT = frozenset({"telegram", "sms"})
+EMAIL = frozenset({"email"})
+_COMMON_OPTIONAL = ("test_mode", "booking_id", "attempt_id")
+
+TEMPLATES: dict[str, TemplateSpec] = {
+    "booking_requested_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "session_type", "starts_at_local", "approval_code"),
+        ("amount_kes", "minutes"),
+        buttons=(("Approve", "approve"), ("Decline", "decline")),
+        description="P2: a new request; Telegram buttons or SMS 'Reply A<code> / D<code>'",
+    ),
+    "booking_approved_client": TemplateSpec(
+        CHAT,
+        ("reference", "therapist_name", "session_type", "starts_at_local", "amount_kes"),
+        ("minutes",),
+        buttons=(("Pay with M-Pesa", "pay"),),
+        description="P4: approved, please pay (Telegram button / SMS 'reply PAY')",
+    ),
+    "booking_approved_email": TemplateSpec(
+        EMAIL,
+        ("reference", "therapist_name", "session_type", "starts_at_local", "amount_kes"),
+        ("client_name", "minutes"),
+        description="P60: approval e-mail with payment instructions",
+    ),
+    "booking_declined_client": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local"),
+        ("therapist_name", "session_type", "reason"),
+        description="the practitioner declined the request",
+    ),
+    "payment_confirmed_client": TemplateSpec(
+        CHAT,
+        ("reference", "receipt", "amount_kes", "starts_at_local", "meeting_url"),
+        ("therapist_name", "session_type", "paid_at_local", "amount_text", "minutes",
+         "client_name", "starts_at_iso", "ends_at_iso"),
+        description="P24: receipt, amount, time and join link",
+    ),
+    "payment_confirmed_email": TemplateSpec(
+        EMAIL,
+        ("reference", "receipt", "amount_kes", "starts_at_local", "meeting_url", "starts_at_iso",
+         "ends_at_iso"),
+        ("client_name", "therapist_name", "session_type", "paid_at_local", "amount_text", "minutes"),
+        ics=True,
+        description="P26/P61: receipt, join link and an .ics invitation",
+    ),
+    "payment_received_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "starts_at_local", "amount_kes", "receipt", "meeting_url"),
+        ("session_type", "paid_at_local", "amount_text", "therapist_name", "minutes", "starts_at_iso",
+         "ends_at_iso"),
+        description="P25/P32/P62: a booking was paid",
+    ),
+    "payment_failed_client": TemplateSpec(
+        CHAT,
+        ("reference", "reason"),
+        ("amount_kes",),
+        buttons=(("Retry payment", "pay"),),
+        multipart_sms=True,
+        description="P27/P31/P63: why the payment failed and how to retry",
+    ),
+    "payment_delayed_client": TemplateSpec(
+        CHAT,
+        ("reference",),
+        ("amount_kes", "retry_seconds"),
+        description="P55: M-Pesa unavailable, we retry in 30 s",
+    ),
+    "payment_review_client": TemplateSpec(
+        CHAT,
+        ("reference",),
+        ("amount_kes", "receipt"),
+        description="a payment needs a human check; do not pay again",
+    ),
+    "reminder_24h_client": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local", "meeting_url"),
+        ("therapist_name", "session_type"),
+        description="P64: the session is in 24 hours",
+    ),
+    "reminder_1h_client": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local", "meeting_url"),
+        ("therapist_name", "session_type"),
+        description="P65: the session starts in an hour",
+    ),
+    "chat_reply": TemplateSpec(
+        frozenset({"sms"}),
+        ("text",),
+        multipart_sms=True,
+        description="an SMS conversation reply: the dialog engine's text, line by line (core/dialog/sms.py)",
+    ),
+    "reminder_1h_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local", "meeting_url"),
+        ("client_name", "session_type"),
+        description="P65: the session starts in an hour (practitioner)",
+    ),
+}
+
+
+def _short(value: Any, limit: int) -> str:
+    text = " ".join(str(value if value is not None else "").split())
+    return text if len(text) <= limit else text[: max(limit - 3, 1)].rstrip() + "..."
+
+
+def _kes(value: Any) -> str:
+    try:
+        return f"KES {int(value):,}"
+    except (TypeError, ValueError):
+        return f"KES {value}"
+
+
+def _tidy(value: Any) -> Any:
+    """SMS: every inserted value on one line (names cannot inject extra lines)."""
+    return " ".join(value.split()) if isinstance(value, str) else ("" if value is None else value)
+
+
+def _environment(*, sms: bool) -> Environment:
+    env = Environment(  # noqa: S701 - autoescape is on for .html; .txt is plain text by design
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        finalize=_tidy if sms else None,
+    )
+    env.filters["short"] = _short
+    env.filters["kes"] = _kes
+    return env
+
+
+_ENV = _environment(sms=False)
+_SMS_ENV = _environment(sms=True)
+
+
+def spec(template: str) -> TemplateSpec:
+    """The registry entry for ``template`` or TemplateError."""
+    try:
+        return TEMPLATES[template]
+    except KeyError:
+        raise TemplateError(f"unknown template '{template}'") from None
+
+
+def check(template: str, channel: str, data: Mapping[str, Any]) -> None:
+    """Raise TemplateError unless ``template`` has a ``channel`` variant and ``data`` has its keys."""
+    entry = spec(template)
+    if channel not in entry.channels:
+        raise TemplateError(f"template '{template}' has no {channel} variant")
+    missing = [key for key in entry.required if key not in data]
+    if missing:
+        raise TemplateError(f"template '{template}' needs data keys: {', '.join(missing)}")
+
+
+def render(template: str, channel: str, data: Mapping[str, Any]) -> RenderedMessage:
+    """Render the ``channel`` variant of ``template`` with ``data``."""
+    check(template, channel, data)
+    entry = TEMPLATES[template]
+    context: dict[str, Any] = {key: None for key in (*entry.optional, *_COMMON_OPTIONAL)}
+    context.update({k: v for k, v in data.items() if k not in META_KEYS})
+    context["test_mode"] = bool(context.get("test_mode"))
+    test_mode = context["test_mode"]
+    if channel == "telegram":
+        text = _ENV.get_template(f"telegram/{template}.html").render(context).strip()
+        if test_mode:
+            text = f"<b>[{TEST_MODE_MARK}]</b>\n{text}"
+        return RenderedMessage(channel, template, text, buttons=_buttons(entry, data))
+    if channel == "sms":
+        raw = _SMS_ENV.get_template(f"sms/{template}.txt").render(context)
+        if test_mode:
+            raw = f"[{TEST_MODE_MARK}] {raw}"
+        keep = [str(v) for k, v in data.items() if k.endswith("_url") and v]
+        return RenderedMessage(channel, template, sms_safe(raw, keep=keep))
+    subject = " ".join(_ENV.get_template(f"email/{template}.subject.txt").render(context).split())
+    text = _ENV.get_template(f"email/{template}.txt").render(context).strip() + "\n"
+    html = _ENV.get_template(f"email/{template}.html").render(context)
+    if test_mode:
+        subject = f"[{TEST_MODE_MARK}] {subject}"
+    attachments = (calendar_invite(data),) if entry.ics else ()
+    return RenderedMessage(channel, template, text, subject=subject, html=html, attachments=attachments)
+
+
+def _buttons(entry: TemplateSpec, data: Mapping[str, Any]) -> tuple[Button, ...]:
+    custom = data.get("buttons")
+    if custom is not None:
+        return tuple(Button(str(label), str(cb)) for label, cb in custom)
+    booking_id = data.get("booking_id")
+    if booking_id is None:
+        return ()
+    return tuple(
+        Button(label, f"{CALLBACK_VERSION}:{action}:{booking_id}") for label, action in entry.buttons
+    )
+
+
+def parse_time(value: Any) -> datetime:
+    """An aware datetime from a datetime or an ISO-8601 string (naive means UTC)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def calendar_invite(data: Mapping[str, Any]) -> Attachment:
+    """An iCalendar (.ics) event for the session, in Africa/Nairobi time, with the join link."""
+    from icalendar import Calendar, Event
+
+    start = parse_time(data["starts_at_iso"]).astimezone(NAIROBI)
+    end = parse_time(data["ends_at_iso"]).astimezone(NAIROBI)
+    url = str(data["meeting_url"])
+    reference = str(data["reference"])
+    cal = Calendar()
+    cal.add("prodid", "-//Smiling Steps//Bookings//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "PUBLISH")
+    event = Event()
+    event.add("uid", f"{_safe_uid(reference)}@smilingsteps")
+    event.add("dtstamp", datetime.now(UTC))
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    who = data.get("therapist_name")
+    event.add("summary", f"Smiling Steps session{f' with {who}' if who else ''}")
+    event.add("description", f"Join: {url}\nBooking reference: {reference}")
+    event.add("location", url)
+    event.add("url", url)
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    return Attachment("session.ics", "text/calendar; method=PUBLISH", cal.to_ical())
+
+
+def _safe_uid(reference: str) -> str:
+    return re.sub(r"[^A-Za-z0-9\-]", "-", reference)[:40] or "booking"
