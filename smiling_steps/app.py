@@ -1,29 +1,43 @@
-"""The aiohttp application: wires the adapters and background workers onto one event loop."""
+"""The aiohttp application: wires adapters, simulators and background workers onto one loop.
+
+One process runs everything (DESIGN.md §1): webhooks, the Telegram bot, the payment
+settlement worker and watchdog, the outbox dispatcher and the reminder job — and, in
+local mode, the stand-ins for Daraja, Telegram, Africa's Talking and SMTP under /sim/.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
+from core.dialog.engine import DialogEngine
 from core.mpesa import DarajaClient
 from core.runtime import Runtime, build_runtime
 from core.services.callbacks import CallbackIntake, SettlementWorker
+from core.services.notifications import Dispatcher, Sender, run_due_reminders
 from core.services.payments import PaymentService
 from core.services.watchdog import Watchdog
+from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
 from webhooks.mpesa import setup_mpesa_callbacks
+from webhooks.sms import setup_sms_routes
+from webhooks.telegram import setup_telegram_webhook
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 WATCHDOG_INTERVAL_S = 5
+REMINDER_INTERVAL_S = 30
+STOP_GRACE_S = 5.0
 
 
 class NotMigrated(RuntimeError):
@@ -32,13 +46,15 @@ class NotMigrated(RuntimeError):
 
 @dataclass
 class Services:
-    """What the adapters share; built when the application starts (inside the event loop)."""
+    """What the adapters share."""
 
     runtime: Runtime
     daraja: DarajaClient
     payments: PaymentService
     settlement: SettlementWorker
     watchdog: Watchdog
+    engine: DialogEngine
+    extras: dict[str, Any] = field(default_factory=dict)  # bot handle, mail capture, …
 
 
 SERVICES = web.AppKey("services", Services)
@@ -59,69 +75,194 @@ async def prepare_database(runtime: Runtime, *, auto_upgrade: bool) -> None:
     )
 
 
+def at_webhook_secret(settings: Settings, secret_key: str) -> str | None:
+    """AT_WEBHOOK_SECRET, or in local mode one derived from SECRET_KEY (stable across restarts)."""
+    if settings.at_webhook_secret:
+        return settings.at_webhook_secret
+    if settings.local_mode:
+        return hmac.new(secret_key.encode(), b"at-webhook", hashlib.sha256).hexdigest()[:24]
+    return None
+
+
 def create_app(
-    settings: Settings, runtime: Runtime | None = None, *, daraja: DarajaClient | None = None
+    settings: Settings,
+    runtime: Runtime | None = None,
+    *,
+    daraja: DarajaClient | None = None,
+    with_bot: bool = True,
+    with_notifications: bool = True,
 ) -> web.Application:
-    """Build the whole application for ``settings`` (tests may pass a runtime or a Daraja client)."""
+    """Build the whole application (tests may pass a runtime, a Daraja client, or switch parts off)."""
     runtime = runtime or build_runtime(settings)
     secret_key = ensure_secret_key(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    runtime.components.setdefault("bot", "disabled")
-    setup_health(app, runtime)
+    local = settings.local_mode
 
-    settlement = SettlementWorker(runtime)
+    client = daraja or DarajaClient.from_settings(settings)
+    payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
+    settlement = SettlementWorker(
+        runtime, confirm=client.stk_query if settings.mpesa_confirm_with_query else None
+    )
+    services = Services(
+        runtime,
+        client,
+        payments,
+        settlement,
+        Watchdog(runtime, client, payments),
+        DialogEngine(runtime, payments),
+    )
+    app[SERVICES] = services
+
+    setup_health(app, runtime)
     intake = CallbackIntake(runtime, secret_key, on_stored=settlement.notify)
     setup_mpesa_callbacks(app, intake, settings)
-    if settings.local_mode and settings.mpesa_api_base_url is None:
-        from simulators.daraja import create_app as create_daraja_simulator
+    sms_secret = at_webhook_secret(settings, secret_key)
+    if sms_secret:
+        setup_sms_routes(app, runtime, services.engine, sms_secret)
+    setup_telegram_webhook(app, settings.telegram_webhook_secret)
 
-        app.add_subapp("/sim/daraja", create_daraja_simulator())
+    bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
+    if local:
+        bot_token, bot_base_url = _mount_simulators(app, settings, services, sms_secret, bot_token)
+    runtime.components["bot"] = "starting" if (with_bot and bot_token) else "disabled"
 
-    async def runtime_ctx(_app: web.Application) -> AsyncIterator[None]:
-        await prepare_database(runtime, auto_upgrade=settings.local_mode)
+    async def database_ctx(_app: web.Application) -> AsyncIterator[None]:
+        await prepare_database(runtime, auto_upgrade=local)
         yield
         await intake.close()
-        await runtime.close()
-
-    async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
-        client = daraja or DarajaClient.from_settings(settings)
-        payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
-        watchdog = Watchdog(runtime, client, payments)
-        if settings.mpesa_confirm_with_query:
-            settlement.confirm = client.stk_query
-        app[SERVICES] = Services(runtime, client, payments, settlement, watchdog)
-        stop = asyncio.Event()
-        settler = asyncio.create_task(settlement.run(stop), name="settlement")
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        # Property 76: pick up every live attempt at start-up, then every few seconds.
-        scheduler.add_job(_guarded(watchdog.tick), "interval", seconds=WATCHDOG_INTERVAL_S,
-                          max_instances=1, coalesce=True, next_run_time=_now())
-        scheduler.start()
-        yield
-        scheduler.shutdown(wait=False)
-        stop.set()
-        runtime.wake("settlement")
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(settler, 5)
         if daraja is None:
             await client.aclose()
+        await runtime.close()
 
-    app.cleanup_ctx.append(runtime_ctx)
+    async def payments_ctx(_app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        settler = asyncio.create_task(settlement.run(stop), name="settlement")
+        jobs = BackgroundJobs()
+        # Property 76: pick up every live attempt at start-up, then every few seconds.
+        jobs.every(WATCHDOG_INTERVAL_S, "payment-watchdog", services.watchdog.tick)
+        jobs.start()
+        yield
+        await jobs.stop()
+        await _stop_task(settler, stop, runtime, "settlement")
+
+    async def notifications_ctx(_app: web.Application) -> AsyncIterator[None]:
+        capture = services.extras.get("mail_capture")
+        if capture is not None:
+            await capture.start()
+        senders = await _senders(settings, services)
+        stop = asyncio.Event()
+        dispatcher = asyncio.create_task(Dispatcher(runtime, senders).run(stop), name="outbox")
+        jobs = BackgroundJobs()
+        jobs.every(REMINDER_INTERVAL_S, "reminders", lambda: _queue_due_reminders(runtime))
+        jobs.start()
+        yield
+        await jobs.stop()
+        await _stop_task(dispatcher, stop, runtime, "outbox")
+        if capture is not None:
+            await capture.stop()
+
+    async def bot_ctx(_app: web.Application) -> AsyncIterator[None]:
+        from bot.app import start_bot
+
+        sim_runner, base_url = None, bot_base_url
+        if "telegram_sim_state" in services.extras:
+            sim_runner, base_url = await _private_telegram(services.extras["telegram_sim_state"])
+        handle = await start_bot(runtime, services.engine, payments, app, token=bot_token, base_url=base_url)
+        services.extras["bot"] = handle
+        yield
+        await handle.stop()
+        if sim_runner is not None:
+            await sim_runner.cleanup()
+
+    app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(payments_ctx)
+    if with_bot and bot_token:
+        app.cleanup_ctx.append(bot_ctx)
+    if with_notifications:
+        app.cleanup_ctx.append(notifications_ctx)
     return app
 
 
-def _guarded(job):  # type: ignore[no-untyped-def]
-    async def run() -> None:
-        try:
-            await job()
-        except Exception:  # a failing tick must not kill the scheduler; the next one retries
-            log.exception("background job failed", extra={"job": getattr(job, "__qualname__", "job")})
+def _mount_simulators(
+    app: web.Application,
+    settings: Settings,
+    services: Services,
+    sms_secret: str | None,
+    bot_token: str | None,
+) -> tuple[str | None, str]:
+    """Local mode: the outside systems' stand-ins under /sim/ (only those not configured for real)."""
+    from simulators import africastalking, smtp, telegram_api
+    from simulators.daraja import create_app as daraja_app
 
-    return run
+    base = f"http://127.0.0.1:{settings.port}"
+    if settings.mpesa_api_base_url is None:
+        app.add_subapp("/sim/daraja", daraja_app())
+    bot_base_url = settings.telegram_api_base_url
+    if bot_token is None:
+        # One simulated Telegram, two doors: /sim/telegram for people and tests, and a private
+        # listener the bot polls (it must be up before the main site listens and stay up until
+        # the bot has stopped, which the main site's life cycle cannot give).
+        state = telegram_api.TelegramApiSimulator(telegram_api.SIMULATOR_TOKEN)
+        app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
+        services.extras["telegram_sim_state"] = state
+        bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
+    if settings.at_api_base_url is None and not settings.at_username:
+        report_url = f"{base}/hooks/sms/{sms_secret}/delivery" if sms_secret else None
+        app.add_subapp(
+            "/sim/at", africastalking.AfricasTalkingSimulator(delivery_report_url=report_url).app()
+        )
+    if not settings.smtp_host:
+        capture = smtp.SmtpCaptureServer()
+        services.extras["mail_capture"] = capture
+        app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
+    return bot_token, bot_base_url
 
 
-def _now():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
+async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
+    """Serve the simulated Telegram on a private loopback port for the bot; returns its base URL."""
+    from simulators import telegram_api
 
-    return datetime.now(UTC)
+    runner = web.AppRunner(telegram_api.create_app(state=state), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/bot"
+
+
+async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
+    from bot.sender import TelegramSender
+    from core.services.email import SmtpSender
+    from core.services.sms import SmsSender, build_sms_gateway
+
+    senders: dict[str, Sender] = {}
+    capture = services.extras.get("mail_capture")
+    email = SmtpSender.from_settings(settings) or (
+        SmtpSender.for_capture(capture.port, sender_address=settings.smtp_from) if capture else None
+    )
+    if email is not None:
+        senders["email"] = email
+    gateway = build_sms_gateway(settings)
+    if gateway is not None:
+        senders["sms"] = SmsSender(gateway)
+    handle = services.extras.get("bot")
+    telegram = TelegramSender(handle.application.bot) if handle else TelegramSender.from_settings(settings)
+    if telegram is not None:
+        senders["telegram"] = telegram
+    return senders
+
+
+async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Runtime, worker: str) -> None:
+    stop.set()
+    runtime.wake(worker)
+    try:
+        await asyncio.wait_for(task, STOP_GRACE_S)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _queue_due_reminders(runtime: Runtime) -> None:
+    if await run_due_reminders(runtime):
+        runtime.wake("outbox")

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--report", help="write the detailed report here (CSV)")
     reconcile.add_argument("--no-query", action="store_true", help="do not STK Query open attempts")
     reconcile.add_argument(
-        "--environment", choices=("production", "sandbox", "simulator"),
+        "--environment",
+        choices=("production", "sandbox", "simulator"),
         help="which payments to reconcile (default: MPESA_ENVIRONMENT)",
     )
 
@@ -240,7 +241,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         client = None if args.no_query else DarajaClient.from_settings(settings)
         try:
             return await reconcile(
-                rt, environment=args.environment or settings.mpesa_environment, statement=statement,
+                rt,
+                environment=args.environment or settings.mpesa_environment,
+                statement=statement,
                 query=client.stk_query if client else None,
             )
         finally:

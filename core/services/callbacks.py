@@ -44,6 +44,7 @@ STORE_RETRIES = 3
 SETTLE_RETRIES = 3
 BACKOFF_BASE_S = 0.05
 SWEEP_INTERVAL_S = 2.0
+ANSWER_TIMEOUT_S = 10.0
 MAX_SWEEP_ATTEMPTS = 20
 
 
@@ -79,13 +80,16 @@ class CallbackIntake:
         self._runtime = runtime
         self._secret_key = secret_key
         self._on_stored = on_stored  # callable(list[str]) with the stored CheckoutRequestIDs
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def submit(self, secret: str, body: bytes) -> IntakeAnswer:
         """Verify and store one callback; returns what to answer."""
         if not secret or len(secret) > 128:
             return NOT_FOUND
+        if self._closing:
+            return UNAVAILABLE
         try:
             parsed, error = parse_stk_callback(body), None
         except InvalidCallback as exc:
@@ -99,13 +103,23 @@ class CallbackIntake:
         )
         self._ensure_writer()
         await self._queue.put(pending)
-        return await pending.future
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            log.error("callback not stored in time; answering 503 so Safaricom may retry")
+            return UNAVAILABLE
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Finish the batch in hand (cancelling a transaction mid-flight can wedge SQLite), then stop."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
 
     def _ensure_writer(self) -> None:
@@ -114,10 +128,21 @@ class CallbackIntake:
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
             while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            answers, stored = await self._store_with_retry(batch)
+                item = self._queue.get_nowait()
+                if item is None:  # closing: store what we have, then stop
+                    self._queue.put_nowait(None)
+                    break
+                batch.append(item)
+            try:
+                answers, stored = await self._store_with_retry(batch)
+            except Exception:  # the writer must outlive any surprise, or every later request hangs
+                log.exception("callback intake failed unexpectedly", extra={"batch": len(batch)})
+                answers, stored = [UNAVAILABLE] * len(batch), []
             for pending, answer in zip(batch, answers, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(answer)

@@ -146,7 +146,7 @@ async def payment_stack(database_url: str, **env: str) -> AsyncIterator[PaymentS
         )
         clock = Clock()
         runtime = build_runtime(settings, clock=clock)
-        app = create_app(settings, runtime)
+        app = create_app(settings, runtime, with_bot=False, with_notifications=False)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
