@@ -1,0 +1,271 @@
+"""The live payment-progress message (Properties 15, 16, 17, 18).
+
+When the engine sends a reply tagged ``payment_progress:<attempt id>``, the message it
+became is followed here: while the attempt is QUEUED / AWAITING_CUSTOMER / UNCLEAR the
+message is edited at least every ``interval`` seconds (< 3 s) with the elapsed time and a
+"typing…" chat action is kept up; when the payment service reports a change
+(``runtime.wake("payments")``, set by ``PaymentService.on_change`` and by settlement) the
+status is read at once and the same message is edited to the result — paid with the
+receipt, or the failure reason with a "Retry payment" button (``v1:pay:<booking id>``).
+At the attempt's deadline (120 s) it says the payment is being checked, then keeps
+watching (every ``slow_interval`` s and on every wake-up) for ``watch_after_deadline`` s.
+
+Kept in memory: after a restart the message stays as it was (the outbox still delivers
+the result as its own message). The engine's text carries the TEST MODE marker; results
+written here add it when the attempt is a test one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from telegram import InlineKeyboardMarkup
+
+from bot.delivery import ChatUnreachable, TelegramOut
+from bot.render import escape, inline_keyboard
+from core.dialog.types import Option
+from core.domain.states import PaymentStatus
+from core.runtime import Runtime
+from core.services.payments import PaymentService, PaymentView
+
+log = logging.getLogger(__name__)
+
+PAYMENTS_WAKEUP = "payments"
+WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
+RETRY_LABEL = "Retry payment"
+TEST_MODE_LINE = "[TEST MODE]"
+MAX_TRACKED = 2000
+GENERIC_FAILURE = "The payment did not go through. You can retry now."
+
+
+def retry_value(booking_id: int) -> str:
+    return f"v1:pay:{booking_id}"
+
+
+def waiting_line(view: PaymentView, elapsed: int) -> str:
+    """The status line under the engine's text while we wait."""
+    if view.status == PaymentStatus.QUEUED:
+        what = "Contacting M-Pesa"
+    elif view.status == PaymentStatus.UNCLEAR:
+        what = "Checking the payment with M-Pesa"
+    else:
+        what = "Waiting for you to confirm on your phone"
+    return f"⏳ {what}… {elapsed} s"
+
+
+def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
+    """Plain text and options for a settled attempt."""
+    mark = f"{TEST_MODE_LINE}\n" if view.test_mode else ""
+    if view.status == PaymentStatus.PAID:
+        receipt = f"\nM-Pesa receipt: {view.receipt}" if view.receipt else ""
+        return (
+            f"{mark}✅ Payment received: KES {view.amount_kes:,}.{receipt}\nYour session is confirmed.",
+            (),
+        )
+    if view.status == PaymentStatus.NEEDS_REVIEW:
+        return (
+            f"{mark}⚠️ We need to check this payment by hand. Please do not pay again; "
+            "we will message you here.",
+            (),
+        )
+    reason = view.client_message or GENERIC_FAILURE
+    return (f"{mark}❌ {reason}", (Option(RETRY_LABEL, retry_value(view.booking_id)),))
+
+
+def overdue_text(view: PaymentView) -> str:
+    mark = f"{TEST_MODE_LINE}\n" if view.test_mode else ""
+    return (
+        f"{mark}⏳ No answer from M-Pesa yet. We are checking the payment with M-Pesa and will "
+        "update this message. Please do not pay again for now."
+    )
+
+
+@dataclass
+class _Followed:
+    attempt_id: int
+    chat_id: int
+    message_id: int
+    base_text: str
+    options: tuple[Option, ...]
+    poke: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    shown: str | None = None
+    shown_at: float = 0.0
+    typing_at: float = 0.0
+    overdue_shown: bool = False
+    gone: bool = False  # the message was deleted: results go in a new message
+
+
+class PaymentProgress:
+    """Follows payment-progress messages and edits them until the attempt settles."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        payments: PaymentService,
+        out: TelegramOut,
+        *,
+        interval: float = 2.5,
+        typing_every: float = 4.5,
+        slow_interval: float = 10.0,
+        watch_after_deadline: float = 600.0,
+        min_edit_gap: float = 1.0,
+    ) -> None:
+        if interval >= 3.0:
+            raise ValueError("interval must be under 3 s (Property 15)")
+        self.runtime = runtime
+        self.payments = payments
+        self.out = out
+        self.interval = interval
+        self.typing_every = typing_every
+        self.slow_interval = slow_interval
+        self.watch_after_deadline = watch_after_deadline
+        self.min_edit_gap = min(min_edit_gap, interval)
+        self._followed: dict[int, _Followed] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Listen for payment wake-ups (call inside the running loop)."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="telegram-payment-progress")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [t for t in (self._listener, *(f.task for f in self._followed.values())) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._followed.clear()
+        self._listener = None
+
+    @property
+    def followed(self) -> dict[int, tuple[int, int]]:
+        """attempt id → (chat id, message id) of the messages being followed now."""
+        return {a: (f.chat_id, f.message_id) for a, f in self._followed.items()}
+
+    # -- API for the reply delivery ----------------------------------------------------------
+    def track(
+        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: Sequence[Option] = ()
+    ) -> None:
+        """Follow ``message_id`` as the progress message of ``attempt_id`` (replacing an older one)."""
+        if self._stopping:
+            return
+        current = self._followed.get(attempt_id)
+        if current is not None and current.task is not None and not current.task.done():
+            if current.message_id != message_id:
+                old_chat, old_id = current.chat_id, current.message_id
+                asyncio.get_running_loop().create_task(self._forget_message(old_chat, old_id))
+            current.chat_id, current.message_id = chat_id, message_id
+            current.base_text, current.options = base_text, tuple(options)
+            current.shown, current.overdue_shown = None, False
+            current.poke.set()
+            return
+        if len(self._followed) >= MAX_TRACKED:
+            log.warning("too many payment progress messages; not following", extra={"attempt": attempt_id})
+            return
+        entry = _Followed(attempt_id, chat_id, message_id, base_text, tuple(options))
+        entry.shown_at = time.monotonic()  # the message was just sent with the engine's text
+        self._followed[attempt_id] = entry
+        entry.task = asyncio.get_running_loop().create_task(
+            self._follow(entry), name=f"progress-{attempt_id}"
+        )
+
+    def notify(self, attempt_id: int | None = None) -> None:
+        """Re-read one attempt (or all) now; PaymentService.on_change may call this directly."""
+        for entry in list(self._followed.values()):
+            if attempt_id is None or entry.attempt_id == attempt_id:
+                entry.poke.set()
+
+    # -- internals ----------------------------------------------------------------------------
+    async def _forget_message(self, chat_id: int, message_id: int) -> None:
+        with contextlib.suppress(ChatUnreachable):
+            await self.out.delete(chat_id, message_id)
+
+    async def _listen(self) -> None:
+        wake = self.runtime.wakeup(PAYMENTS_WAKEUP)
+        while True:
+            await wake.wait()
+            wake.clear()
+            self.notify()
+
+    async def _follow(self, entry: _Followed) -> None:
+        errors = 0
+        try:
+            while True:
+                entry.poke.clear()
+                try:
+                    view = await self.payments.status(entry.attempt_id)
+                    errors = 0
+                except Exception:
+                    errors += 1
+                    log.exception("payment status read failed", extra={"attempt": entry.attempt_id})
+                    if errors >= 10:
+                        return
+                    await self._pause(entry, self.interval)
+                    continue
+                if view.status not in WAITING:
+                    await self._show_result(entry, view)
+                    return
+                now = self.runtime.clock()
+                if now < view.deadline_at:
+                    elapsed = max(0, int((now - view.created_at).total_seconds()))
+                    text = f"{entry.base_text}\n\n{waiting_line(view, elapsed)}"
+                    await self._show(entry, escape(text), inline_keyboard(entry.options))
+                    await self._keep_typing(entry)
+                    await self._pause(entry, max(0.05, entry.shown_at + self.interval - time.monotonic()))
+                    continue
+                if not entry.overdue_shown:
+                    await self._show(entry, escape(overdue_text(view)), None, force=True)
+                    entry.overdue_shown = True
+                if (now - view.deadline_at).total_seconds() > self.watch_after_deadline:
+                    return
+                await self._pause(entry, self.slow_interval)
+        except ChatUnreachable:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("payment progress follower failed", extra={"attempt": entry.attempt_id})
+        finally:
+            if self._followed.get(entry.attempt_id) is entry:
+                del self._followed[entry.attempt_id]
+
+    async def _pause(self, entry: _Followed, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(entry.poke.wait(), seconds)
+
+    async def _keep_typing(self, entry: _Followed) -> None:
+        if time.monotonic() - entry.typing_at >= self.typing_every:
+            entry.typing_at = time.monotonic()
+            await self.out.typing(entry.chat_id)
+
+    async def _show(
+        self, entry: _Followed, html: str, markup: InlineKeyboardMarkup | None, *, force: bool = False
+    ) -> None:
+        if html == entry.shown or entry.gone:
+            return
+        if not force and time.monotonic() - entry.shown_at < self.min_edit_gap:
+            return  # wake-ups for other payments must not flood this chat with edits
+        result = await self.out.edit(entry.chat_id, entry.message_id, html, markup)
+        entry.shown_at = time.monotonic()  # also after a failure: no tight retry loop
+        if result in ("edited", "unchanged"):
+            entry.shown = html
+        elif result == "gone":
+            entry.gone = True
+
+    async def _show_result(self, entry: _Followed, view: PaymentView) -> None:
+        text, options = result_text(view)
+        html, markup = escape(text), inline_keyboard(options)
+        result = "gone" if entry.gone else await self.out.edit(entry.chat_id, entry.message_id, html, markup)
+        if result == "gone":  # the progress message was deleted: tell the result in a new one
+            await self.out.send(entry.chat_id, html, markup)
+        log.info("payment progress settled", extra={"attempt": entry.attempt_id, "status": str(view.status)})

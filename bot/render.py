@@ -1,0 +1,145 @@
+"""Turning the engine's channel-neutral replies into Telegram messages (no I/O here).
+
+The engine's text is plain; every piece of it is HTML-escaped here and sent with
+``parse_mode=HTML``, so a name like ``<b>x</b>`` reaches the user literally. Options
+become inline buttons whose ``callback_data`` is the option value unchanged (``v1:…``,
+at most 64 bytes, checked by :class:`core.dialog.types.Option`); ``ask_phone`` becomes a
+reply keyboard with a "Share my phone number" (request_contact) button plus the
+suggested numbers; ``remove_keyboard`` a ``ReplyKeyboardRemove``.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+
+from core.dialog.types import Option, Reply
+
+SHARE_PHONE_LABEL = "Share my phone number"
+TYPE_NUMBER_NOTE = "You can also type the number, e.g. 0712 345 678."
+PHONE_PLACEHOLDER = "0712 345 678"
+MORE_OPTIONS_TEXT = "Choose an option:"
+SHARE_OTHER_TEXT = "Or share another number: tap the button below, or type it."
+MAX_MESSAGE_CHARS = 4096
+SPLIT_AT = 4000  # room to spare under Telegram's 4096
+PROGRESS_TAG = "payment_progress:"
+
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One Telegram message to send (or the pressed message to edit, when ``edit``)."""
+
+    html: str
+    markup: Markup | None = None
+    edit: bool = False
+    tag: str | None = None
+    plain: str = ""  # the plain text behind ``html`` (what the user reads)
+    options: tuple[Option, ...] = ()
+
+
+def escape(text: str) -> str:
+    """Plain text → Telegram HTML (``<``, ``>``, ``&`` and quotes escaped)."""
+    return html.escape(text, quote=True)
+
+
+def inline_keyboard(options: tuple[Option, ...] | list[Option]) -> InlineKeyboardMarkup | None:
+    """Options as inline buttons, packed by label length (3, 2 or 1 per row)."""
+    if not options:
+        return None
+    longest = max(len(o.label) for o in options)
+    width = 3 if longest <= 8 else 2 if longest <= 18 else 1
+    buttons = [InlineKeyboardButton(o.label, callback_data=o.value) for o in options]
+    return InlineKeyboardMarkup([buttons[i : i + width] for i in range(0, len(buttons), width)])
+
+
+def phone_keyboard(suggestions: tuple[str, ...] | list[str] = ()) -> ReplyKeyboardMarkup:
+    """The phone step: share-contact button first, then each suggested number as a one-tap choice."""
+    rows = [[KeyboardButton(SHARE_PHONE_LABEL, request_contact=True)]]
+    rows += [[KeyboardButton(number)] for number in suggestions]
+    return ReplyKeyboardMarkup(
+        rows, resize_keyboard=True, one_time_keyboard=True, input_field_placeholder=PHONE_PLACEHOLDER
+    )
+
+
+def split_text(text: str, limit: int = SPLIT_AT) -> list[str]:
+    """Split plain text into pieces of at most ``limit`` characters, at line breaks when possible."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut <= 0:
+            cut = rest.rfind(" ", 0, limit)
+        if cut <= 0:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip("\n")
+    if rest.strip():
+        pieces.append(rest)
+    return pieces
+
+
+def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
+    """The Telegram messages for one Reply, in sending order.
+
+    ``can_edit``: the inbound was a button press on a message we may edit. A reply
+    keyboard (ask_phone, remove_keyboard) can only come with a new message, so those
+    replies are sent, never edited; options that cannot share that message follow in a
+    second message.
+    """
+    options = tuple(reply.options)
+    inline = inline_keyboard(options)
+    pieces = split_text(reply.text or " ")
+    out = [Outgoing(escape(p), plain=p) for p in pieces[:-1]]  # long text: leading pieces plain
+    last = pieces[-1]
+    if reply.ask_phone:
+        says_type = "type" in last.lower()  # the engine may already say that typing works
+        note = f"{last}\n\n{TYPE_NUMBER_NOTE}" if not options and not says_type else last
+        if options:
+            out.append(
+                Outgoing(
+                    escape(note),
+                    inline,
+                    edit=reply.edit_previous and can_edit and len(pieces) == 1,
+                    tag=reply.tag,
+                    plain=note,
+                    options=options,
+                )
+            )
+            out.append(
+                Outgoing(
+                    escape(SHARE_OTHER_TEXT), phone_keyboard(reply.phone_suggestions), plain=SHARE_OTHER_TEXT
+                )
+            )
+        else:
+            out.append(
+                Outgoing(escape(note), phone_keyboard(reply.phone_suggestions), tag=reply.tag, plain=note)
+            )
+        return out
+    if reply.remove_keyboard:
+        out.append(Outgoing(escape(last), ReplyKeyboardRemove(), tag=reply.tag, plain=last))
+        if inline:
+            out.append(Outgoing(escape(MORE_OPTIONS_TEXT), inline, plain=MORE_OPTIONS_TEXT, options=options))
+        return out
+    edit = reply.edit_previous and can_edit and len(pieces) == 1
+    out.append(Outgoing(escape(last), inline, edit=edit, tag=reply.tag, plain=last, options=options))
+    return out
+
+
+def progress_attempt_id(tag: str | None) -> int | None:
+    """The attempt id of a "payment_progress:<id>" tag, else None."""
+    if not tag or not tag.startswith(PROGRESS_TAG):
+        return None
+    value = tag.removeprefix(PROGRESS_TAG)
+    return int(value) if value.isdigit() else None

@@ -1,0 +1,102 @@
+"""``POST /hooks/telegram``: Telegram's webhook (webhook mode, when TELEGRAM_WEBHOOK_SECRET is set).
+
+Telegram sends every update with the header ``X-Telegram-Bot-Api-Secret-Token`` equal to
+the ``secret_token`` given to setWebhook; anything else gets 403 (compared in constant
+time, logged as a security event). A verified update is handed to the bot (PTB's update
+queue) and answered 200 at once, so a slow conversation step never holds Telegram's
+connection. Before the bot has started the route answers 503 and Telegram retries.
+
+Wiring (the composition root), while building the aiohttp app::
+
+    setup_telegram_webhook(app, settings.telegram_webhook_secret)   # no route when None
+    ...
+    handle = await start_bot(runtime, engine, payments, app)       # attaches itself here
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/hooks/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 512 * 1024
+
+UpdateSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class TelegramWebhook:
+    """The route's state: the expected secret and where verified updates go (set by the bot)."""
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("the Telegram webhook needs a secret")
+        self._secret = secret.encode()
+        self._sink: UpdateSink | None = None
+
+    @property
+    def secret(self) -> str:
+        return self._secret.decode()
+
+    @property
+    def attached(self) -> bool:
+        return self._sink is not None
+
+    def attach(self, sink: UpdateSink) -> None:
+        """Send verified updates to ``sink`` (a coroutine taking the update JSON; ValueError = bad)."""
+        self._sink = sink
+
+    def detach(self) -> None:
+        self._sink = None
+
+    def verify(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self._secret)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.verify(request.headers.get(SECRET_HEADER)):
+            log.warning(
+                "security: telegram webhook call without the right secret",
+                extra={"source": request.remote, "header_present": SECRET_HEADER in request.headers},
+            )
+            return web.Response(status=403, text="Forbidden")
+        sink = self._sink
+        if sink is None:
+            return web.Response(status=503, text="Bot not started")
+        if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
+            return web.Response(status=400, text="Update too large")
+        body = await request.content.read(MAX_UPDATE_BYTES + 1)
+        if len(body) > MAX_UPDATE_BYTES:
+            return web.Response(status=400, text="Update too large")
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not a Telegram update")
+            await sink(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("telegram webhook body rejected", extra={"error": str(exc)[:200]})
+            return web.Response(status=400, text="Bad update")
+        return web.Response(status=200)
+
+
+TELEGRAM_WEBHOOK = web.AppKey("telegram_webhook", TelegramWebhook)
+
+
+def setup_telegram_webhook(app: web.Application, secret: str | None) -> TelegramWebhook | None:
+    """Register ``POST /hooks/telegram`` on ``app`` when ``secret`` is set (webhook mode).
+
+    Call while building the app (routes cannot be added once it runs); ``start_bot(…, app)``
+    then finds the returned object under :data:`TELEGRAM_WEBHOOK` and attaches the bot.
+    """
+    if not secret:
+        return None
+    hook = TelegramWebhook(secret)
+    app[TELEGRAM_WEBHOOK] = hook
+    app.router.add_post(WEBHOOK_PATH, hook.handle)
+    return hook
