@@ -9,6 +9,7 @@ loser re-evaluates the WHERE clause and matches nothing).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
 
@@ -85,18 +86,11 @@ async def transition_payment(
     **values: Any,
 ) -> PaymentStatus:
     """Apply ``event`` to a payment attempt with a conditional UPDATE; return the new status."""
-    sources = payment_sources(event)
-    if only_from is not None:
-        sources = sources & frozenset(only_from)
+    sources = payment_sources(event) & frozenset(only_from if only_from is not None else PaymentStatus)
     target: PaymentStatus = _target(PAYMENT_TRANSITIONS, event)
-    result = await session.execute(
-        update(PaymentAttempt)
-        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.status.in_([s.value for s in sources]))
-        .values(status=target.value, updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
+    await _compare_and_set(
+        session, PaymentAttempt, "payment attempt", attempt_id, event, sources, target, values
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise TransitionConflict("payment attempt", attempt_id, event.value)
     return target
 
 
@@ -109,16 +103,27 @@ async def transition_booking(
     **values: Any,
 ) -> BookingStatus:
     """Apply ``event`` to a booking with a conditional UPDATE; return the new status."""
-    sources = booking_sources(event)
-    if only_from is not None:
-        sources = sources & frozenset(only_from)
+    sources = booking_sources(event) & frozenset(only_from if only_from is not None else BookingStatus)
     target: BookingStatus = _target(BOOKING_TRANSITIONS, event)
+    await _compare_and_set(session, Booking, "booking", booking_id, event, sources, target, values)
+    return target
+
+
+async def _compare_and_set(
+    session: AsyncSession,
+    model: type[Booking] | type[PaymentAttempt],
+    what: str,
+    row_id: int,
+    event: StrEnum,
+    sources: frozenset[StrEnum],
+    target: StrEnum,
+    values: dict[str, Any],
+) -> None:
     result = await session.execute(
-        update(Booking)
-        .where(Booking.id == booking_id, Booking.status.in_([s.value for s in sources]))
+        update(model)
+        .where(model.id == row_id, model.status.in_([s.value for s in sources]))
         .values(status=target.value, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise TransitionConflict("booking", booking_id, event.value)
-    return target
+        raise TransitionConflict(what, row_id, event.value)
