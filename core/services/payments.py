@@ -239,6 +239,12 @@ class PaymentService:
                 return attempt, secret
         raise PaymentRefused("busy", "A payment for this booking is already starting. Please wait a moment.")
 
+    async def _booking_reference(self, booking_id: int) -> str:
+        """The booking reference the client sees on the M-Pesa prompt (TransactionDesc)."""
+        async with self.runtime.uow() as uow:
+            reference = await uow.session.scalar(select(Booking.reference).where(Booking.id == booking_id))
+        return reference or f"Booking {booking_id}"
+
     async def _push(self, attempt: PaymentAttempt, secret: str) -> None:
         callback_url = f"{self.runtime.settings.base_url}{CALLBACK_PATH}{secret}"
         try:
@@ -247,7 +253,7 @@ class PaymentService:
                     phone=attempt.phone,
                     amount=attempt.amount_kes,
                     callback_url=callback_url,
-                    transaction_desc=safe_transaction_desc(f"Booking {attempt.booking_id}"),
+                    transaction_desc=safe_transaction_desc(await self._booking_reference(attempt.booking_id)),
                 ),
                 self.push_timeout_s,
             )
@@ -264,6 +270,7 @@ class PaymentService:
 
     async def _mark_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> None:
         async with self.runtime.uow() as uow:
+            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
                 await transition_payment(
                     uow.session,
@@ -290,6 +297,7 @@ class PaymentService:
     async def _queue_for_retry(self, attempt: PaymentAttempt, error: str) -> None:
         now = self.runtime.clock()
         async with self.runtime.uow() as uow:
+            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             current = await uow.session.get_one(PaymentAttempt, attempt.id)
             if current.status != PaymentStatus.QUEUED:
                 return
@@ -355,6 +363,7 @@ class PaymentService:
 
     async def _mark_unclear(self, attempt: PaymentAttempt, why: str) -> None:
         async with self.runtime.uow() as uow:
+            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
                 await transition_payment(
                     uow.session,
@@ -380,6 +389,7 @@ class PaymentService:
         now = self.runtime.clock()
         detail = getattr(exc, "error_message", None) or str(exc)
         async with self.runtime.uow() as uow:
+            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
                 await transition_payment(
                     uow.session,
