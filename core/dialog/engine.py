@@ -1,0 +1,327 @@
+"""The conversation engine: one ``Inbound`` in, a list of ``Reply`` out, whatever the channel.
+
+State per (channel, user) lives in ``dialog_states`` (:mod:`core.dialog.store`), so a
+conversation survives restarts and may continue on another process. Each turn:
+
+1. load the state (a step idle for 30 minutes has expired and starts over);
+2. decide what the input means: an option value, a bare number picking one of the last
+   numbered choices, a keyword or /command, a button label typed out, or free text for the
+   current step;
+3. save the new state with a compare-and-set on its version; if another turn won, re-read
+   and decide again once, else answer "please try again";
+4. a turn with a side effect (booking request, STK push, approval, cancellation) claims
+   the state first and acts only if the claim won.
+
+Any unexpected error is logged with ids only and answered with a generic apology: the
+engine never raises and always replies. Wording comes from :mod:`core.dialog.messages`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
+from core.dialog.sms import TEL, numbered_choices
+from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
+from core.dialog.turn import CHOICES, MENU, PHONE, PROMPT, Outcome, Turn
+from core.dialog.types import Inbound, Option, Reply
+from core.runtime import Runtime
+from core.services.payments import PaymentService
+from core.templates.gsm import discreet
+
+log = logging.getLogger(__name__)
+
+TRIES = 2  # a turn that loses the compare-and-set is decided once more on fresh state
+_NUMBER = re.compile(r"^[1-9]\d{0,2}$")  # "07…" is the start of a phone number, not a choice
+_CODE_REPLY = re.compile(r"^([ad])[\s\-]*([2-9a-z]{4,8})$", re.IGNORECASE)
+_COMMANDS = {
+    "start": "start",
+    "book": "book",
+    "my": "my",
+    "mysessions": "my",
+    "pay": "pay",
+    "help": "help",
+    "menu": "help",
+    "stop": "stop",
+    "cancel": "stop",
+    "today": "today",
+    "upcoming": "upcoming",
+    "sessions": "sessions",
+    "all": "all",
+    "dashboard": "start",
+}
+_KEYWORDS = {
+    "start": "start",
+    "book": "book",
+    "my": "my",
+    "my sessions": "my",
+    "mysessions": "my",
+    "pay": "pay",
+    "help": "help",
+    "menu": "help",
+    "stop": "stop",
+    "cancel": "stop",
+    "quit": "stop",
+    "exit": "stop",
+    "today": "today",
+    "upcoming": "upcoming",
+    "sessions": "sessions",
+    "all": "all",
+}
+_THERAPIST_ONLY = frozenset({"today", "upcoming", "all"})
+
+
+class DialogEngine:
+    """Handles chat input for Telegram and SMS alike."""
+
+    def __init__(
+        self, runtime: Runtime, payments: PaymentService, *, idle_timeout: timedelta = IDLE_TIMEOUT
+    ) -> None:
+        self.runtime = runtime
+        self.payments = payments
+        self.store = DialogStore(runtime, idle_timeout=idle_timeout)
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Answer one message, button press or shared contact; never raises, never silent."""
+        channel = getattr(inbound, "channel", "telegram")
+        try:
+            replies = await self._handle(inbound)
+        except Exception as exc:
+            log.error(
+                "dialog turn failed",
+                extra={"channel": channel, "error_type": type(exc).__name__},
+                exc_info=True,
+            )
+            replies = [Reply(text=messages.say("error", channel))]
+        if not replies:
+            replies = [Reply(text=messages.say("help", channel))]
+        return replies
+
+    # -- the turn loop -----------------------------------------------------------------------
+
+    async def _handle(self, inbound: Inbound) -> list[Reply]:
+        for _ in range(TRIES):
+            snap = await self.store.load(inbound.channel, inbound.user_key)
+            turn = Turn(self, inbound, snap)
+            outcome = await self._decide(turn)
+            claimed = await self.store.save(
+                snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)
+            )
+            if claimed is None:
+                continue  # another turn changed the conversation first: decide again
+            if outcome.effect is None:
+                return self._finish(turn, outcome.replies, outcome.step)
+            final = await outcome.effect()
+            saved = await self.store.save(claimed, final.step, _state_data(claimed, final, final.replies))
+            if saved is None:
+                log.info("dialog state moved on during an effect", extra={"dialog": claimed.row_id})
+            return self._finish(turn, final.replies, final.step)
+        return [Reply(text=messages.say("try_again", inbound.channel))]
+
+    def _finish(self, turn: Turn, replies: list[Reply], step: str) -> list[Reply]:
+        if turn.step == PHONE and step != PHONE and replies and not turn.sms:
+            # Leaving the phone step: the "Share my phone number" keyboard goes away.
+            plain = next((i for i, r in enumerate(replies) if not r.options), 0)
+            replies = list(replies)
+            replies[plain] = replace(replies[plain], remove_keyboard=True)
+        if turn.sms:  # user data (names) must not name the kind of care either
+            replies = [
+                replace(
+                    r,
+                    text=discreet(r.text),
+                    options=tuple(Option(discreet(o.label), o.value) for o in r.options),
+                )
+                for r in replies
+            ]
+        return replies
+
+    # -- what the input means ------------------------------------------------------------------
+
+    async def _decide(self, turn: Turn) -> Outcome:
+        inbound = turn.inbound
+        text = " ".join((inbound.text or "").split())
+        if inbound.option is not None:
+            return await self._on_value(turn, inbound.option)
+        if inbound.contact_phone:
+            return await self._on_contact(turn, inbound.contact_phone)
+        choices = _choices(turn)
+        if _NUMBER.match(text):
+            if choices:
+                number = int(text)
+                if 1 <= number <= len(choices):
+                    return await self._on_value(turn, choices[number - 1][0])
+                return turn.stay(turn.reply("choose_number", count=len(choices)))
+            if turn.snap.expired:
+                return await self._restart(turn)
+        command = _command(text)
+        if command is not None:
+            outcome = await self._on_command(turn, *command)
+            if outcome is not None:
+                return outcome
+        code = _CODE_REPLY.match(text)
+        if code and await turn.therapist() is not None:
+            return await therapist_flow.decide_by_code(
+                turn, code.group(2), approve=code.group(1).lower() == "a"
+            )
+        folded = text.casefold()
+        for value, label in choices:
+            if folded and label.casefold() == folded:
+                return await self._on_value(turn, value)
+        return await self._on_text(turn, text)
+
+    async def _on_value(self, turn: Turn, value: str) -> Outcome:
+        if value.startswith(TEL):
+            if turn.step == PHONE:
+                return await pay_flow.on_phone(turn, value[len(TEL) :])
+            return self._stale(turn)
+        choice = values.parse(value)
+        if choice is None:
+            return self._stale(turn)
+        if choice.is_action:
+            return await self._on_action(turn, choice)
+        if choice.token != turn.data.get(MENU):
+            if turn.snap.expired:
+                return await self._restart(turn)
+            return self._stale(turn)
+        outcome = await booking_flow.on_choice(turn, choice) or client_flow.on_choice(turn, choice)
+        return outcome or self._stale(turn)
+
+    async def _on_action(self, turn: Turn, choice: values.Choice) -> Outcome:
+        kind = choice.kind
+        if kind == values.BOOK:
+            return await booking_flow.start(turn)
+        if kind == values.MY:
+            return await client_flow.my_sessions(turn)
+        if kind == values.HELP:
+            return await self._help(turn)
+        if kind == values.PAY:
+            return await pay_flow.start(turn, choice.int_arg())
+        if kind == values.CHANGE_PHONE:
+            return await pay_flow.change_phone(turn, choice.int_arg())
+        if kind == values.CANCEL_BOOKING:
+            return await client_flow.ask_cancel(turn, choice.int_arg())
+        if kind in (values.APPROVE, values.DECLINE):
+            return await therapist_flow.decide(turn, choice.int_arg(), approve=kind == values.APPROVE)
+        therapist = await turn.therapist()
+        if kind == values.SESSIONS and therapist is not None:
+            return await therapist_flow.sessions(turn, therapist, choice.arg)
+        return self._stale(turn)
+
+    async def _on_command(self, turn: Turn, name: str, arg: str) -> Outcome | None:
+        if name == "start":
+            return await self._start(turn, arg)
+        if name == "book":
+            return await booking_flow.start(turn)
+        if name == "my":
+            return await client_flow.my_sessions(turn)
+        if name == "pay":
+            return await pay_flow.start(turn, None)
+        if name == "help":
+            return await self._help(turn)
+        if name == "stop":
+            return turn.idle(turn.reply("stopped"))
+        therapist = await turn.therapist()
+        if therapist is not None and name in (*_THERAPIST_ONLY, "sessions"):
+            return await therapist_flow.sessions(turn, therapist, "all" if name == "sessions" else name)
+        if name == "sessions":
+            return await client_flow.my_sessions(turn)
+        return None  # a practitioner-only word from a client: treat as text
+
+    async def _on_contact(self, turn: Turn, phone: str) -> Outcome:
+        if turn.step == PHONE:
+            return await pay_flow.on_phone(turn, phone)
+        await turn.client()  # fills the client's phone if it was unknown
+        return turn.stay(turn.reply("phone_noted"))
+
+    async def _on_text(self, turn: Turn, text: str) -> Outcome:
+        if turn.step == PHONE:
+            return await pay_flow.on_phone(turn, text)
+        outcome = await booking_flow.on_text(turn, text)
+        if outcome is not None:
+            return outcome
+        if turn.step != IDLE:
+            return self._reprompt(turn, "help_step")
+        if turn.snap.expired:
+            return await self._restart(turn)
+        therapist = await turn.therapist()
+        if therapist is not None:  # on SMS the numbered choices and request cards say it all
+            before = [] if turn.sms else [turn.reply("therapist_help")]
+            return await therapist_flow.dashboard(turn, therapist, before=before)
+        if turn.sms and turn.snap.row_id is None:  # an SMS user's first message starts booking
+            return await booking_flow.start(turn, before=[turn.reply("welcome")])
+        return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
+
+    # -- common answers ------------------------------------------------------------------------------
+
+    async def _start(self, turn: Turn, arg: str) -> Outcome:
+        if arg.lower() == "book":
+            return await booking_flow.start(turn)
+        if arg and turn.channel == "telegram":
+            linked = await therapist_flow.link(turn, arg)
+            if linked is not None:
+                return linked
+        therapist = await turn.therapist()
+        if therapist is not None:
+            return await therapist_flow.dashboard(turn, therapist)
+        if arg:
+            return turn.main_menu(turn.say("menu"), before=[turn.reply("link_invalid")])
+        if turn.sms:
+            return await booking_flow.start(turn, before=[turn.reply("welcome")])
+        return turn.main_menu(turn.say("menu"), before=[turn.reply("welcome")])
+
+    async def _help(self, turn: Turn) -> Outcome:
+        therapist = await turn.therapist()
+        if turn.step != IDLE:
+            return self._reprompt(turn, "help")
+        if therapist is not None:
+            return await therapist_flow.dashboard(turn, therapist, before=[turn.reply("therapist_help")])
+        return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
+
+    async def _restart(self, turn: Turn) -> Outcome:
+        expired = turn.reply("expired")
+        if turn.sms:
+            return await booking_flow.start(turn, before=[expired])
+        return turn.main_menu(turn.say("menu"), before=[expired])
+
+    def _stale(self, turn: Turn) -> Outcome:
+        return self._reprompt(turn, "stale_option")
+
+    def _reprompt(self, turn: Turn, lead_key: str) -> Outcome:
+        """Say ``lead_key`` and show the current step's menu again (same numbers)."""
+        return turn.reprompt(turn.say(lead_key))
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _choices(turn: Turn) -> list[tuple[str, str]]:
+    return turn.choices()
+
+
+def _command(text: str) -> tuple[str, str] | None:
+    """``("book", "")`` for "/book", "BOOK", " book\\n"; ``("start", "<code>")`` for "/start <code>"."""
+    if text.startswith("/"):
+        head, _, arg = text[1:].partition(" ")
+        name = head.split("@", 1)[0].lower()
+        return (_COMMANDS.get(name, "help"), arg.strip())
+    key = text.lower().strip(" .!?")
+    return (_KEYWORDS[key], "") if key in _KEYWORDS else None
+
+
+def _state_data(before: Snapshot, outcome: Outcome, replies: list[Reply]) -> dict[str, Any]:
+    """The data to store: the flow's data plus the numbered choices now on screen."""
+    data = dict(outcome.data)
+    shown = numbered_choices(replies)
+    if shown:
+        data[CHOICES] = [list(item) for item in shown]
+    elif outcome.keep_choices and before.data.get(CHOICES):
+        for key in (CHOICES, PROMPT, MENU):
+            if key in before.data:
+                data[key] = before.data[key]
+    else:
+        data.pop(CHOICES, None)
+    return data

@@ -1,0 +1,319 @@
+"""The message catalogue: every sentence and button label the conversation shows.
+
+Handlers never hold user-facing literals; they call :func:`say` / :func:`label` with a key.
+A translation is data: add a dictionary like :data:`EN` (same keys, ``{field}`` names
+unchanged) to :data:`LANGUAGES`; missing keys fall back to English.
+
+An entry is either one string or ``{"default": ..., "sms": ...}`` when SMS needs a shorter
+or different wording (SMS fits 160 GSM-7 characters where possible). Wording is discreet
+everywhere: "session" and "practitioner", never words naming the kind of care, because a
+chat preview or an SMS may be read by anyone holding the phone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+
+from core.domain.money import format_kes
+from core.domain.phone import ACCEPTED_FORMATS
+from core.domain.slots import NAIROBI
+
+Entry = str | Mapping[str, str]
+
+LABELS_EN: dict[str, str] = {
+    # Exact labels other parts of the system and the tests rely on (DESIGN.md §4).
+    "approve": "Approve",
+    "decline": "Decline",
+    "pay": "Pay with M-Pesa",
+    "retry": "Retry payment",
+    "skip": "Skip",
+    "confirm": "Confirm",
+    "cancel": "Cancel",
+    "share_phone": "Share my phone number",
+    # Other choices.
+    "book": "Book a session",
+    "my": "My sessions",
+    "help": "Help",
+    "more": "More",
+    "change_phone": "Use another number",
+    "cancel_booking": "Cancel booking",
+    "yes_cancel": "Yes, cancel it",
+    "keep": "Keep it",
+    "today": "Today",
+    "upcoming": "Upcoming",
+    "all": "All sessions",
+}
+
+EN: dict[str, Entry] = {
+    # -- general --------------------------------------------------------------------------
+    "welcome": {
+        "default": "Welcome to Smiling Steps! I can book a session for you and take payment by M-Pesa.",
+        "sms": "Welcome to Smiling Steps.",
+    },
+    "menu": "What would you like to do?",
+    "help": {
+        "default": (
+            "Here is what I can do:\n"
+            "/book - book a session\n"
+            "/my - your sessions and payments\n"
+            "/pay - pay for an approved session\n"
+            "/cancel - stop what we are doing\n"
+            "/help - this message"
+        ),
+        "sms": "Smiling Steps: reply BOOK to book a session, MY for your sessions, PAY to pay, STOP to stop.",
+    },
+    "help_step": {
+        "default": "Please choose one of the options above, or send /cancel to stop.",
+        "sms": "Please reply with the number of your choice, or STOP to stop.",
+    },
+    "choose_number": "Please reply with a number from 1 to {count}.",
+    "stopped": {
+        "default": "Stopped. Send /book whenever you want to start again.",
+        "sms": "Stopped. Reply BOOK whenever you want to start again.",
+    },
+    "expired": "Our earlier conversation timed out after 30 minutes, so let's start again.",
+    "stale_option": "That choice is from an earlier message and no longer applies.",
+    "try_again": "Sorry, I was still busy with your previous message. Please try again.",
+    "error": "Sorry, something went wrong on our side. Please try again in a moment.",
+    "phone_noted": "Thanks, I noted your number.",
+    "reply_one": "Reply 1",
+    "reply_range": "Reply 1-{last}",
+    # -- booking ----------------------------------------------------------------------------
+    "choose_therapist": "Who would you like to see?",
+    "choose_type": "Which kind of session?",
+    "type_label": {"default": "{name} · {minutes} min · {price}", "sms": "{name} {minutes}min {price}"},
+    "choose_day": {
+        "default": "Pick a day (times are Nairobi time):",
+        "sms": "Pick a day:",
+    },
+    "choose_time": "Pick a start time on {day}:",
+    "no_therapists": "Sorry, nobody is taking bookings right now. Please try again later.",
+    "no_types": "Sorry, no sessions can be booked right now. Please try again later.",
+    "no_days": "{therapist} has no free times in the next 14 days. Please choose someone else.",
+    "no_times": "That day has just filled up. Please pick another day.",
+    "ask_email": {
+        "default": (
+            "Would you like the payment instructions and your receipt by e-mail? "
+            "Type your e-mail address, or choose Skip."
+        ),
+        "sms": "Type your e-mail address for a receipt, or choose Skip.",
+    },
+    "invalid_email": "That does not look like an e-mail address. Please type it again, or choose Skip.",
+    "summary": {
+        "default": (
+            "Please check your request:\n"
+            "{session_type} ({minutes} min) with {therapist}\n"
+            "{when}\n"
+            "Price: {price}\n"
+            "E-mail: {email}\n"
+            "Confirm to send it to {therapist} for approval."
+        ),
+        "sms": "{session_type} with {therapist}, {when}, {price}. Confirm?",
+    },
+    "no_email": "none",
+    "booking_sent": {
+        "default": (
+            "Request sent (ref {reference}). {therapist} will look at it soon; once it is approved "
+            "you will get a message to pay {price} with M-Pesa."
+        ),
+        "sms": "Request {reference} sent. When it is approved we will text you to pay {price} by M-Pesa.",
+    },
+    "slot_taken": "Sorry, that time was just taken. Please pick another time.",
+    "slot_gone": "Sorry, that time is no longer available. Please pick another one.",
+    "booking_dropped": "OK, nothing was booked.",
+    # -- my sessions --------------------------------------------------------------------------
+    "my_none": {
+        "default": "You have no upcoming sessions. Send /book to book one.",
+        "sms": "You have no upcoming sessions. Reply BOOK to book one.",
+    },
+    "my_header": "Your sessions:",
+    "my_line": {
+        "default": "{reference}: {session_type} with {therapist}, {when}.\n{status}",
+        "sms": "{reference} {when}: {status}",
+    },
+    "status_PENDING_APPROVAL": "Waiting for approval.",
+    "status_APPROVED": "Approved, not paid yet ({price}).",
+    "status_CONFIRMED": "Paid and confirmed (M-Pesa {receipt}).",
+    "status_COMPLETED": "Completed.",
+    "status_DECLINED": "Declined.",
+    "status_CANCELLED": "Cancelled.",
+    "status_EXPIRED": "Expired.",
+    "pay_state_AWAITING_CUSTOMER": "An M-Pesa prompt is waiting on your phone.",
+    "pay_state_QUEUED": "M-Pesa was not answering; we are retrying.",
+    "pay_state_UNCLEAR": "We are checking the last payment with M-Pesa.",
+    "pay_state_FAILED": "The last payment attempt failed.",
+    "pay_state_CANCELLED": "The last payment attempt was cancelled.",
+    "pay_state_TIMED_OUT": (
+        "The last M-Pesa request timed out. If you got an M-Pesa confirmation SMS you have paid; "
+        "otherwise choose Retry payment."
+    ),
+    "pay_state_NEEDS_REVIEW": "We are checking your payment; please do not pay again.",
+    # -- paying ------------------------------------------------------------------------------------
+    "test_mark": "[TEST MODE] ",
+    "nothing_to_pay": {
+        "default": "You have no approved session waiting for payment. Send /my to see your sessions.",
+        "sms": "You have no approved session waiting for payment. Reply MY to see your sessions.",
+    },
+    "choose_booking_to_pay": "Which session do you want to pay for?",
+    "pay_which_line": "{reference}: {when}, {price}",
+    "ask_phone": {
+        "default": (
+            "Which M-Pesa number should pay {price} for {reference}? "
+            "Type it (e.g. 0712 345 678) or choose a number below."
+        ),
+        "sms": "Which M-Pesa number should pay {price} for {reference}? Type it or choose:",
+    },
+    "test_number_hint": "Safaricom's sandbox test number 254708374149 is offered for testing.",
+    "invalid_phone": "That is not a Kenyan mobile number. Use one of: {formats}.",
+    "not_safaricom": (
+        "Note: {phone} may not be a Safaricom line, and M-Pesa prompts only reach Safaricom numbers. "
+        "Trying anyway."
+    ),
+    "check_phone": {
+        "default": (
+            "Check your phone: an M-Pesa prompt for {price} (ref {reference}) was sent to {phone}. "
+            "Enter your M-Pesa PIN there to pay. We never ask for your PIN here."
+        ),
+        "sms": "Check your phone: M-Pesa prompt for {price} (ref {reference}) sent to {phone}. "
+        "Enter your PIN.",
+    },
+    "already_waiting": (
+        "An M-Pesa prompt for {reference} is already waiting on {phone}. Please check your phone."
+    ),
+    "retrying": "Sending the M-Pesa prompt again to {phone}.",
+    "pay_queued": (
+        "M-Pesa is not answering right now. Nothing was charged; "
+        "we will send the prompt again in {seconds} seconds."
+    ),
+    "pay_unclear": (
+        "We sent the request, but M-Pesa has not confirmed it reached {phone}. If a prompt appears, "
+        "enter your PIN; we are checking with M-Pesa and will tell you the result."
+    ),
+    "pay_failed_now": "M-Pesa did not accept the request. Nothing was charged; please try again.",
+    "pay_already_paid": "{reference} is already paid.",
+    "pay_not_approved": "{reference} can be paid once it has been approved.",
+    "pay_not_payable": "{reference} can no longer be paid.",
+    "pay_not_found": "I could not find that session.",
+    "pay_unavailable": "We could not start the payment just now. Nothing was charged; please try again.",
+    "pay_busy": "A payment for this session is already starting. Please wait a moment.",
+    "pay_change_live": (
+        "The M-Pesa prompt sent to {phone} is still open. If that is the wrong phone, wait for it to "
+        "expire (about 2 minutes) and then choose Retry payment."
+    ),
+    # -- cancelling a booking ----------------------------------------------------------------------------
+    "cancel_confirm": "Cancel {reference} on {when}?",
+    "cancel_done": "{reference} is cancelled.",
+    "cancel_kept": "OK, your booking stays as it is.",
+    "cancel_not_allowed": "{reference} can no longer be cancelled here. Please contact the practice.",
+    "cancel_payment_live": "A payment for {reference} is in progress; please wait for it to finish.",
+    # -- practitioners -------------------------------------------------------------------------------------
+    "linked": "Welcome, {name}! Your Telegram account is now linked. Booking requests will arrive here.",
+    "link_invalid": "That link is not valid or has already been used. Please ask the practice for a new one.",
+    "link_taken": "This Telegram account is already linked to another practitioner.",
+    "dashboard": {
+        "default": (
+            "Hello {name}. Today: {today} session(s), {paid} paid. Waiting for your approval: {pending}."
+        ),
+        "sms": "Hello {name}. Today: {today}, {paid} paid. To approve: {pending}.",
+    },
+    "therapist_help": {
+        "default": (
+            "/today - today's sessions\n/upcoming - upcoming sessions\n/sessions - all sessions\n"
+            "Approve or decline each request with its buttons."
+        ),
+        "sms": "Reply TODAY, UPCOMING or ALL to list sessions. Approve with A<code>, decline with D<code>.",
+    },
+    "request_card": {
+        "default": "Request {reference}: {client}, {session_type} ({minutes} min), {when}, {price}.",
+        "sms": "{reference}: {client}, {when}. Reply A{code} to approve or D{code} to decline.",
+    },
+    "sessions_today": "Today's sessions:",
+    "sessions_upcoming": "Upcoming sessions:",
+    "sessions_all": "All sessions:",
+    "sessions_none": "No sessions.",
+    "session_line": {
+        "default": "{mark} {when} · {client} · {session_type} · {status}{receipt} · {reference}",
+        "sms": "{mark} {when}, {client}, {status}{receipt}",
+    },
+    "mark_paid": "[PAID]",
+    "mark_unpaid": "[UNPAID]",
+    "receipt_part": {"default": " · M-Pesa {receipt}", "sms": ", M-Pesa {receipt}"},
+    "tstatus_PENDING_APPROVAL": "awaiting your approval",
+    "tstatus_APPROVED": "approved, awaiting payment",
+    "tstatus_CONFIRMED": "confirmed",
+    "tstatus_COMPLETED": "completed",
+    "tstatus_DECLINED": "declined",
+    "tstatus_CANCELLED": "cancelled",
+    "tstatus_EXPIRED": "expired",
+    "approved_done": "Approved {reference}. {client} has been asked to pay.",
+    "declined_done": "Declined {reference}. {client} has been told.",
+    "client_unnamed": "Client",
+    "the_client": "The client",
+    "already_approved": "{reference} is already approved; nothing more to do.",
+    "already_declined": "{reference} was already declined.",
+    "not_pending": "{reference} is no longer waiting for approval.",
+    "request_not_found": "I could not find that request.",
+    "unknown_code": "No request with code {code} is waiting for you.",
+    "too_late": "{reference} can no longer be approved: its start time has passed.",
+}
+
+WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+LANGUAGES: dict[str, dict[str, Entry]] = {"en": EN}
+LABELS: dict[str, dict[str, str]] = {"en": LABELS_EN}
+CALENDAR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {"en": (WEEKDAYS_EN, MONTHS_EN)}
+DEFAULT_LANGUAGE = "en"
+PHONE_FORMATS = ACCEPTED_FORMATS
+
+
+def _entry(key: str, lang: str) -> Entry:
+    table = LANGUAGES.get(lang, EN)
+    if key in table:
+        return table[key]
+    return EN[key]  # KeyError for an unknown key: a programming error, caught by tests
+
+
+def say(key: str, channel: str = "telegram", lang: str = DEFAULT_LANGUAGE, **fields: object) -> str:
+    """The sentence ``key`` for ``channel`` in ``lang`` with ``fields`` filled in."""
+    entry = _entry(key, lang)
+    if not isinstance(entry, str):
+        entry = entry.get(channel) or entry["default"]
+    return entry.format(**fields) if fields else entry
+
+
+def label(key: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A button label."""
+    return LABELS.get(lang, LABELS_EN).get(key) or LABELS_EN[key]
+
+
+def price(amount_kes: int) -> str:
+    """``KES 2,500``."""
+    return format_kes(amount_kes)
+
+
+def day_label(day: date, lang: str = DEFAULT_LANGUAGE) -> str:
+    """``Mon 03 Jun``."""
+    weekdays, months = CALENDAR.get(lang, CALENDAR["en"])
+    return f"{weekdays[day.weekday()]} {day.day:02d} {months[day.month - 1]}"
+
+
+def time_label(moment: datetime) -> str:
+    """``10:00`` in Nairobi time."""
+    return moment.astimezone(NAIROBI).strftime("%H:%M")
+
+
+def when(moment: datetime, lang: str = DEFAULT_LANGUAGE, *, channel: str = "telegram") -> str:
+    """``Mon 03 Jun, 10:00 EAT`` (SMS: without the zone) for a stored UTC time."""
+    local = moment.astimezone(NAIROBI)
+    text = f"{day_label(local.date(), lang)}, {local:%H:%M}"
+    return text if channel == "sms" else f"{text} EAT"
+
+
+def display_phone(msisdn: str) -> str:
+    """``0712 345 678`` for ``254712345678`` (the client's own number, shown back to them)."""
+    if len(msisdn) == 12 and msisdn.startswith("254"):
+        local = "0" + msisdn[3:]
+        return f"{local[:4]} {local[4:7]} {local[7:]}"
+    return msisdn

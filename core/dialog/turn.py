@@ -1,0 +1,203 @@
+"""One turn of the conversation: what came in, the state it found, and what to do about it.
+
+Handlers are ``async def handler(turn, …) -> Outcome``. An Outcome names the replies and
+the next step/data. When the turn has a side effect (send a booking request, push an
+STK prompt, approve…), the handler returns ``Outcome(effect=…)`` instead: the engine first
+*claims* the turn by saving ``step``/``data`` (compare-and-set on the state's version),
+and runs the effect only if that save won, so two copies of one message (double tap,
+two processes) can never both act. The effect returns the final Outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from core.dialog import messages, values
+from core.dialog.sms import TEL
+from core.dialog.store import IDLE, Snapshot
+from core.dialog.types import Inbound, Option, Reply
+from core.services.booking import find_or_create_client
+from core.services.booking_queries import therapist_for_user
+from core.services.booking_types import ClientRef, TherapistRef
+
+if TYPE_CHECKING:
+    from core.dialog.engine import DialogEngine
+
+# Conversation steps (dialog_states.step).
+THERAPIST = "therapist"
+SESSION_TYPE = "session_type"
+DAY = "day"
+TIME = "time"
+EMAIL = "email"
+CONFIRM = "confirm"
+PHONE = "phone"
+CANCEL = "cancel_booking"
+STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, CANCEL)
+
+# Keys of the state data that belong to the engine, not to a flow.
+CHOICES = "choices"  # [[value, label], ...]: what a bare number picks (options, then phone suggestions)
+PROMPT = "prompt"  # the text of the last menu, shown again after input that fits no choice
+MENU = "menu"  # the current menu token
+
+Effect = Callable[[], Awaitable["Outcome"]]
+
+
+@dataclass
+class Outcome:
+    """Replies plus the next state; ``effect`` runs after the state was claimed."""
+
+    replies: list[Reply]
+    step: str = IDLE
+    data: dict[str, Any] = field(default_factory=dict)
+    effect: Effect | None = None
+    keep_choices: bool = False  # the menu on screen is still the current one
+
+
+@dataclass
+class Turn:
+    engine: DialogEngine
+    inbound: Inbound
+    snap: Snapshot
+    lang: str = messages.DEFAULT_LANGUAGE
+    _client: ClientRef | None = None
+    _therapist: TherapistRef | None = None
+    _therapist_loaded: bool = False
+
+    # -- context -----------------------------------------------------------------------------
+    @property
+    def channel(self) -> str:
+        return self.inbound.channel
+
+    @property
+    def sms(self) -> bool:
+        return self.inbound.channel == "sms"
+
+    @property
+    def step(self) -> str:
+        return self.snap.step
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.snap.data
+
+    @property
+    def runtime(self) -> Any:
+        return self.engine.runtime
+
+    @property
+    def test_mode(self) -> bool:
+        return bool(self.engine.runtime.settings.test_mode)
+
+    async def client(self) -> ClientRef:
+        """The client behind this chat user (created on first use)."""
+        if self._client is None:
+            self._client = await find_or_create_client(
+                self.engine.runtime,
+                self.inbound.channel,
+                self.inbound.user_key,
+                self.inbound.display_name,
+                self.inbound.contact_phone,
+            )
+        return self._client
+
+    async def therapist(self) -> TherapistRef | None:
+        """The practitioner behind this chat user, if it is one."""
+        if not self._therapist_loaded:
+            self._therapist = await therapist_for_user(
+                self.engine.runtime, self.channel, self.inbound.user_key
+            )
+            self._therapist_loaded = True
+        return self._therapist
+
+    # -- wording -----------------------------------------------------------------------------
+    def say(self, key: str, **fields: object) -> str:
+        return messages.say(key, self.channel, self.lang, **fields)
+
+    def label(self, key: str) -> str:
+        return messages.label(key, self.lang)
+
+    def when(self, moment: Any) -> str:
+        return messages.when(moment, self.lang, channel=self.channel)
+
+    def reply(self, key: str, **fields: object) -> Reply:
+        return Reply(text=self.say(key, **fields))
+
+    def paymark(self, text: str) -> str:
+        """Property 78: every payment message carries TEST MODE in sandbox/simulator mode."""
+        return self.say("test_mark") + text if self.test_mode else text
+
+    # -- building outcomes -------------------------------------------------------------------
+    def flow_data(self, **updates: Any) -> dict[str, Any]:
+        """The flow's data (engine keys dropped) with ``updates``."""
+        kept = {k: v for k, v in self.data.items() if k not in (CHOICES, PROMPT, MENU)}
+        kept.update(updates)
+        return kept
+
+    def stay(self, *replies: Reply) -> Outcome:
+        """Answer without moving: same step, same data, the menu on screen stays valid."""
+        return Outcome(list(replies), self.step, dict(self.data), keep_choices=True)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """The numbered choices on screen: ``(value, label)``."""
+        raw = self.data.get(CHOICES)
+        if not isinstance(raw, list):
+            return []
+        return [(str(i[0]), str(i[1])) for i in raw if isinstance(i, list | tuple) and len(i) == 2]
+
+    def reprompt(self, lead: str, *, compact: bool = False, payment: bool = False) -> Outcome:
+        """Say ``lead`` and show the current step's menu again, with the same numbers.
+
+        ``compact``: one message (the lead text carrying the menu) instead of lead + prompt.
+        """
+        lead_reply = Reply(text=self.paymark(lead) if payment else lead)
+        prompt = self.data.get(PROMPT)
+        if self.step == IDLE:
+            return self.main_menu(self.say("menu"), before=[lead_reply])
+        if not prompt:
+            return self.stay(lead_reply)
+        choices = self.choices()
+        options = tuple(Option(label, value) for value, label in choices if not value.startswith(TEL))
+        phones = tuple(value[len(TEL) :] for value, _ in choices if value.startswith(TEL))
+        again = Reply(
+            text=lead_reply.text if compact else str(prompt),
+            options=options,
+            ask_phone=self.step == PHONE,
+            phone_suggestions=phones,
+        )
+        return self.stay(again) if compact else self.stay(lead_reply, again)
+
+    def idle(self, *replies: Reply) -> Outcome:
+        return Outcome(list(replies), IDLE, {})
+
+    def menu(
+        self,
+        step: str,
+        text: str,
+        choices: Sequence[tuple[str, str, str | int]],
+        *,
+        data: dict[str, Any] | None = None,
+        before: Sequence[Reply] = (),
+        edit: bool = False,
+    ) -> Outcome:
+        """Move to ``step`` showing ``text`` with menu choices ``(label, kind, argument)``."""
+        token = values.new_token()
+        options = tuple(Option(label, values.menu(kind, token, arg)) for label, kind, arg in choices)
+        new_data = dict(data if data is not None else self.flow_data())
+        new_data[MENU] = token
+        new_data[PROMPT] = text
+        replies = [*before, Reply(text=text, options=options)]
+        if edit and self.inbound.option is not None:
+            replies[0] = replace(replies[0], edit_previous=True)
+        return Outcome(replies, step, new_data)
+
+    def main_menu(self, text: str, *, before: Sequence[Reply] = ()) -> Outcome:
+        """Idle, offering Book / My sessions (/ Help on Telegram)."""
+        options = [
+            Option(self.label("book"), values.action(values.BOOK)),
+            Option(self.label("my"), values.action(values.MY)),
+        ]
+        if not self.sms:
+            options.append(Option(self.label("help"), values.action(values.HELP)))
+        return Outcome([*before, Reply(text=text, options=tuple(options))], IDLE, {})

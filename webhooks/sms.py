@@ -1,0 +1,279 @@
+"""Africa's Talking SMS callbacks: inbound messages (the SMS conversation) and delivery reports.
+
+``POST /hooks/sms/{AT_WEBHOOK_SECRET}/inbound`` (form fields ``from``, ``to``, ``text``,
+``date``, ``id``, ``linkId``; optional ``networkCode``, ``keyword``):
+
+1. wrong secret → 404 (constant-time compare);
+2. bad form (not a form, missing ``from``/``id``, oversized) → 400 with the reason;
+3. ``from`` that is not a Kenyan mobile number → 200, ignored (we cannot answer it);
+4. de-duplicated on AT's message ``id`` (``callback_inbox``, provider ``at_sms``): a
+   repeat → 200, nothing done;
+5. the conversation engine answers; the replies become one SMS with numbered choices
+   (:func:`core.dialog.sms.render_sms`), queued in the outbox (template ``chat_reply``)
+   in the transaction that marks the inbound message processed; then the outbox is woken.
+
+The answer is 200 as soon as the reply is queued or after :data:`REPLY_WAIT_S` seconds,
+whichever is first (the turn then finishes in the background). Messages from one number
+are handled one at a time, in arrival order, within a process.
+
+``POST /hooks/sms/{secret}/delivery`` (``id``, ``status``, ``failureReason``…) records
+the report on the SMS it is about. Nothing a caller sends yields a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from core.db.models import CallbackInbox
+from core.dialog.engine import DialogEngine
+from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, render_sms
+from core.dialog.types import Inbound
+from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
+from core.runtime import Runtime
+from core.services.notifications import enqueue, record_delivery_report
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "at_sms"
+MAX_FORM_BYTES = 16 * 1024
+MAX_TEXT_CHARS = 1000
+MAX_ID_CHARS = 100
+REPLY_WAIT_S = 2.0
+STALE_AFTER = timedelta(seconds=60)  # an unprocessed inbound older than this was lost in a crash
+MAX_TRIES = 3
+_LOCK_STRIPES = 64
+
+
+class BadForm(ValueError):
+    """A callback body we cannot use; the message is returned with the 400."""
+
+
+@dataclass
+class SmsWebhook:
+    """The two AT routes, bound to a runtime, an engine and the path secret."""
+
+    runtime: Runtime
+    engine: DialogEngine | None  # may be set once the application has started (see setup_sms_routes)
+    secret: str
+    reply_wait_s: float = REPLY_WAIT_S
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _locks: list[asyncio.Lock] = field(default_factory=lambda: [asyncio.Lock() for _ in range(_LOCK_STRIPES)])
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    async def inbound(self, request: web.Request) -> web.Response:
+        self._check_secret(request)
+        try:
+            form = await _read_form(request)
+            sender = _required(form, "from")
+            message_id = _required(form, "id")
+            if len(message_id) > MAX_ID_CHARS:
+                raise BadForm(f"field 'id' is longer than {MAX_ID_CHARS} characters")
+        except BadForm as exc:
+            return web.Response(status=400, text=f"bad request: {exc}")
+        try:
+            msisdn = normalise_phone(sender)
+        except InvalidPhoneNumber:
+            log.info("inbound SMS from a non-Kenyan number ignored", extra={"sms_id": message_id})
+            return web.Response(text="ignored: not a Kenyan mobile number")
+        if self.engine is None:  # not wired yet: AT retries later, nothing was stored
+            log.error("inbound SMS before the conversation engine was set")
+            return web.Response(status=503, text="not ready")
+        text = (form.get("text") or "")[:MAX_TEXT_CHARS]
+        link_id = (form.get("linkId") or "").strip()
+        if not await self._claim(message_id, form):
+            return web.Response(text="duplicate: already received")
+        task = asyncio.create_task(
+            self._process(msisdn, text, message_id, link_id), name=f"sms-in-{message_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({task}, timeout=self.reply_wait_s)
+        return web.Response(text="OK")
+
+    async def delivery(self, request: web.Request) -> web.Response:
+        self._check_secret(request)
+        try:
+            form = await _read_form(request)
+            message_id = _required(form, "id")
+            status = _required(form, "status")
+        except BadForm as exc:
+            return web.Response(status=400, text=f"bad request: {exc}")
+        reason = (form.get("failureReason") or "").strip() or None
+        async with self.runtime.uow() as uow:
+            known = await record_delivery_report(
+                uow.session,
+                provider_message_id=message_id[:MAX_ID_CHARS],
+                status=status[:40],
+                failure_reason=reason[:200] if reason else None,
+            )
+            await uow.commit()
+        if not known:
+            log.info(
+                "delivery report for an unknown SMS", extra={"provider_message_id": message_id[:MAX_ID_CHARS]}
+            )
+        return web.Response(text="OK")
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _check_secret(self, request: web.Request) -> None:
+        given = request.match_info.get("secret", "")
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            log.warning("security: SMS callback with a wrong path secret")
+            raise web.HTTPNotFound()
+
+    async def _claim(self, message_id: str, form: Mapping[str, str]) -> bool:
+        """Store the message in the inbox; False when it was seen before (and is not lost)."""
+        now = self.runtime.clock()
+        raw = json.dumps(dict(form), ensure_ascii=False)
+        async with self.runtime.uow() as uow:
+            session = uow.session
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            stmt = (
+                insert(CallbackInbox)
+                .values(provider=PROVIDER, provider_id=message_id, raw_body=raw, received_at=now, attempts=0)
+                .on_conflict_do_nothing(index_elements=["provider", "provider_id"])
+                .returning(CallbackInbox.id)
+            )
+            if (await session.execute(stmt)).scalar_one_or_none() is not None:
+                await uow.commit()
+                return True
+            row = await session.scalar(
+                select(CallbackInbox).where(
+                    CallbackInbox.provider == PROVIDER, CallbackInbox.provider_id == message_id
+                )
+            )
+            if row is None or row.processed_at is not None or row.attempts >= MAX_TRIES:
+                return False
+            if row.received_at > now - STALE_AFTER * (row.attempts + 1):
+                return False  # probably still being handled
+            taken = await session.execute(
+                update(CallbackInbox)
+                .where(
+                    CallbackInbox.id == row.id,
+                    CallbackInbox.processed_at.is_(None),
+                    CallbackInbox.attempts == row.attempts,
+                )
+                .values(attempts=row.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await uow.commit()
+            log.warning("re-handling an inbound SMS that was never answered", extra={"sms_id": message_id})
+            return True
+
+    async def _process(self, msisdn: str, text: str, message_id: str, link_id: str) -> None:
+        lock = self._locks[zlib.crc32(msisdn.encode()) % _LOCK_STRIPES]
+        try:
+            async with lock:
+                assert self.engine is not None
+                replies = await self.engine.handle(
+                    Inbound(
+                        channel="sms",
+                        user_key=msisdn,
+                        text=text,
+                        extras={"sms_id": message_id, "link_id": link_id},
+                    )
+                )
+                body = render_sms(replies)
+                route: dict[str, object] = {"role": "sms_reply"}
+                if link_id:
+                    route["link_id"] = link_id
+                async with self.runtime.uow() as uow:
+                    await enqueue(
+                        uow.session,
+                        channel="sms",
+                        recipient=msisdn,
+                        template=CHAT_REPLY_TEMPLATE,
+                        data={"text": body, "_route": route},
+                        dedupe_key=f"sms:{message_id}:reply",
+                    )
+                    await uow.session.execute(
+                        update(CallbackInbox)
+                        .where(CallbackInbox.provider == PROVIDER, CallbackInbox.provider_id == message_id)
+                        .values(processed_at=self.runtime.clock(), attempts=CallbackInbox.attempts + 1)
+                        .execution_options(synchronize_session=False)
+                    )
+                    await uow.commit()
+            self.runtime.wake("outbox")
+        except Exception as exc:
+            log.error(
+                "inbound SMS not answered",
+                extra={"sms_id": message_id, "phone": mask_phone(msisdn), "error_type": type(exc).__name__},
+                exc_info=True,
+            )
+
+    async def drain(self, within_s: float = 5.0) -> None:
+        """Wait for turns still running (application shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within_s)
+
+
+async def _read_form(request: web.Request) -> Mapping[str, str]:
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise BadForm("body too large")
+    try:
+        if request.content_type == "application/x-www-form-urlencoded":
+            body = await request.content.read(MAX_FORM_BYTES + 1)
+            if len(body) > MAX_FORM_BYTES:
+                raise BadForm("body too large")
+            pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+            return {key: value for key, value in pairs}
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            return {key: value for key, value in form.items() if isinstance(value, str)}
+    except BadForm:
+        raise
+    except Exception:
+        raise BadForm("the body is not a readable form") from None
+    raise BadForm("expected an application/x-www-form-urlencoded form")
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = (form.get(name) or "").strip()
+    if not value:
+        raise BadForm(f"missing field '{name}'")
+    return value
+
+
+SMS_WEBHOOK = web.AppKey("sms_webhook", SmsWebhook)
+
+
+def setup_sms_routes(
+    app: web.Application, runtime: Runtime, engine: DialogEngine | None, secret: str
+) -> SmsWebhook:
+    """Register ``POST /hooks/sms/{secret}/inbound`` and ``…/delivery``; returns the handler object.
+
+    ``engine`` may be None when the PaymentService is only built at start-up: set
+    ``app[SMS_WEBHOOK].engine`` there (until then inbound SMS get 503 and AT retries).
+    """
+    if not secret:
+        raise ValueError("AT_WEBHOOK_SECRET must not be empty")
+    ensure_chat_reply_template()
+    hook = SmsWebhook(runtime, engine, secret)
+    app[SMS_WEBHOOK] = hook
+    app.router.add_post("/hooks/sms/{secret}/inbound", hook.inbound)
+    app.router.add_post("/hooks/sms/{secret}/delivery", hook.delivery)
+
+    async def drain(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        with contextlib.suppress(Exception):
+            await hook.drain()
+
+    app.cleanup_ctx.append(drain)
+    return hook
