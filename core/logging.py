@@ -80,7 +80,10 @@ def configure_logging(level: str = "INFO") -> None:
     handler.addFilter(PhoneMaskingFilter())
     handler._smiling_steps = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler", "alembic"):
+    # Drivers log SQL parameters at DEBUG (callback bodies, CheckoutRequestIDs that end with
+    # the payer's number): they stay at WARNING whatever LOG_LEVEL says.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler", "alembic", "aiosqlite", "asyncpg",
+                  "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

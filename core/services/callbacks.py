@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -162,7 +163,8 @@ class CallbackIntake:
         answers: list[IntakeAnswer] = []
         rows: list[dict[str, Any]] = []
         adopt: list[tuple[int, str]] = []
-        async with self._runtime.uow() as uow:
+        unknown_ids: list[tuple[int, str]] = []
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
             hashes = list({p.secret_hash for p in batch})
             found = {
                 row.callback_secret_hash: row
@@ -188,9 +190,11 @@ class CallbackIntake:
                     seen.add(key)
                     rows.append({"provider": PROVIDER, "provider_id": key, "raw_body": pending.raw})
                     adopt.append((attempt_id, checkout))
+                    if found[pending.secret_hash].checkout_request_id is None:
+                        unknown_ids.append((attempt_id, checkout))
             if rows:
                 await uow.session.execute(_insert_ignore(uow.session.bind.dialect.name, rows))
-                for attempt_id, checkout in adopt:
+                for attempt_id, checkout in unknown_ids:  # usually none: one UPDATE only when needed
                     # A push whose answer was lost (time-out) learns its id from the callback.
                     await uow.session.execute(
                         update(PaymentAttempt)
@@ -200,6 +204,27 @@ class CallbackIntake:
                     )
                 await uow.commit()
         return answers, [checkout for _id, checkout in adopt]
+
+
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[Any]:
+    """SQLite: the intake and the settlement worker take turns at the database (FIFO).
+
+    SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
+    that finds the lock taken polls for it with growing sleeps. A settlement worker working
+    through a backlog starts its next transaction the moment it commits, so the intake's
+    group commit - and with it every acknowledgement - would wait behind it for seconds. An
+    asyncio lock hands the database over in arrival order instead. PostgreSQL: no turns needed.
+    """
+    engine = runtime.engine.sync_engine
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _SQLITE_TURNS.get(engine)
+    if lock is None:
+        lock = _SQLITE_TURNS[engine] = asyncio.Lock()
+    return lock
 
 
 def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
@@ -271,15 +296,22 @@ class SettlementWorker:
         while not stop.is_set():
             wakeup.clear()
             try:
-                await self.settle_pending()
+                await self.settle_pending(stop=stop)
             except SQLAlchemyError:
                 log.exception("settlement sweep failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), self._sweep_interval_s)
 
-    async def settle_pending(self, limit: int = 500) -> dict[Settled, int]:
-        """Settle every unprocessed inbox row (oldest first); returns counts by outcome."""
-        async with self._runtime.uow() as uow:
+    async def settle_pending(
+        self, limit: int = 500, *, stop: asyncio.Event | None = None
+    ) -> dict[Settled, int]:
+        """Settle every unprocessed inbox row (oldest first); returns counts by outcome.
+
+        With ``stop``, returns between two rows once it is set: on shutdown the row in hand is
+        finished and the rest stays in the inbox, instead of a backlog running into the
+        shutdown grace period and being cancelled mid-transaction.
+        """
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
             rows = (
                 await uow.session.execute(
                     select(CallbackInbox.id, CallbackInbox.provider_id, CallbackInbox.raw_body)
@@ -294,6 +326,8 @@ class SettlementWorker:
             ).all()
         counts: dict[Settled, int] = {}
         for row in rows:
+            if stop is not None and stop.is_set():
+                break
             outcome = await self.settle_inbox_row(row.id, row.raw_body)
             counts[outcome] = counts.get(outcome, 0) + 1
         if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
@@ -336,7 +370,7 @@ class SettlementWorker:
 
     async def _settle_once(self, inbox_id: int, result: StkResult) -> Settled:
         settings, now = self._runtime.settings, self._runtime.clock()
-        async with self._runtime.uow() as uow:
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
             outcome = await settle_in_session(uow.session, result, settings=settings, now=now)
             if outcome is Settled.NOT_READY:
                 return outcome
@@ -350,7 +384,7 @@ class SettlementWorker:
 
     async def _record_failure(self, inbox_id: int, error: str) -> None:
         with contextlib.suppress(SQLAlchemyError):
-            async with self._runtime.uow() as uow:
+            async with _write_turn(self._runtime), self._runtime.uow() as uow:
                 await uow.session.execute(
                     update(CallbackInbox)
                     .where(CallbackInbox.id == inbox_id)

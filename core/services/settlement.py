@@ -33,6 +33,7 @@ from core.domain.states import (
     PaymentEvent,
     PaymentStatus,
 )
+from core.mpesa.redact import redact_checkout_id
 from core.mpesa.result_codes import describe_result
 from core.services import audit, notifications
 
@@ -81,7 +82,8 @@ async def settle_in_session(
     )
     if attempt is None:
         log.warning(
-            "stk result for unknown CheckoutRequestID", extra={"checkout": result.checkout_request_id}
+            "stk result for unknown CheckoutRequestID",
+            extra={"checkout": redact_checkout_id(result.checkout_request_id)},  # it embeds the phone
         )
         return Settled.UNKNOWN_ATTEMPT
     if attempt.status == PaymentStatus.QUEUED:
@@ -192,6 +194,21 @@ async def _flag(
         attempt.review_reason = (f"{attempt.review_reason}; {reason}" if attempt.review_reason else reason)[
             :300
         ]
+        if details.get("mpesa_receipt") and not attempt.mpesa_receipt:
+            # Flagged earlier without a receipt (by a query, or "unknown for too long"): the
+            # callback's receipt and amount are what the admin refunds or reconciles by.
+            attempt.mpesa_receipt = details["mpesa_receipt"]
+            attempt.paid_amount_kes = details["paid_amount_kes"]
+            attempt.paid_phone = details["paid_phone"]
+            attempt.transaction_time = details["transaction_time"]
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.receipt_recorded",
+                subject_type="payment",
+                subject_id=attempt.id,
+                details={"receipt": attempt.mpesa_receipt, "amount_kes": attempt.paid_amount_kes},
+            )
         return Settled.FLAGGED
     previous = attempt.status
     await transition_payment(session, attempt.id, PaymentEvent.FLAG, review_reason=reason[:300], **details)

@@ -172,8 +172,13 @@ class Watchdog:
         if review:
             values["review_reason"] = reason
         async with self._runtime.uow() as uow:
+            await audit.lock_chain(uow.session)  # chain lock before the row lock, as settlement does
             try:
-                new = await transition_payment(uow.session, attempt.id, event, **values)
+                # Only from the status this decision was based on: if a callback settled the
+                # attempt meanwhile (e.g. while our STK Query was in flight), stand back.
+                new = await transition_payment(
+                    uow.session, attempt.id, event, only_from=(PaymentStatus(attempt.status),), **values
+                )
             except TransitionConflict:
                 return "raced"
             await audit.record_transition(
