@@ -19,6 +19,7 @@ from typing import Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt
 from core.db.uow import TransitionConflict, transition_payment
@@ -44,6 +45,7 @@ MAX_UNAVAILABLE_RETRIES = 3
 PUSH_TIMEOUT_S = 2.5  # the Pay step answers within 3 s (Properties 8, 51)
 CALLBACK_PATH = "/hooks/lnm/"
 UNAVAILABLE_MESSAGE = "M-Pesa is not answering right now. Nothing was charged; please retry later."
+REFUSED_MESSAGE = "M-Pesa did not accept the request. Nothing was charged; please retry."
 
 
 class DarajaGateway(Protocol):
@@ -304,35 +306,13 @@ class PaymentService:
             booking = await uow.session.get_one(Booking, attempt.booking_id)
             client = await uow.session.get_one(Client, attempt.client_id)
             if current.query_count >= MAX_UNAVAILABLE_RETRIES:
-                await transition_payment(
+                await self._refuse(
                     uow.session,
-                    attempt.id,
-                    PaymentEvent.REFUSED,
+                    attempt,
+                    audit_reason="M-Pesa unavailable",
+                    client_reason=UNAVAILABLE_MESSAGE,
                     result_desc=f"M-Pesa unavailable after {current.query_count + 1} tries: {error}"[:300],
                     settled_at=now,
-                )
-                await audit.record_transition(
-                    uow.session,
-                    actor="system",
-                    subject_type="payment",
-                    subject_id=attempt.id,
-                    previous=PaymentStatus.QUEUED,
-                    new=PaymentStatus.FAILED,
-                    reason="M-Pesa unavailable",
-                )
-                await notifications.notify_client(
-                    uow.session,
-                    client,
-                    template="payment_failed_client",
-                    data={
-                        "reference": booking.reference,
-                        "amount_kes": attempt.amount_kes,
-                        "reason": UNAVAILABLE_MESSAGE,
-                        "booking_id": booking.id,
-                        "attempt_id": attempt.id,
-                        "test_mode": self.runtime.settings.test_mode,
-                    },
-                    dedupe_key=f"payment:{attempt.id}:failed:client",
                 )
             else:
                 current.next_check_at = now + RETRY_UNAVAILABLE_AFTER
@@ -386,51 +366,60 @@ class PaymentService:
         log.warning("stk push outcome unknown", extra={"attempt": attempt.id, "why": why})
 
     async def _mark_refused(self, attempt: PaymentAttempt, exc: Exception) -> None:
-        now = self.runtime.clock()
         detail = getattr(exc, "error_message", None) or str(exc)
         async with self.runtime.uow() as uow:
             await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
-                await transition_payment(
+                await self._refuse(
                     uow.session,
-                    attempt.id,
-                    PaymentEvent.REFUSED,
+                    attempt,
+                    audit_reason=f"Daraja refused: {detail}",
+                    client_reason=REFUSED_MESSAGE,
                     result_code=(getattr(exc, "error_code", None) or "refused")[:20],
                     result_desc=detail[:300],
-                    settled_at=now,
+                    settled_at=self.runtime.clock(),
                 )
             except TransitionConflict:
                 return
-            await audit.record_transition(
-                uow.session,
-                actor="system",
-                subject_type="payment",
-                subject_id=attempt.id,
-                previous=PaymentStatus.QUEUED,
-                new=PaymentStatus.FAILED,
-                reason=f"Daraja refused: {detail}",
-            )
-            booking = await uow.session.get_one(Booking, attempt.booking_id)
-            client = await uow.session.get_one(Client, attempt.client_id)
-            await notifications.notify_client(
-                uow.session,
-                client,
-                template="payment_failed_client",
-                data={
-                    "reference": booking.reference,
-                    "amount_kes": attempt.amount_kes,
-                    "reason": "M-Pesa did not accept the request. Nothing was charged; please retry.",
-                    "booking_id": booking.id,
-                    "attempt_id": attempt.id,
-                    "test_mode": self.runtime.settings.test_mode,
-                },
-                dedupe_key=f"payment:{attempt.id}:failed:client",
-            )
             await uow.commit()
         self.runtime.wake("outbox")
-        log.error(
-            "stk push refused",
-            extra={"attempt": attempt.id, "error": detail, "phone": mask_phone(attempt.phone)},
+        log.error("stk push refused", extra={"attempt": attempt.id, "error": detail})
+
+    async def _refuse(
+        self,
+        session: AsyncSession,
+        attempt: PaymentAttempt,
+        *,
+        audit_reason: str,
+        client_reason: str,
+        **values: object,
+    ) -> None:
+        """QUEUED → FAILED without a prompt having reached the phone; the client may retry."""
+        await transition_payment(session, attempt.id, PaymentEvent.REFUSED, **values)
+        await audit.record_transition(
+            session,
+            actor="system",
+            subject_type="payment",
+            subject_id=attempt.id,
+            previous=PaymentStatus.QUEUED,
+            new=PaymentStatus.FAILED,
+            reason=audit_reason,
+        )
+        booking = await session.get_one(Booking, attempt.booking_id)
+        client = await session.get_one(Client, attempt.client_id)
+        await notifications.notify_client(
+            session,
+            client,
+            template="payment_failed_client",
+            data={
+                "reference": booking.reference,
+                "amount_kes": attempt.amount_kes,
+                "reason": client_reason,
+                "booking_id": booking.id,
+                "attempt_id": attempt.id,
+                "test_mode": self.runtime.settings.test_mode,
+            },
+            dedupe_key=f"payment:{attempt.id}:failed:client",
         )
 
     def _view(self, attempt: PaymentAttempt, *, reused: bool = False) -> PaymentView:

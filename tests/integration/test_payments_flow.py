@@ -297,3 +297,32 @@ def _success_body(checkout: str, amount: int, receipt: str) -> dict:
             }
         }
     }
+
+
+async def test_payment_fails_cleanly_when_daraja_stays_unavailable(database_url: str) -> None:
+    async with payment_stack(database_url) as stack:
+        await stack.sim.control("/control/faults", {"push_503": True})
+        booking = await stack.approved_booking()
+        view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
+        for _ in range(3):
+            stack.clock.advance(31)
+            await stack.services.watchdog.tick()
+        failed = await stack.attempt(view.attempt_id)
+        assert failed.status == PaymentStatus.FAILED and "unavailable" in (failed.result_desc or "")
+        assert len(stack.pushes()) == 4
+        assert len(await stack.outbox(template="payment_failed_client")) == 1
+        assert (await stack.booking(booking.id)).status == BookingStatus.APPROVED
+        # Nothing reached the phone, so the client may start again at once.
+        await stack.sim.control("/control/faults", {"push_503": False})
+        again = await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
+        await stack.wait_status(again.attempt_id, PaymentStatus.PAID)
+
+
+async def test_daraja_rejecting_the_request_fails_the_attempt_and_tells_the_client(database_url: str) -> None:
+    async with payment_stack(database_url, MPESA_PASSKEY="wrong-passkey") as stack:
+        booking = await stack.approved_booking()
+        view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
+        assert view.status == PaymentStatus.FAILED
+        assert (await stack.attempt(view.attempt_id)).result_code == "500.001.1001"
+        notices = await stack.outbox(template="payment_failed_client")
+        assert len(notices) == 1 and "did not accept" in notices[0].data["reason"]
