@@ -413,7 +413,9 @@ class DarajaSimulator:
             error=error,
         )
         entry["sent_at"] = started
-        log.info("daraja-sim callback %s -> status=%s error=%s", tx.checkout_request_id, status, error)
+        # Like Safaricom's, our CheckoutRequestIDs end with the subscriber number: log the
+        # MerchantRequestID instead.
+        log.info("daraja-sim callback %s -> status=%s error=%s", tx.merchant_request_id, status, error)
 
     async def close(self) -> None:
         """Cancel pending callbacks and close the HTTP session."""

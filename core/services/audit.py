@@ -433,6 +433,29 @@ async def record_transition(
     )
 
 
+async def record_payment_transition(
+    session: AsyncSession,
+    attempt_id: int,
+    *,
+    previous: str,
+    new: str,
+    reason: str,
+    actor: str = "system",
+    **extra: Any,
+) -> AuditEntry:
+    """Property 68 for a payment attempt: previous and new status with the reason."""
+    return await record_transition(
+        session,
+        actor=actor,
+        subject_type="payment",
+        subject_id=attempt_id,
+        previous=previous,
+        new=new,
+        reason=reason,
+        **extra,
+    )
+
+
 async def record_payment_initiated(
     session: AsyncSession,
     *,

@@ -284,11 +284,9 @@ class PaymentService:
                 )
             except TransitionConflict:
                 return
-            await audit.record_transition(
+            await audit.record_payment_transition(
                 uow.session,
-                actor="system",
-                subject_type="payment",
-                subject_id=attempt.id,
+                attempt.id,
                 previous=PaymentStatus.QUEUED,
                 new=PaymentStatus.AWAITING_CUSTOMER,
                 reason="STK Push accepted by Daraja",
@@ -353,11 +351,9 @@ class PaymentService:
                 )
             except TransitionConflict:
                 return
-            await audit.record_transition(
+            await audit.record_payment_transition(
                 uow.session,
-                actor="system",
-                subject_type="payment",
-                subject_id=attempt.id,
+                attempt.id,
                 previous=PaymentStatus.QUEUED,
                 new=PaymentStatus.UNCLEAR,
                 reason=f"push outcome unknown ({why}); never re-pushed, the watchdog will query",
@@ -396,11 +392,9 @@ class PaymentService:
     ) -> None:
         """QUEUED → FAILED without a prompt having reached the phone; the client may retry."""
         await transition_payment(session, attempt.id, PaymentEvent.REFUSED, **values)
-        await audit.record_transition(
+        await audit.record_payment_transition(
             session,
-            actor="system",
-            subject_type="payment",
-            subject_id=attempt.id,
+            attempt.id,
             previous=PaymentStatus.QUEUED,
             new=PaymentStatus.FAILED,
             reason=audit_reason,

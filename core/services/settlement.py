@@ -123,11 +123,9 @@ async def _settle_success(
     await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
     late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
     reason = f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
-    await audit.record_transition(
+    await audit.record_payment_transition(
         session,
-        actor="system",
-        subject_type="payment",
-        subject_id=attempt.id,
+        attempt.id,
         previous=previous,
         new=PaymentStatus.PAID,
         reason=reason,
@@ -212,11 +210,9 @@ async def _flag(
         return Settled.FLAGGED
     previous = attempt.status
     await transition_payment(session, attempt.id, PaymentEvent.FLAG, review_reason=reason[:300], **details)
-    await audit.record_transition(
+    await audit.record_payment_transition(
         session,
-        actor="system",
-        subject_type="payment",
-        subject_id=attempt.id,
+        attempt.id,
         previous=previous,
         new=PaymentStatus.NEEDS_REVIEW,
         reason=reason,
@@ -280,11 +276,9 @@ async def _settle_failure(
         settled_at=now,
     )
     booking = await session.get_one(Booking, attempt.booking_id)
-    await audit.record_transition(
+    await audit.record_payment_transition(
         session,
-        actor="system",
-        subject_type="payment",
-        subject_id=attempt.id,
+        attempt.id,
         previous=previous,
         new=new,
         reason=f"{result.source} ResultCode {result.result_code}: {info.title}",

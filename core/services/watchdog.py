@@ -181,11 +181,9 @@ class Watchdog:
                 )
             except TransitionConflict:
                 return "raced"
-            await audit.record_transition(
+            await audit.record_payment_transition(
                 uow.session,
-                actor="system",
-                subject_type="payment",
-                subject_id=attempt.id,
+                attempt.id,
                 previous=attempt.status,
                 new=new,
                 reason=reason,
