@@ -23,10 +23,11 @@ from core.logging import configure_logging
 from core.runtime import Runtime, build_runtime
 from core.services.admins import AdminError, create_admin
 from core.services.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
+from core.services.privacy import PrivacyError
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-USER_ERRORS = (ConfigError, DirectoryError, InvalidPhoneNumber, InvalidHours, AdminError)
+USER_ERRORS = (ConfigError, DirectoryError, InvalidPhoneNumber, InvalidHours, AdminError, PrivacyError)
 
 
 class UsageError(Exception):
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     therapists.add_parser("list", help="list therapists")
 
     sub.add_parser("seed-demo-data", help="session types and two sample therapists")
+    clients = sub.add_parser("clients", help="clients").add_subparsers(dest="clients_command", required=True)
+    forget = clients.add_parser("forget", help="anonymise a client (receipts and amounts are kept)")
+    forget.add_argument("--id", type=_positive_int, required=True, dest="client_id")
     sub.add_parser("demo", help="local mode with demo data: migrate, seed, serve")
 
     audit = sub.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(
@@ -195,6 +199,16 @@ def _seed(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _clients(args: argparse.Namespace, settings: Settings) -> int:
+    from core.services.privacy import anonymise_client
+
+    report = _run_db(settings, lambda rt: anonymise_client(rt.uow(), args.client_id, actor="system:cli"),
+                     migrate=True)
+    print(f"client {report.client_id} anonymised: {report.attempts_masked} payment(s) kept with masked "
+          f"phone, {report.messages_dropped} queued message(s) dropped")
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.local_mode:
         raise UsageError("smiling-steps: demo runs in local mode only (unset MPESA_ENVIRONMENT)")
@@ -276,6 +290,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "therapists": _therapists,
     "seed-demo-data": _seed,
     "demo": _demo,
+    "clients": _clients,
     "audit": _audit,
     "reconcile": _reconcile,
     "simulate": _simulate,

@@ -559,6 +559,7 @@ async def _wait_for(predicate: Any, within: float) -> float:
 
 # Feature: mpesa-payment-integration, Property 62: Confirmed Payment Sends In-App Notification Within 5 Seconds  # noqa: E501
 # Feature: mpesa-payment-integration, Property 25: Confirmed Payment Notifies Therapist
+# Feature: mpesa-payment-integration, Property 35: Confirmed Payment Notifies Therapist
 # Feature: mpesa-payment-integration, Property 32: Confirmed Payment Updates Therapist Dashboard
 async def test_a_commit_followed_by_a_wake_up_reaches_the_therapist_within_five_seconds(
     running: tuple[Runtime, FakeSender, FakeSender],
