@@ -149,7 +149,9 @@ async def test_a_slot_taken_by_someone_else_meanwhile_sends_the_client_back_to_t
     await chat.press("Confirm")
     assert messages.say("slot_taken") in chat.text
     assert messages.when(start).split(",")[1].strip()[:5] not in chat.labels  # the taken time is gone
-    await chat.press_first()
+    await chat.press_first()  # another time — or, when the taken slot filled that day, another day
+    if "Skip" not in chat.labels:
+        await chat.press_first()
     await chat.press("Skip")
     await chat.press("Confirm")
     assert len(await world.bookings()) == 2
