@@ -120,6 +120,12 @@ def _private(message: Message | None) -> bool:
     return message is not None and message.chat.type == ChatType.PRIVATE
 
 
+def _inbound(user: User, chat_id: int, **fields: str) -> Inbound:
+    """What a Telegram user did, for the engine."""
+    extras = _extras(user, chat_id)
+    return Inbound("telegram", str(user.id), display_name=user.full_name, extras=extras, **fields)
+
+
 def _extras(user: User, chat_id: int) -> dict[str, str]:
     extras = {"chat_id": str(chat_id)}
     if user.username:
@@ -189,14 +195,7 @@ class TelegramHandlers:
         if message is None or user is None or message.text is None:
             return
         async with self.sequencer.reserve(user.id):
-            inbound = Inbound(
-                "telegram",
-                str(user.id),
-                text=message.text,
-                display_name=user.full_name,
-                extras=_extras(user, message.chat.id),
-            )
-            await self._converse(inbound, message.chat.id)
+            await self._converse(_inbound(user, message.chat.id, text=message.text), message.chat.id)
 
     async def on_contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A shared contact: only the sender's own number is accepted."""
@@ -209,13 +208,7 @@ class TelegramHandlers:
                 log.info("telegram contact of someone else refused", extra={"telegram_user": user.id})
                 await self._say(message.chat.id, OWN_NUMBER_ONLY)
                 return
-            inbound = Inbound(
-                "telegram",
-                str(user.id),
-                contact_phone=contact.phone_number,
-                display_name=user.full_name,
-                extras=_extras(user, message.chat.id),
-            )
+            inbound = _inbound(user, message.chat.id, contact_phone=contact.phone_number)
             await self._converse(inbound, message.chat.id)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

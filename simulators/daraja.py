@@ -631,19 +631,25 @@ async def oauth(request: web.Request) -> web.Response:
     return web.json_response({"access_token": token, "expires_in": str(sim.token_ttl)})
 
 
-async def stk_push(request: web.Request) -> web.Response:
-    """POST /mpesa/stkpush/v1/processrequest."""
+async def _logged_request(request: web.Request, endpoint: str) -> tuple[DarajaSimulator, Any, dict[str, Any]]:
+    """The state, the JSON body and a log entry (its status filled in by ``_finish``)."""
     sim = _state(request)
     body = await _json_body(request)
     entry = sim.record(
         "request",
-        endpoint="stk_push",
+        endpoint=endpoint,
         method=request.method,
         path=request.path,
         auth=_auth_kind(request),
         body=body,
         status=None,
     )
+    return sim, body, entry
+
+
+async def stk_push(request: web.Request) -> web.Response:
+    """POST /mpesa/stkpush/v1/processrequest."""
+    sim, body, entry = await _logged_request(request, "stk_push")
     if not sim.token_ok(request.headers.get("Authorization", "")):
         return _finish(entry, _invalid_token())
     if sim.faults["push_503"]:
@@ -690,17 +696,7 @@ async def stk_push(request: web.Request) -> web.Response:
 
 async def stk_query(request: web.Request) -> web.Response:
     """POST /mpesa/stkpushquery/v1/query."""
-    sim = _state(request)
-    body = await _json_body(request)
-    entry = sim.record(
-        "request",
-        endpoint="stk_query",
-        method=request.method,
-        path=request.path,
-        auth=_auth_kind(request),
-        body=body,
-        status=None,
-    )
+    sim, body, entry = await _logged_request(request, "stk_query")
     if not sim.token_ok(request.headers.get("Authorization", "")):
         return _finish(entry, _invalid_token())
     if sim.faults["query_503"]:
