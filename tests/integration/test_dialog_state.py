@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.db.types import utcnow
 from core.dialog import booking_flow, messages
 from core.dialog.engine import DialogEngine
 from core.dialog.store import DialogStore
@@ -17,15 +20,23 @@ from tests.conftest import make_settings
 from tests.integration.test_dialog_support import NoGateway, World, book, build_world
 from tests.support.payments import Clock
 
+NAIROBI = ZoneInfo("Africa/Nairobi")
+
 
 @pytest.fixture
 async def world(runtime: Runtime) -> World:
     return await build_world(runtime)
 
 
+def _tomorrow_early_morning_in_nairobi() -> datetime:
+    """06:00 Nairobi tomorrow: the whole working day is still bookable, whatever the hour of the test run."""
+    tomorrow = (utcnow() + timedelta(days=1)).astimezone(NAIROBI).date()
+    return datetime.combine(tomorrow, time(6, 0), tzinfo=NAIROBI).astimezone(UTC)
+
+
 @pytest.fixture
 async def clocked(database_url: str) -> AsyncIterator[tuple[World, Clock]]:
-    clock = Clock()
+    clock = Clock(start=_tomorrow_early_morning_in_nairobi())
     runtime = build_runtime(make_settings(database_url), clock=clock)
     try:
         yield await build_world(runtime), clock

@@ -24,10 +24,10 @@ from tests.support.daraja import RunningSimulator, closed_port, running_simulato
 
 
 class Clock:
-    """A clock the test moves forward; starts at the real time."""
+    """A clock the test moves forward; starts at the real time, or at `start` when given."""
 
-    def __init__(self) -> None:
-        self.offset = timedelta()
+    def __init__(self, start: datetime | None = None) -> None:
+        self.offset = timedelta() if start is None else start - utcnow()
 
     def __call__(self) -> datetime:
         return utcnow() + self.offset
