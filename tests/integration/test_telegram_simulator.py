@@ -193,7 +193,7 @@ async def test_get_updates_long_polls_and_returns_as_soon_as_an_update_arrives(t
     started = time.monotonic()
     updates = await bot.get_updates(timeout=5)
     await task
-    assert 0.25 < time.monotonic() - started < 1.5
+    assert 0.25 < time.monotonic() - started < 4.0  # returned on the update, not at the 5 s timeout
     assert [u.message.text for u in updates] == ["ping"]  # type: ignore[union-attr]
     again = await bot.get_updates(timeout=0)
     assert len(again) == 1  # not confirmed yet
