@@ -1,7 +1,7 @@
 """The aiohttp application: wires adapters, simulators and background workers onto one loop.
 
 One process runs everything (DESIGN.md §1): webhooks, the Telegram bot, the payment
-settlement worker and watchdog, the outbox dispatcher and the reminder job — and, in
+settlement worker and watchdog, the outbox dispatcher, the reminder job and housekeeping — and, in
 local mode, the stand-ins for Daraja, Telegram, Africa's Talking and SMTP under /sim/.
 """
 
@@ -24,6 +24,7 @@ from core.dialog.engine import DialogEngine
 from core.mpesa import DarajaClient
 from core.runtime import Runtime, build_runtime
 from core.services.callbacks import CallbackIntake, SettlementWorker
+from core.services.housekeeping import run_housekeeping
 from core.services.notifications import Dispatcher, Sender, run_due_reminders
 from core.services.payments import PaymentService
 from core.services.watchdog import Watchdog
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 WATCHDOG_INTERVAL_S = 5
 REMINDER_INTERVAL_S = 30
+HOUSEKEEPING_INTERVAL_S = 60
 STOP_GRACE_S = 5.0
 
 
@@ -140,6 +142,8 @@ def create_app(
         jobs = BackgroundJobs()
         # Property 76: pick up every live attempt at start-up, then every few seconds.
         jobs.every(WATCHDOG_INTERVAL_S, "payment-watchdog", services.watchdog.tick)
+        # Expire/complete bookings whose time has passed, purge idle chats (docs/architecture.md).
+        jobs.every(HOUSEKEEPING_INTERVAL_S, "housekeeping", lambda: run_housekeeping(runtime))
         jobs.start()
         yield
         await jobs.stop()
