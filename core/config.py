@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ DARAJA_BASE_URLS: dict[str, str] = {
 }
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 SECRET_FILE_NAME = ".smiling_steps_secret"
+MAX_CANCEL_WINDOW_HOURS = 720  # CLIENT_CANCEL_WINDOW_HOURS: 30 days, beyond any bookable start
 
 _ALLOWED_DB_DRIVERS = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
 
@@ -79,6 +81,9 @@ class Settings(BaseSettings):
     mpesa_trusted_proxies: str | None = None
     mpesa_confirm_with_query: bool = False
     mpesa_payment_deadline_seconds: int = 120
+    # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
+    # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
+    client_cancel_window_hours: int | None = None
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
@@ -119,6 +124,17 @@ class Settings(BaseSettings):
     def _deadline(cls, value: int) -> int:
         if not 1 <= value <= 600:
             raise ValueError("must be between 1 and 600 seconds (Safaricom's prompt lasts about 120)")
+        return value
+
+    @field_validator("client_cancel_window_hours")
+    @classmethod
+    def _cancel_window(cls, value: int | None) -> int | None:
+        # Bookings are at most 14 days ahead; far larger numbers are most likely minutes or seconds.
+        if value is not None and not 0 <= value <= MAX_CANCEL_WINDOW_HOURS:
+            raise ValueError(
+                f"must be whole hours from 0 to {MAX_CANCEL_WINDOW_HOURS} "
+                "(leave it unset so that clients cannot cancel a paid booking)"
+            )
         return value
 
     @field_validator("at_shortcode")
@@ -255,6 +271,13 @@ class Settings(BaseSettings):
     def test_mode(self) -> bool:
         """Sandbox and simulator payments are marked TEST MODE to users (Property 78)."""
         return self.mpesa_environment != "production"
+
+    @property
+    def client_cancel_window(self) -> timedelta | None:
+        """How long before the start a client may still cancel a paid booking; None: never."""
+        if self.client_cancel_window_hours is None:
+            return None
+        return timedelta(hours=self.client_cancel_window_hours)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,4 +1,9 @@
-"""The client's "my sessions" view (status and payment status; Property 6) and cancelling."""
+"""The client's "my sessions" view (status and payment status; Property 6) and cancelling.
+
+A client may cancel a booking that is waiting for approval or payment; a paid (CONFIRMED)
+one only until ``CLIENT_CANCEL_WINDOW_HOURS`` before it starts (unset: never), and then
+the practice arranges the refund (:func:`core.services.booking.client_cancel_refusal`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ from core.dialog import messages, values
 from core.dialog.turn import CANCEL, Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.domain.states import FAILED_PAYMENT_STATUSES, LIVE_PAYMENT_STATUSES, BookingStatus
-from core.services.booking import cancel_booking
+from core.services.booking import cancel_booking, client_cancel_refusal
 from core.services.booking_queries import client_booking, list_client_bookings
 from core.services.booking_types import BookingError, BookingView
 
 SHOWN = {"sms": 4, "telegram": 10}
-_CANCELLABLE = (BookingStatus.PENDING_APPROVAL, BookingStatus.APPROVED)
 
 
 async def my_sessions(turn: Turn) -> Outcome:
@@ -39,7 +43,7 @@ def _card(turn: Turn, b: BookingView) -> Reply:
             options.append(Option(turn.label("retry"), values.action(values.PAY, b.id)))
         elif b.payment_status is None:
             options.append(Option(turn.label("pay"), values.action(values.PAY, b.id)))
-    if b.status in _CANCELLABLE and b.payment_status not in LIVE_PAYMENT_STATUSES:
+    if _refusal(turn, b) is None and b.payment_status not in LIVE_PAYMENT_STATUSES:
         options.append(Option(turn.label("cancel_booking"), values.action(values.CANCEL_BOOKING, b.id)))
     text = turn.say(
         "my_line",
@@ -60,11 +64,24 @@ async def ask_cancel(turn: Turn, booking_id: int | None) -> Outcome:
     booking = await client_booking(turn.runtime, client.id, booking_id) if booking_id else None
     if booking is None:
         return turn.idle(turn.reply("pay_not_found"))
-    if booking.status not in _CANCELLABLE:
-        return turn.idle(turn.reply("cancel_not_allowed", reference=booking.reference))
+    refusal = _refusal(turn, booking)
+    if refusal is not None:
+        return turn.idle(_refused(turn, refusal, booking.reference))
+    when = turn.when(booking.starts_at)
+    if booking.paid:
+        question = turn.paymark(
+            turn.say(
+                "cancel_confirm_paid",
+                reference=booking.reference,
+                when=when,
+                price=messages.price(booking.price_kes),
+            )
+        )
+    else:
+        question = turn.say("cancel_confirm", reference=booking.reference, when=when)
     return turn.menu(
         CANCEL,
-        turn.say("cancel_confirm", reference=booking.reference, when=turn.when(booking.starts_at)),
+        question,
         [
             (turn.label("yes_cancel"), values.CANCEL_YES, booking.id),
             (turn.label("keep"), values.CANCEL_NO, 0),
@@ -93,7 +110,32 @@ def on_choice(turn: Turn, choice: values.Choice) -> Outcome | None:
                 return turn.idle(turn.reply("cancel_payment_live", reference=reference))
             if exc.code == "not_found":
                 return turn.idle(turn.reply("pay_not_found"))
-            return turn.idle(turn.reply("cancel_not_allowed", reference=reference))
+            return turn.idle(_refused(turn, exc.detail, reference))
+        if booking.paid:
+            done = turn.say(
+                "cancel_done_refund",
+                reference=booking.reference,
+                price=messages.price(booking.price_kes),
+                receipt=booking.receipt or "-",
+            )
+            return turn.idle(Reply(text=turn.paymark(done)))
         return turn.idle(turn.reply("cancel_done", reference=booking.reference))
 
     return Outcome([], "idle", {}, effect=effect)
+
+
+def _refusal(turn: Turn, booking: BookingView) -> str | None:
+    """Why this client may not cancel ``booking`` now (None: they may)."""
+    window = turn.runtime.settings.client_cancel_window
+    return client_cancel_refusal(booking.status, booking.starts_at, now=turn.runtime.clock(), window=window)
+
+
+def _refused(turn: Turn, refusal: str, reference: str) -> Reply:
+    """The catalogue's answer to a refused cancellation (refusal codes of client_cancel_refusal)."""
+    hours = turn.runtime.settings.client_cancel_window_hours
+    if refusal == "paid":
+        return turn.reply("cancel_paid_not_allowed", reference=reference)
+    if refusal == "too_late" and hours:
+        window = turn.say("one_hour") if hours == 1 else turn.say("hours", count=hours)
+        return turn.reply("cancel_too_late", reference=reference, window=window)
+    return turn.reply("cancel_not_allowed", reference=reference)

@@ -203,9 +203,32 @@ EN: dict[str, Entry] = {
     ),
     # -- cancelling a booking ----------------------------------------------------------------------------
     "cancel_confirm": "Cancel {reference} on {when}?",
+    "cancel_confirm_paid": {
+        "default": (
+            "Cancel {reference} on {when}? You have paid {price}; "
+            "if you cancel, the practice will arrange your refund."
+        ),
+        "sms": "Cancel {reference} on {when}? The practice will arrange a refund of {price}.",
+    },
     "cancel_done": "{reference} is cancelled.",
+    "cancel_done_refund": {
+        "default": (
+            "{reference} is cancelled. The practice will arrange the refund of your {price} "
+            "(M-Pesa {receipt})."
+        ),
+        "sms": "{reference} is cancelled. The practice will arrange the refund of {price}.",
+    },
     "cancel_kept": "OK, your booking stays as it is.",
     "cancel_not_allowed": "{reference} can no longer be cancelled here. Please contact the practice.",
+    "cancel_paid_not_allowed": (
+        "{reference} is paid, so it cannot be cancelled here. Please contact the practice."
+    ),
+    "cancel_too_late": (
+        "Paid sessions can be cancelled here until {window} before they start, so {reference} "
+        "can no longer be cancelled here. Please contact the practice."
+    ),
+    "one_hour": "1 hour",
+    "hours": "{count} hours",
     "cancel_payment_live": "A payment for {reference} is in progress; please wait for it to finish.",
     # -- practitioners -------------------------------------------------------------------------------------
     "linked": "Welcome, {name}! Your Telegram account is now linked. Booking requests will arrive here.",

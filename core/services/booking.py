@@ -22,7 +22,7 @@ from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapi
 from core.db.uow import TransitionConflict, transition_booking
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
-from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus
+from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime
 from core.services import audit, notifications
 from core.services.booking_queries import (
@@ -44,9 +44,6 @@ from core.services.directory import DirectoryError, validate_email
 
 log = logging.getLogger(__name__)
 
-# A client may cancel before the booking is paid. A paid (CONFIRMED) booking may be
-# cancelled by the client only this long before it starts; None: never (ask the practice).
-CLIENT_CANCEL_CONFIRMED_BEFORE: timedelta | None = None
 _CREATE_TRIES = 3
 _PENDING = BookingStatus.PENDING_APPROVAL
 _APPROVED_OR_LATER = frozenset({BookingStatus.APPROVED, BookingStatus.CONFIRMED, BookingStatus.COMPLETED})
@@ -268,6 +265,7 @@ async def _decide(
     event = BookingEvent.APPROVE if approve else BookingEvent.DECLINE
     async with runtime.uow() as uow:
         session = uow.session
+        await audit.lock_chain(session)  # chain lock before the row lock, as payments do (no deadlock)
         booking = await session.get(Booking, booking_id)
         if booking is None or booking.therapist_id != therapist_id:
             raise BookingError("not_found", "not this practitioner's booking")
@@ -351,6 +349,29 @@ def _check_pending(booking: Booking) -> None:
 
 # -- cancelling ----------------------------------------------------------------------------------
 
+_CANCELLABLE = frozenset({BookingStatus.PENDING_APPROVAL, BookingStatus.APPROVED, BookingStatus.CONFIRMED})
+_CANCEL_KEYS = ("reference", "booking_id", "session_type", "starts_at_local", "amount_kes")
+
+
+def client_cancel_refusal(
+    status: BookingStatus, starts_at: datetime, *, now: datetime, window: timedelta | None
+) -> str | None:
+    """Why a client may not cancel this booking themselves; None when they may.
+
+    PENDING_APPROVAL and APPROVED: always allowed. CONFIRMED (paid): ``"paid"`` when no
+    window is set (``CLIENT_CANCEL_WINDOW_HOURS`` unset), ``"too_late"`` when the start is
+    less than ``window`` away. Any other status: ``"status"``.
+    """
+    if status in (BookingStatus.PENDING_APPROVAL, BookingStatus.APPROVED):
+        return None
+    if status is not BookingStatus.CONFIRMED:
+        return "status"
+    if window is None:
+        return "paid"
+    if starts_at - now < window:
+        return "too_late"
+    return None
+
 
 async def cancel_booking(
     runtime: Runtime,
@@ -363,26 +384,33 @@ async def cancel_booking(
     """Cancel a live booking, by its client or by an admin (exactly one of them).
 
     A client may cancel while the booking is PENDING_APPROVAL or APPROVED, and a CONFIRMED
-    one only under :data:`CLIENT_CANCEL_CONFIRMED_BEFORE`; an admin may cancel any live
-    booking. Never while a payment for it is in progress (its money could still arrive).
+    one only when ``runtime.settings.client_cancel_window`` allows it
+    (:func:`client_cancel_refusal`; ``BookingError("not_cancellable")`` with the refusal as
+    ``detail``); an admin may cancel any live booking. Never while a payment for it is in
+    progress (its money could still arrive). In the same transaction: reminders are
+    cancelled, a paid attempt (it stays PAID) gets a ``booking.refund_due`` audit entry, the
+    practitioner is told, and after an admin's cancellation the client too (the client who
+    cancels is answered in the chat).
     """
     if (client_id is None) == (admin_id is None):
         raise ValueError("give exactly one of client_id and admin_id")
     now = runtime.clock()
-    actor = f"client:{client_id}" if client_id is not None else f"admin:{admin_id}"
+    by_client = client_id is not None
+    actor = f"client:{client_id}" if by_client else f"admin:{admin_id}"
     async with runtime.uow() as uow:
         session = uow.session
+        await audit.lock_chain(session)  # chain lock before the row lock, as housekeeping does (no deadlock)
         booking = await session.get(Booking, booking_id)
-        if booking is None or (client_id is not None and booking.client_id != client_id):
+        if booking is None or (by_client and booking.client_id != client_id):
             raise BookingError("not_found", "no such booking for this client")
         previous = BookingStatus(booking.status)
-        allowed = {BookingStatus.PENDING_APPROVAL, BookingStatus.APPROVED, BookingStatus.CONFIRMED}
-        if client_id is not None and previous is BookingStatus.CONFIRMED:
-            window = CLIENT_CANCEL_CONFIRMED_BEFORE
-            if window is None or booking.starts_at - now < window:
-                allowed.discard(BookingStatus.CONFIRMED)
-        if previous not in allowed:
-            raise BookingError("not_cancellable", reference=booking.reference, status=previous)
+        if by_client:
+            window = runtime.settings.client_cancel_window
+            refusal = client_cancel_refusal(previous, booking.starts_at, now=now, window=window)
+        else:
+            refusal = None if previous in _CANCELLABLE else "status"
+        if refusal is not None:
+            raise BookingError("not_cancellable", refusal, reference=booking.reference, status=previous)
         live = await session.scalar(
             select(PaymentAttempt.id).where(
                 PaymentAttempt.booking_id == booking.id,
@@ -391,7 +419,7 @@ async def cancel_booking(
         )
         if live is not None:
             raise BookingError("payment_in_progress", reference=booking.reference, status=previous)
-        default = "cancelled by the client" if client_id is not None else "cancelled by an admin"
+        default = "cancelled by the client" if by_client else "cancelled by an admin"
         why = (reason or default)[:200]
         try:
             new = await transition_booking(
@@ -400,8 +428,9 @@ async def cancel_booking(
         except TransitionConflict:
             await session.refresh(booking)
             raise BookingError(
-                "not_cancellable", reference=booking.reference, status=booking.status
+                "not_cancellable", "status", reference=booking.reference, status=booking.status
             ) from None
+        await session.refresh(booking)
         if previous is BookingStatus.CONFIRMED:
             await notifications.cancel_reminders(session, booking.id)
         await audit.record_transition(
@@ -413,13 +442,102 @@ async def cancel_booking(
             new=new,
             reason=why,
         )
-        await uow.commit()
-        await session.refresh(booking)
+        paid = await _record_refunds_due(session, booking, actor=actor)
         therapist = await session.get_one(Therapist, booking.therapist_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
         client = await session.get_one(Client, booking.client_id)
+        await _notify_cancelled(
+            session,
+            booking,
+            therapist,
+            session_type,
+            client,
+            by_client=by_client,
+            paid=paid,
+            test_mode=runtime.settings.test_mode,
+        )
+        await uow.commit()
         facts = await payment_facts(session, [booking.id])
-        return view_of(booking, therapist, session_type, client, facts.get(booking.id))
+        view = view_of(booking, therapist, session_type, client, facts.get(booking.id))
+    runtime.wake("outbox")
+    return view
+
+
+async def _record_refunds_due(session: AsyncSession, booking: Booking, *, actor: str) -> list[PaymentAttempt]:
+    """One ``booking.refund_due`` audit entry per PAID attempt: the money to give back.
+
+    The attempt itself stays PAID (PAID never changes); the entry is the practice's trail
+    for the refund (amount and M-Pesa receipt, never the phone number).
+    """
+    query = (
+        select(PaymentAttempt)
+        .where(PaymentAttempt.booking_id == booking.id, PaymentAttempt.status == PaymentStatus.PAID.value)
+        .order_by(PaymentAttempt.id)
+    )
+    paid = list((await session.scalars(query)).all())
+    for attempt in paid:
+        await audit.record(
+            session,
+            actor=actor,
+            action="booking.refund_due",
+            subject_type="booking",
+            subject_id=booking.id,
+            details={
+                "booking_id": booking.id,
+                "reference": booking.reference,
+                "attempt_id": attempt.id,
+                "amount_kes": _paid_amount(attempt),
+                "receipt": attempt.mpesa_receipt,
+            },
+        )
+    return paid
+
+
+def _paid_amount(attempt: PaymentAttempt) -> int:
+    return attempt.paid_amount_kes if attempt.paid_amount_kes is not None else attempt.amount_kes
+
+
+async def _notify_cancelled(
+    session: AsyncSession,
+    booking: Booking,
+    therapist: Therapist,
+    session_type: SessionType,
+    client: Client,
+    *,
+    by_client: bool,
+    paid: list[PaymentAttempt],
+    test_mode: bool,
+) -> None:
+    data = _common_data(booking, therapist, session_type, client)
+    refund: dict[str, Any] = {"refund_due": bool(paid)}
+    if paid:
+        # A refund is a payment message: it carries TEST MODE outside production (Property 78).
+        refund.update(
+            amount_kes=sum(_paid_amount(a) for a in paid), receipt=paid[0].mpesa_receipt, test_mode=test_mode
+        )
+    await notifications.notify_therapist(
+        session,
+        therapist,
+        template="booking_cancelled_therapist",
+        data={
+            **{k: data[k] for k in (*_CANCEL_KEYS, "client_name", "minutes")},
+            "cancelled_by": "client" if by_client else "practice",
+            **refund,
+        },
+        dedupe_key=f"booking:{booking.id}:cancelled:therapist",
+    )
+    if by_client:
+        return  # the client who cancelled is answered in the chat: no second message
+    await notifications.notify_client(
+        session,
+        client,
+        template="booking_cancelled_client",
+        data={
+            **{k: data[k] for k in (*_CANCEL_KEYS, "therapist_name")},
+            **refund,
+        },
+        dedupe_key=f"booking:{booking.id}:cancelled:client",
+    )
 
 
 # -- people ---------------------------------------------------------------------------------------
@@ -441,7 +559,10 @@ async def find_or_create_client(
     """
     name = " ".join((display_name or "").split())[:120] or None
     own_phone = _maybe_phone(phone)
-    for _ in range(2):
+    # First contact races (two instances, or one user's first two messages at once) end in a
+    # unique violation for all but one creator: uq_clients_telegram_user_id for Telegram,
+    # uq_clients_sms_phone for SMS. The losers start a fresh unit of work and read the winner.
+    for _ in range(3):
         async with runtime.uow() as uow:
             session = uow.session
             if channel == "telegram":
@@ -473,7 +594,7 @@ async def find_or_create_client(
                 client.name = name
             try:
                 await uow.commit()
-            except IntegrityError:  # the same Telegram user's first two messages raced
+            except IntegrityError:  # another creator won: the next round finds its row
                 continue
             return ClientRef(client.id, client.name, client.phone, client.email, client.telegram_user_id)
     raise RuntimeError("could not find or create the client")
@@ -536,12 +657,12 @@ def _therapist_ref(t: Therapist) -> TherapistRef:
 
 
 __all__ = [
-    "CLIENT_CANCEL_CONFIRMED_BEFORE",
     "BookingError",
     "BookingView",
     "approve_booking",
     "booking_id_for_code",
     "cancel_booking",
+    "client_cancel_refusal",
     "create_booking",
     "decline_booking",
     "find_or_create_client",

@@ -108,6 +108,24 @@ TEMPLATES: dict[str, TemplateSpec] = {
         ("therapist_name", "session_type", "reason"),
         description="the practitioner declined the request",
     ),
+    "booking_expired_client": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local"),
+        ("therapist_name", "session_type", "was_approved", "under_review"),
+        description="housekeeping: the start passed before approval (or, was_approved, before payment)",
+    ),
+    "booking_cancelled_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "starts_at_local"),
+        ("session_type", "minutes", "amount_kes", "receipt", "cancelled_by", "refund_due"),
+        description="a booking was cancelled by the client or the practice; a paid one: refund due",
+    ),
+    "booking_cancelled_client": TemplateSpec(
+        CHAT,
+        ("reference", "starts_at_local"),
+        ("therapist_name", "session_type", "amount_kes", "receipt", "refund_due"),
+        description="the practice cancelled the client's booking; a paid one: the refund is arranged",
+    ),
     "payment_confirmed_client": TemplateSpec(
         CHAT,
         ("reference", "receipt", "amount_kes", "starts_at_local", "meeting_url"),

@@ -105,6 +105,7 @@ def _sample_fields() -> dict[str, object]:
         "mark": "[PAID]",
         "last": 4,
         "minutes_left": 5,
+        "window": "24 hours",
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import stat
+from datetime import timedelta
 
 import pytest
 
@@ -225,12 +226,35 @@ def test_callback_ip_allow_list_is_parsed_into_networks():
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"MPESA_ENVIRONMENT": "sandbox"}, "MPESA_CONSUMER_KEY"),
         ({**SANDBOX, "MPESA_CONSUMER_SECRET": ""}, "MPESA_CONSUMER_SECRET"),
+        ({"CLIENT_CANCEL_WINDOW_HOURS": "-1"}, "CLIENT_CANCEL_WINDOW_HOURS"),
+        ({"CLIENT_CANCEL_WINDOW_HOURS": "24h"}, "CLIENT_CANCEL_WINDOW_HOURS"),
+        ({"CLIENT_CANCEL_WINDOW_HOURS": "1.5"}, "CLIENT_CANCEL_WINDOW_HOURS"),
+        ({"CLIENT_CANCEL_WINDOW_HOURS": "86400"}, "CLIENT_CANCEL_WINDOW_HOURS"),
     ],
 )
 def test_a_bad_value_gives_one_line_naming_the_variable(env, variable):
     with pytest.raises(ConfigError) as error:
         load_settings(env)
     assert_one_line_naming(error.value, variable)
+
+
+def test_the_client_cancel_window_is_unset_by_default_and_read_in_whole_hours():
+    assert load_settings({}).client_cancel_window is None
+    assert load_settings({"CLIENT_CANCEL_WINDOW_HOURS": ""}).client_cancel_window is None
+    assert load_settings({"CLIENT_CANCEL_WINDOW_HOURS": "0"}).client_cancel_window == timedelta(0)
+    settings = load_settings({"CLIENT_CANCEL_WINDOW_HOURS": "24"})
+    assert settings.client_cancel_window_hours == 24
+    assert settings.client_cancel_window == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"), [("-1", "0 to 720"), ("721", "0 to 720"), ("24h", "whole number")]
+)
+def test_a_bad_client_cancel_window_says_what_is_allowed_and_shows_the_value(value, says):
+    with pytest.raises(ConfigError) as error:
+        load_settings({"CLIENT_CANCEL_WINDOW_HOURS": value})
+    message = assert_one_line_naming(error.value, "CLIENT_CANCEL_WINDOW_HOURS")
+    assert says in message and f"'{value}'" in message
 
 
 def test_a_bad_value_is_shown_so_the_operator_can_spot_the_typo():

@@ -35,6 +35,8 @@ SAMPLE = {
     "reason": "Payment cancelled. You can retry whenever you are ready.",
     "retry_seconds": 30,
     "text": "Choose a time:\n1 Mon 10:00\n2 Mon 11:00\nReply 1-2",
+    "cancelled_by": "client",
+    "refund_due": True,  # the longest cancellation notices
     "test_mode": False,
 }
 HOSTILE_NAME = "<script>alert('x')</script> & \"Therapy\" Psych-Mental counselling " + "W" * 60
@@ -257,6 +259,23 @@ def test_payment_confirmation_shows_receipt_amount_time_and_join_link(channel: s
     text = render("payment_confirmed_client", channel, SAMPLE).text
     for needed in ("TJK3H2L9QZ", "KES 2,500", "Mon 30 Nov 2026, 10:00 EAT", MEETING):
         assert needed in text
+
+
+@pytest.mark.parametrize(
+    ("was_approved", "under_review", "says"),
+    [(False, False, "approv"), (True, False, "not paid"), (True, True, "do not pay again")],
+)
+def test_an_expiry_notice_says_why_in_one_discreet_segment_whatever_the_names(
+    was_approved: bool, under_review: bool, says: str
+) -> None:
+    for name in ("Dr. Amani Wanjiku", HOSTILE_NAME, LONG_NAME):
+        data = {**SAMPLE, "therapist_name": name, "was_approved": was_approved, "under_review": under_review}
+        for test_mode in (False, True):
+            sms = render("booking_expired_client", "sms", {**data, "test_mode": test_mode}).text
+            assert says in sms.lower() and "SS1A2B3C4D5E" in sms
+            assert is_gsm7(sms) and not contains_forbidden(sms) and segments(sms) == 1, (len(sms), sms)
+        telegram = _visible_text(render("booking_expired_client", "telegram", data).text)
+        assert says in telegram.lower() and name in telegram
 
 
 @pytest.mark.parametrize(
