@@ -209,6 +209,8 @@ async def _refused(turn: Turn, booking: BookingView, exc: PaymentRefused) -> Rep
         return _refusal(turn, fresh) or _paid_reply(turn, "pay_not_payable", reference=booking.reference)
     if exc.code == "already_paid":
         return _paid_reply(turn, "pay_already_paid", reference=booking.reference)
+    if exc.code == "too_late":
+        return _paid_reply(turn, "pay_not_payable", reference=booking.reference)
     if exc.code == "not_found":
         return _paid_reply(turn, "pay_not_found")
     if exc.code == "busy":

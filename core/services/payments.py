@@ -196,6 +196,10 @@ class PaymentService:
                         if booking.status == BookingStatus.PENDING_APPROVAL
                         else "This booking can no longer be paid.",
                     )
+                if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
+                    raise PaymentRefused(
+                        "too_late", "This session has already started, so it can no longer be paid."
+                    )
                 live = await session.scalar(
                     select(PaymentAttempt).where(
                         PaymentAttempt.booking_id == booking_id,

@@ -84,6 +84,17 @@ async def test_pending_booking_cannot_be_paid_and_nothing_is_pushed(database_url
         assert stack.pushes() == []
 
 
+async def test_a_session_that_has_started_can_no_longer_be_paid(database_url: str) -> None:
+    async with payment_stack(database_url) as stack:
+        booking = await stack.approved_booking()
+        stack.clock.advance((booking.starts_at - stack.clock()).total_seconds() + 60)
+        with pytest.raises(PaymentRefused) as refused:
+            await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
+        assert refused.value.code == "too_late"
+        assert stack.pushes() == []
+        assert (await stack.booking(booking.id)).status == BookingStatus.APPROVED  # housekeeping expires it
+
+
 async def test_only_the_bookings_own_client_may_pay(database_url: str) -> None:
     async with payment_stack(database_url) as stack:
         booking = await stack.approved_booking()
@@ -203,7 +214,9 @@ async def test_daraja_unavailable_queues_the_payment_and_retries_after_thirty_se
 # Feature: mpesa-payment-integration, Property 14: STK Push Timeout Handling
 # Feature: mpesa-payment-integration, Property 19: Unclear Status Triggers Direct Query
 # Feature: mpesa-payment-integration, Property 74: Unclear Status Triggers Direct Query
-async def test_missing_callback_is_settled_by_the_watchdogs_query(database_url: str) -> None:
+async def test_a_missing_callback_is_settled_by_the_watchdogs_query_in_the_first_tick_after_the_deadline(
+    database_url: str,
+) -> None:
     async with payment_stack(database_url) as stack:
         booking = await stack.approved_booking()
         view = await stack.services.payments.initiate_payment(
@@ -212,12 +225,20 @@ async def test_missing_callback_is_settled_by_the_watchdogs_query(database_url: 
         await asyncio.sleep(0.2)
         assert (await stack.attempt(view.attempt_id)).status == PaymentStatus.AWAITING_CUSTOMER
         stack.clock.advance(121)
-        await stack.services.watchdog.tick()  # deadline passed: no longer waiting
-        assert (await stack.attempt(view.attempt_id)).status == PaymentStatus.UNCLEAR
-        await stack.services.watchdog.tick()  # STK Query: final ResultCode 0
-        assert len(stack.sim.requests("stk_query")) >= 1
+        await stack.services.watchdog.tick()  # deadline passed, no longer waiting: STK Query → ResultCode 0
+        assert len(stack.sim.requests("stk_query")) == 1
         assert (await stack.attempt(view.attempt_id)).status == PaymentStatus.PAID
         assert (await stack.booking(booking.id)).status == BookingStatus.CONFIRMED
+        steps = [
+            (e.details["previous"], e.details["new"])
+            for e in await stack.audit_actions("payment", view.attempt_id)
+            if "previous" in e.details
+        ]
+        assert steps[-2:] == [
+            (PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR),
+            (PaymentStatus.UNCLEAR, PaymentStatus.PAID),
+        ]
+        assert len(stack.pushes()) == 1  # found out by asking, never by pushing again
 
 
 async def test_push_with_unknown_outcome_is_never_pushed_again(database_url: str) -> None:
