@@ -32,6 +32,7 @@ NAMING = {
 
 LIVE_BOOKING_SQL = "status IN ('PENDING_APPROVAL', 'APPROVED', 'CONFIRMED')"
 LIVE_PAYMENT_SQL = "status IN ('QUEUED', 'AWAITING_CUSTOMER', 'UNCLEAR')"
+SMS_CLIENT_SQL = "telegram_user_id IS NULL"
 
 
 class Base(DeclarativeBase):
@@ -60,6 +61,18 @@ class Therapist(Timestamped, Base):
 
 class Client(Timestamped, Base):
     __tablename__ = "clients"
+    __table_args__ = (
+        # One SMS client per number: two first messages from a new number arriving at once
+        # must not open two accounts. Telegram clients are keyed by their user id instead and
+        # may share a number with an SMS client (see find_or_create_client).
+        Index(
+            "uq_clients_sms_phone",
+            "phone",
+            unique=True,
+            sqlite_where=text(SMS_CLIENT_SQL),
+            postgresql_where=text(SMS_CLIENT_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)

@@ -27,7 +27,7 @@ from aiohttp import web
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
-from core.db.models import Outbox, PaymentAttempt
+from core.db.models import Client, Outbox, PaymentAttempt
 from core.domain.states import PaymentStatus
 from core.logging import configure_logging
 from core.runtime import Runtime, build_runtime
@@ -108,7 +108,9 @@ def find_leaks(text: str, forbidden: list[str]) -> list[str]:
 async def _pay(services: Services, sim: RunningSimulator, phone: str) -> tuple[int, str]:
     """Start a payment for a fresh booking; returns the attempt and its callback secret."""
     async with services.runtime.uow() as uow:
-        client = await make_client(uow.session, phone=CLIENT_PHONE, email="client@example.org")
+        # the same SMS client books again (one SMS client per number)
+        client = await uow.session.scalar(select(Client).where(Client.phone == CLIENT_PHONE))
+        client = client or await make_client(uow.session, phone=CLIENT_PHONE, email="client@example.org")
         booking = await make_booking(uow.session, client=client)
         await uow.commit()
     view = await services.payments.initiate_payment(booking.id, booking.client_id, phone)

@@ -290,7 +290,10 @@ async def test_cancelling_removes_pending_reminders_and_unsent_reminder_messages
 
 
 async def test_two_reminder_runners_racing_queue_each_reminder_once(rt: Runtime, clock: Clock) -> None:
-    bookings = [await _confirmed(rt, ahead=timedelta(hours=3, minutes=i)) for i in range(12)]
+    bookings = [  # twelve clients: one SMS client per number, so twelve numbers
+        await _confirmed(rt, ahead=timedelta(hours=3, minutes=i), client_phone=f"2547110002{i:02d}")
+        for i in range(12)
+    ]
     clock.advance(hours=2, minutes=30)
     other = build_runtime(rt.settings, clock=clock)
     try:
@@ -310,7 +313,10 @@ async def test_on_postgresql_racing_runners_and_dispatchers_send_each_reminder_e
 ) -> None:
     clock = Clock(utcnow().replace(microsecond=0) + timedelta(seconds=1))
     first = dataclasses.replace(pg_runtime, clock=clock)
-    bookings = [await _confirmed(first, ahead=timedelta(hours=3, minutes=i)) for i in range(10)]
+    bookings = [  # ten clients: one SMS client per number, so ten numbers
+        await _confirmed(first, ahead=timedelta(hours=3, minutes=i), client_phone=f"2547110002{i:02d}")
+        for i in range(10)
+    ]
     clock.advance(hours=2, minutes=30)
     second = build_runtime(first.settings, clock=clock)
     a, b = RecordingSender(), RecordingSender()
