@@ -3,7 +3,8 @@
 Runs every few seconds and once at start-up. For each live attempt:
 - QUEUED with a retry time due → push again (the earlier push provably never reached Daraja);
 - QUEUED with no retry time for a while → the process died mid-push: outcome unknown → UNCLEAR;
-- AWAITING_CUSTOMER past its 120 s deadline → UNCLEAR (no longer "waiting");
+- AWAITING_CUSTOMER past its 120 s deadline → UNCLEAR (no longer "waiting"), then queried in
+  the same tick as below;
 - UNCLEAR → STK Query: "being processed" → ask again later with back-off; a final code
   settles exactly like a callback; still unknown 10 minutes after the deadline → NEEDS_REVIEW.
 """
@@ -39,7 +40,7 @@ def query_delay(query_count: int) -> timedelta:
 
 
 class Watchdog:
-    """One ``tick()`` moves every overdue attempt one step towards a result."""
+    """One ``tick()`` moves every overdue attempt towards a result (at most one STK Query each)."""
 
     def __init__(self, runtime: Runtime, gateway: DarajaGateway, payments: PaymentService) -> None:
         self._runtime = runtime
@@ -51,8 +52,8 @@ class Watchdog:
         now = self._runtime.clock()
         counts: dict[str, int] = {}
         for attempt in await self._due(now):
-            action = await self._handle(attempt, now)
-            counts[action] = counts.get(action, 0) + 1
+            for action in await self._handle(attempt, now):
+                counts[action] = counts.get(action, 0) + 1
         if counts:
             log.info("watchdog tick", extra={f"n_{k}": v for k, v in counts.items()})
             self._runtime.wake("outbox")
@@ -90,28 +91,42 @@ class Watchdog:
                 ).all()
             )
 
-    async def _handle(self, attempt: PaymentAttempt, now: datetime) -> str:
+    async def _handle(self, attempt: PaymentAttempt, now: datetime) -> list[str]:
+        """The actions taken for one due attempt (a deadline passing is followed by its query)."""
         status = PaymentStatus(attempt.status)
         if status is PaymentStatus.QUEUED:
             if attempt.next_check_at is not None:
                 await self._payments.retry_queued(attempt.id)
-                return "repushed"
-            return await self._transition(
+                return ["repushed"]
+            outcome = await self._transition(
                 attempt,
                 PaymentEvent.PUSH_OUTCOME_UNKNOWN,
                 now,
                 "no push answer recorded (restart mid-push?)",
                 next_check_at=now,
             )
+            return [outcome]
         if status is PaymentStatus.AWAITING_CUSTOMER:
-            return await self._transition(
+            passed = await self._transition(
                 attempt,
                 PaymentEvent.DEADLINE_PASSED,
                 now,
                 "no result by the 120 s deadline",
                 next_check_at=now,
             )
-        return await self._query(attempt, now)
+            if passed == "raced":
+                return [passed]
+            # Ask M-Pesa in this tick rather than the next: the client is waiting for an answer.
+            # Still one query per attempt per tick, and none if a callback settled it meanwhile.
+            unclear = await self._reload(attempt.id)
+            if unclear is None or unclear.status != PaymentStatus.UNCLEAR:
+                return [passed]
+            return [passed, await self._query(unclear, now)]
+        return [await self._query(attempt, now)]
+
+    async def _reload(self, attempt_id: int) -> PaymentAttempt | None:
+        async with self._runtime.uow() as uow:
+            return await uow.session.get(PaymentAttempt, attempt_id)
 
     async def _query(self, attempt: PaymentAttempt, now: datetime) -> str:
         overdue = now - attempt.deadline_at

@@ -27,7 +27,7 @@ from core.services.audit import verify_chain
 from core.services.callbacks import CallbackIntake, SettlementWorker
 from core.services.payments import PaymentService, callback_secret_hash
 from core.services.settlement import StkResult, settle_in_session
-from core.services.watchdog import REVIEW_AFTER, Watchdog
+from core.services.watchdog import REVIEW_AFTER, Watchdog, query_delay
 from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking
 from tests.support.daraja import RunningSimulator, closed_port, make_client, running_simulator
@@ -118,8 +118,8 @@ async def test_fifty_concurrent_payments_for_fifty_bookings_each_end_with_their_
             if digit != "5":
                 await stack.wait_status(attempt_id, BY_DIGIT[digit][0], within=15.0)
         stack.clock.advance(DEADLINE_S + 1)
-        await stack.services.watchdog.tick()  # past the deadline: UNCLEAR
-        await stack.services.watchdog.tick()  # STK Query: paid
+        await stack.services.watchdog.tick()  # past the deadline: UNCLEAR, and the STK Query says paid
+        await stack.services.watchdog.tick()  # nothing is due any more: a no-op
         for i, attempt_id in enumerate(attempt_ids):
             if phones[i][-1] == "5":
                 await stack.wait_status(attempt_id, PaymentStatus.PAID)
@@ -187,8 +187,9 @@ async def _callback_answered(stack: PaymentStack, checkout: str, within: float =
 
 async def test_a_callback_racing_the_watchdog_settles_the_payment_exactly_once(database_url: str) -> None:
     """Resolve a held push (the callback goes out at once) while the watchdog ticks for the same
-    attempt: on even rounds the attempt is already UNCLEAR, so the watchdog's STK Query races the
-    callback; on odd rounds its deadline transition does."""
+    attempt: on even rounds the attempt is already UNCLEAR (its first query said "being
+    processed") and due again, so the watchdog's STK Query races the callback; on odd rounds its
+    deadline transition and the query that follows it do."""
     async with payment_stack(database_url) as stack:
         for round_ in range(20):
             await stack.sim.control("/control/next-outcome", HOLD)
@@ -198,6 +199,7 @@ async def test_a_callback_racing_the_watchdog_settles_the_payment_exactly_once(d
             if round_ % 2 == 0:
                 await stack.services.watchdog.tick()
                 assert (await stack.attempt(view.attempt_id)).status == PaymentStatus.UNCLEAR
+                stack.clock.advance(query_delay(0).total_seconds())  # due for its next query
             resolve = stack.sim.control(
                 "/control/resolve", {"CheckoutRequestID": view.checkout_request_id, "outcome": "success"}
             )
@@ -314,15 +316,14 @@ async def test_a_cancellation_settled_while_the_watchdogs_query_is_in_flight_is_
             await uow.commit()
         view = await stack.payments.initiate_payment(booking.id, booking.client_id, "0708374149")
         stack.clock.advance(DEADLINE_S + REVIEW_AFTER.total_seconds() + 1)
-        assert await watchdog.tick() == {"deadline_passed": 1}
-        tick = asyncio.create_task(watchdog.tick())
+        tick = asyncio.create_task(watchdog.tick())  # deadline passed → UNCLEAR → STK Query
         await asyncio.wait_for(gateway.answered.wait(), 5)  # Daraja said "being processed"
         await stack.sim.control(
             "/control/resolve", {"CheckoutRequestID": view.checkout_request_id, "outcome": "cancelled"}
         )
         await _wait_for_status(stack.runtime, view.attempt_id, PaymentStatus.CANCELLED)
         gateway.release.set()
-        await asyncio.wait_for(tick, 5)
+        assert await asyncio.wait_for(tick, 5) == {"deadline_passed": 1, "raced": 1}
         attempt = await _attempt(stack.runtime, view.attempt_id)
         assert attempt.status == PaymentStatus.CANCELLED, attempt.review_reason
         entries = await _rows(

@@ -595,7 +595,7 @@ class PaymentMachine(RuleBasedStateMachine):
         try:
             self.world.clock.advance(advance)
             self.run(self.world.watchdog.tick())
-            self.run(self.world.watchdog.tick())  # a push that just became UNCLEAR is queried now
+            self.run(self.world.watchdog.tick())  # a stale QUEUED push made UNCLEAR is queried now
         finally:
             self.world.fake.retry_mode = "accept"
         self.adopt_new_pushes()
