@@ -36,6 +36,7 @@ from telegram.ext import (
 
 from bot.delivery import ChatUnreachable, ReplyDelivery
 from bot.reachability import set_telegram_reachable
+from bot.render import clear_reply_keyboard
 from core.dialog.types import Inbound, Reply
 from core.runtime import Runtime
 
@@ -271,6 +272,10 @@ class TelegramHandlers:
         except Exception:
             log.exception("dialog engine failed", extra={"telegram_user": inbound.user_key})
             replies = [Reply(ENGINE_FAILED)]
+        else:
+            # The phone keyboard must not outlive the phone step, even one the engine no longer
+            # remembers (it expired): a typed number would otherwise leave the keyboard up.
+            replies = clear_reply_keyboard(replies, can_edit=pressed_message_id is not None)
         await self.delivery.deliver(chat_id, replies, pressed_message_id=pressed_message_id)
 
     async def _say(self, chat_id: int, text: str) -> None:

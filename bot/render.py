@@ -6,12 +6,17 @@ become inline buttons whose ``callback_data`` is the option value unchanged (``v
 at most 64 bytes, checked by :class:`core.dialog.types.Option`); ``ask_phone`` becomes a
 reply keyboard with a "Share my phone number" (request_contact) button plus the
 suggested numbers; ``remove_keyboard`` a ``ReplyKeyboardRemove``.
+
+The phone keyboard belongs to the phone step alone: :func:`clear_reply_keyboard` makes
+every engine turn that does not ask for a phone remove it, whatever the engine knows
+about the step the user was at (e.g. a phone step that expired while the keyboard stayed).
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from telegram import (
     InlineKeyboardButton,
@@ -134,6 +139,24 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
         return out
     edit = reply.edit_previous and can_edit and len(pieces) == 1
     out.append(Outgoing(escape(last), inline, edit=edit, tag=reply.tag, plain=last, options=options))
+    return out
+
+
+def clear_reply_keyboard(replies: Sequence[Reply], *, can_edit: bool) -> list[Reply]:
+    """One engine turn's replies, the first new plain one removing any reply keyboard.
+
+    Nothing changes when the turn asks for a phone (the keyboard is wanted) or already
+    removes it. Only a reply sent as a new message without buttons can carry the removal:
+    an edit cannot, and a message with inline buttons has no room for it. Removing a
+    keyboard that is not shown does nothing on Telegram.
+    """
+    out = list(replies)
+    if any(r.ask_phone or r.remove_keyboard for r in out):
+        return out
+    for i, reply in enumerate(out):
+        if not reply.options and not (reply.edit_previous and can_edit):
+            out[i] = replace(reply, remove_keyboard=True)
+            break
     return out
 
 

@@ -13,6 +13,7 @@ from bot.render import (
     MORE_OPTIONS_TEXT,
     SHARE_PHONE_LABEL,
     TYPE_NUMBER_NOTE,
+    clear_reply_keyboard,
     escape,
     inline_keyboard,
     progress_attempt_id,
@@ -105,6 +106,33 @@ def test_remove_keyboard_uses_reply_keyboard_remove_and_options_follow_in_a_seco
     )
     assert isinstance(first.markup, ReplyKeyboardRemove)
     assert second.plain == MORE_OPTIONS_TEXT and _rows(second.markup) == [[("Menu", "v1:help")]]  # type: ignore[arg-type]
+
+
+def test_a_turn_that_does_not_ask_for_a_phone_removes_the_reply_keyboard_with_its_first_plain_message():
+    menu = Reply("What would you like to do?", options=(Option("Book", "v1:book"),))
+    turn = [menu, Reply("Our earlier conversation timed out."), Reply("Anything else?")]
+    out = clear_reply_keyboard(turn, can_edit=False)
+    assert [r.remove_keyboard for r in out] == [False, True, False]
+    assert out[1].text == turn[1].text and turn[1].remove_keyboard is False  # a copy; the engine's is kept
+
+
+def test_a_turn_that_asks_for_a_phone_or_already_removes_the_keyboard_is_left_alone():
+    asking = [Reply("That is not a Kenyan number."), Reply("Which number?", ask_phone=True)]
+    assert clear_reply_keyboard(asking, can_edit=False) == asking
+    removing = [Reply("Check your phone", remove_keyboard=True, tag="payment_progress:5"), Reply("Note")]
+    assert clear_reply_keyboard(removing, can_edit=False) == removing
+
+
+def test_the_keyboard_removal_never_turns_an_edit_into_a_new_message_or_displaces_buttons():
+    edit = Reply("Approved", edit_previous=True)
+    only_buttons = [Reply("Pick a day", options=(Option("Mon", "v1:dy:1"),), edit_previous=True)]
+    assert clear_reply_keyboard(only_buttons, can_edit=True) == only_buttons
+    assert clear_reply_keyboard([edit], can_edit=True) == [edit]
+    assert clear_reply_keyboard([edit, Reply("Next")], can_edit=True)[1].remove_keyboard
+    # typed text: there is no pressed message to edit, so the reply is a new message anyway
+    [sent] = clear_reply_keyboard([edit], can_edit=False)
+    [out] = render_reply(sent, can_edit=False)
+    assert sent.remove_keyboard and isinstance(out.markup, ReplyKeyboardRemove)
 
 
 def test_edit_previous_edits_only_after_a_button_press():
