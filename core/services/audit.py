@@ -409,6 +409,12 @@ async def record(
     return entry
 
 
+def transition_details(previous: str, new: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """The details of a status-change entry (Property 68), phone numbers in the reason masked."""
+    # The reason may quote text from outside (e.g. M-Pesa's ResultDesc): mask, don't refuse.
+    return {**extra, "previous": str(previous), "new": str(new), "reason": redact_phones(reason)}
+
+
 async def record_transition(
     session: AsyncSession,
     *,
@@ -421,8 +427,7 @@ async def record_transition(
     **extra: Any,
 ) -> AuditEntry:
     """Audit a status change: previous, new and reason (Property 68)."""
-    # The reason may quote text from outside (e.g. M-Pesa's ResultDesc): mask, don't refuse.
-    details = {**extra, "previous": str(previous), "new": str(new), "reason": redact_phones(reason)}
+    details = transition_details(previous, new, reason, **extra)
     return await record(
         session,
         actor=actor,

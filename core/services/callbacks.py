@@ -10,7 +10,10 @@ durable, yet a burst costs one commit, not one per callback.
 
 Settlement (``SettlementWorker``): inbox rows are settled right after the commit and by
 a periodic sweep; a processing error rolls back and is retried with exponential
-back-off (Properties 72, 73); the inbox row stays until it is settled.
+back-off (Properties 72, 73); the inbox row stays until it is settled. Runs of plain
+success callbacks are settled up to ``SETTLE_BATCH`` per transaction by
+``core.services.settlement_batch`` (same rows, far fewer statements); everything else,
+and any batch that loses a race, goes one by one through ``settle_in_session``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult
 from core.runtime import Runtime
 from core.services.payments import callback_secret_hash
 from core.services.settlement import Settled, StkResult, settle_in_session
+from core.services.settlement_batch import BatchItem, may_batch, settle_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ BACKOFF_BASE_S = 0.05
 SWEEP_INTERVAL_S = 2.0
 ANSWER_TIMEOUT_S = 10.0
 MAX_SWEEP_ATTEMPTS = 20
+SETTLE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,13 @@ def result_from_callback(callback: StkCallback) -> StkResult:
     )
 
 
+def _result_or_none(raw_body: str) -> StkResult | None:
+    try:
+        return result_from_callback(parse_stk_callback(raw_body))
+    except InvalidCallback:  # the intake stores only bodies that parse; settle_inbox_row reports it
+        return None
+
+
 class SettlementWorker:
     """Settles stored callbacks: right after they are stored, and by a periodic sweep."""
 
@@ -280,9 +292,14 @@ class SettlementWorker:
         *,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         confirm: Callable[[str], Awaitable[StkQueryResult]] | None = None,
+        batch_size: int = SETTLE_BATCH,
     ) -> None:
         self._runtime = runtime
         self._sweep_interval_s = sweep_interval_s
+        # Common-case successes are settled up to this many per transaction (settlement_batch);
+        # 0 settles every row one by one with settle_in_session.
+        self.batch_size = batch_size
+        self.batched = 0  # rows settled by the batch path (for tests and the benchmark)
         # MPESA_CONFIRM_WITH_QUERY: ask Daraja before trusting a success callback.
         self.confirm = confirm
 
@@ -325,26 +342,93 @@ class SettlementWorker:
                 )
             ).all()
         counts: dict[Settled, int] = {}
-        for row in rows:
+        items = [(row.id, row.raw_body, _result_or_none(row.raw_body)) for row in rows]
+        i = 0
+        while i < len(items):
             if stop is not None and stop.is_set():
                 break
-            outcome = await self.settle_inbox_row(row.id, row.raw_body)
+            run = self._batchable_run(items, i)
+            if run:
+                settled, tries_used = await self._settle_batch(run)
+                if settled is None:  # lost a race or failed: settle the whole run one by one
+                    for item in run:
+                        if stop is not None and stop.is_set():
+                            break
+                        outcome = await self._settle_row(item.inbox_id, item.result, tries_used=tries_used)
+                        counts[outcome] = counts.get(outcome, 0) + 1
+                        i += 1
+                    continue
+                if settled:
+                    counts[Settled.PAID] = counts.get(Settled.PAID, 0) + settled
+                    self.batched += settled
+                    i += settled
+                if settled == len(run):
+                    continue
+                # items[i] is not the common case (or touches a row the batch settled): one by one
+            inbox_id, raw_body, result = items[i]
+            if result is None:
+                outcome = await self.settle_inbox_row(inbox_id, raw_body)  # fails as it always has
+            else:
+                outcome = await self._settle_row(inbox_id, result)
             counts[outcome] = counts.get(outcome, 0) + 1
+            i += 1
         if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
             self._runtime.wake("outbox")
             self._runtime.wake("payments")
         return counts
 
+    def _batchable_run(
+        self, items: Sequence[tuple[int, str, StkResult | None]], start: int
+    ) -> list[BatchItem]:
+        """The rows from ``start`` on that may be settled as a batch (none with MPESA_CONFIRM_WITH_QUERY)."""
+        if self.confirm is not None or self.batch_size < 1:
+            return []
+        run: list[BatchItem] = []
+        for inbox_id, _raw, result in items[start : start + self.batch_size]:
+            if result is None or not may_batch(result):
+                break
+            run.append(BatchItem(inbox_id, result))
+        return run
+
+    async def _settle_batch(self, run: list[BatchItem]) -> tuple[int | None, int]:
+        """Settle the common-case prefix of ``run`` in one transaction.
+
+        Returns how many rows were settled (None: settle the whole run one by one) and how many
+        of each row's SETTLE_RETRIES tries the batch used up.
+        """
+        settings, now = self._runtime.settings, self._runtime.clock()
+        try:
+            async with _write_turn(self._runtime), self._runtime.uow() as uow:
+                settled = await settle_batch(uow.session, run, settings=settings, now=now)
+                if settled:
+                    await uow.commit()
+                return settled, 0
+        except (TransitionConflict, IntegrityError):
+            return None, 0  # lost a race: the one-by-one path re-reads and decides
+        except SQLAlchemyError as exc:
+            # The database failed: that was every row's first try, backed off as _settle_row does.
+            log.warning(
+                "batch settlement failed, retrying one by one",
+                extra={"rows": len(run), "error": type(exc).__name__},
+            )
+            await asyncio.sleep(BACKOFF_BASE_S)
+            return None, 1
+        except Exception:  # never lose a row to a bug here: the one-by-one path is the reference
+            log.exception("batch settlement failed; settling one by one", extra={"rows": len(run)})
+            return None, 0
+
     async def settle_inbox_row(self, inbox_id: int, raw_body: str) -> Settled:
         """Settle one stored callback with retries; the inbox row is marked in the same transaction."""
-        result = result_from_callback(parse_stk_callback(raw_body))
+        return await self._settle_row(inbox_id, result_from_callback(parse_stk_callback(raw_body)))
+
+    async def _settle_row(self, inbox_id: int, result: StkResult, *, tries_used: int = 0) -> Settled:
         if self.confirm is not None and result.result_code == 0:
             checked = await self._confirmed(result)
             if checked is None:
                 return Settled.NOT_READY  # Daraja still processing or unreachable: the sweep retries
             result = checked
         last_error = ""
-        for attempt in range(SETTLE_RETRIES):
+        for attempt in range(tries_used, SETTLE_RETRIES):
             try:
                 return await self._settle_once(inbox_id, result)
             except (TransitionConflict, IntegrityError) as exc:  # lost a race: re-read and decide again

@@ -54,12 +54,32 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
-    "TEMPLATES",
-    "Attachment", "Button", "Dispatcher", "RenderedMessage", "SendResult", "Sender", "TemplateError",
-    "backoff", "cancel_reminders", "create_reminders", "email_client", "enqueue", "failed_notifications",
-    "list_failed_notifications", "notify_client", "notify_therapist", "outbox_counts", "plan_reminders",
-    "record_delivery_report", "render", "run_due_reminders", "start_reminder_scheduler",
+    "TEMPLATES", "Attachment", "Button", "Dispatcher", "RenderedMessage", "SendResult", "Sender",
+    "TemplateError", "backoff", "cancel_reminders", "chat_route", "create_reminders", "email_client",
+    "enqueue", "failed_notifications", "is_valid_email", "list_failed_notifications", "notify_client",
+    "notify_therapist", "outbox_counts", "plan_reminders", "record_delivery_report", "render",
+    "run_due_reminders", "start_reminder_scheduler",
 ]
+
+
+def chat_route(
+    *, role: str, person_id: int, telegram_user_id: int | None, telegram_unreachable: bool, phone: str | None
+) -> tuple[str, str, dict[str, Any]] | None:
+    """(channel, recipient, route) of a chat message: Telegram unless unreachable (SMS as its
+    fallback), else SMS, else None (no way to reach the person)."""
+    route: dict[str, Any] = {"role": role, "id": person_id}
+    if telegram_user_id and not telegram_unreachable:
+        if phone:
+            route["fallback_sms"] = phone
+        return "telegram", str(telegram_user_id), route
+    if phone:
+        return "sms", phone, route
+    return None
+
+
+def is_valid_email(address: str) -> bool:
+    """Whether ``address`` (already stripped) is worth handing to the SMTP server."""
+    return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
 async def _notify(
@@ -74,22 +94,18 @@ async def _notify(
     data: Mapping[str, Any],
     dedupe_key: str,
 ) -> str | None:
-    route: dict[str, Any] = {"role": role, "id": person_id}
-    if telegram_user_id and not telegram_unreachable:
-        if phone:
-            route["fallback_sms"] = phone
-        await enqueue(
-            session, channel="telegram", recipient=str(telegram_user_id), template=template,
-            data={**data, "_route": route}, dedupe_key=dedupe_key,
-        )
-        return "telegram"
-    if phone:
-        await enqueue(
-            session, channel="sms", recipient=phone, template=template,
-            data={**data, "_route": route}, dedupe_key=dedupe_key,
-        )
-        return "sms"
-    return None
+    target = chat_route(
+        role=role, person_id=person_id, telegram_user_id=telegram_user_id,
+        telegram_unreachable=telegram_unreachable, phone=phone,
+    )
+    if target is None:
+        return None
+    channel, recipient, route = target
+    await enqueue(
+        session, channel=channel, recipient=recipient, template=template,
+        data={**data, "_route": route}, dedupe_key=dedupe_key,
+    )
+    return channel
 
 
 async def notify_client(
@@ -132,7 +148,7 @@ async def email_client(
     address = (email or "").strip()
     if not address or client.anonymised:
         return False
-    if not _EMAIL.match(address) or len(address) > 254:
+    if not is_valid_email(address):
         log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
         return False
     await enqueue(

@@ -76,7 +76,7 @@ def fit_dedupe_key(key: str) -> str:
     return f"{key[: DEDUPE_KEY_MAX - 33]}#{digest}"
 
 
-def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
+def json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
     """A plain-JSON copy (datetimes as ISO strings, enums and decimals as their values)."""
 
     def _default(value: Any) -> Any:
@@ -136,7 +136,7 @@ async def enqueue(
         "channel": channel,
         "recipient": recipient,
         "template": template,
-        "data": _json_safe(data),
+        "data": json_safe(data),
         "dedupe_key": fit_dedupe_key(dedupe_key),
         "status": PENDING,
         "due_at": due_at or now,

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,15 +103,7 @@ async def _settle_success(
     booking = await session.get_one(Booking, attempt.booking_id)
     problems = await _success_problems(session, attempt, booking, result)
     receipt_is_free = not any(p.startswith("receipt") for p in problems)
-    details = {
-        "mpesa_receipt": result.receipt if receipt_is_free else None,
-        "paid_amount_kes": result.amount,
-        "paid_phone": result.phone,
-        "transaction_time": result.transaction_time,
-        "result_code": str(result.result_code),
-        "result_desc": (result.result_desc or "")[:300],
-        "settled_at": now,
-    }
+    details = success_values(result, now=now, receipt_is_free=receipt_is_free)
     if problems:
         return await _flag(
             session, attempt, booking, "; ".join(problems), details, settings=settings, now=now
@@ -121,14 +113,12 @@ async def _settle_success(
     await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **details)
     meeting_url = new_meeting_url(settings.meeting_url_template)
     await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
-    late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
-    reason = f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
     await audit.record_payment_transition(
         session,
         attempt.id,
         previous=previous,
         new=PaymentStatus.PAID,
-        reason=reason,
+        reason=paid_reason(result, previous),
         receipt=result.receipt,
         amount_kes=result.amount,
     )
@@ -139,7 +129,7 @@ async def _settle_success(
         subject_id=booking.id,
         previous=booking.status,
         new=BookingStatus.CONFIRMED,
-        reason=f"paid by attempt {attempt.id}",
+        reason=booking_paid_reason(attempt.id),
     )
     # Keep the loaded object in step with the UPDATE without scheduling a second one.
     set_committed_value(booking, "meeting_url", meeting_url)
@@ -322,36 +312,113 @@ async def _notify_paid(
     client = await session.get_one(Client, booking.client_id)
     therapist = await session.get_one(Therapist, booking.therapist_id)
     session_type = await session.get_one(SessionType, booking.session_type_id)
-    data = {
-        "reference": booking.reference,
-        "booking_id": booking.id,
-        "attempt_id": attempt.id,
-        "therapist_name": therapist.name,
-        "client_name": client.name or "Client",
-        "session_type": session_type.name,
-        "minutes": session_type.minutes,
-        "starts_at_local": format_nairobi(booking.starts_at),
-        "starts_at_iso": booking.starts_at.isoformat(),
-        "ends_at_iso": booking.ends_at.isoformat(),
-        "amount_kes": attempt.amount_kes,
-        "amount_text": format_kes(attempt.amount_kes),
-        "receipt": result.receipt or "(pending)",
-        "paid_at_local": format_nairobi(result.transaction_time) if result.transaction_time else "",
-        "meeting_url": booking.meeting_url,
-        "test_mode": settings.test_mode,
-    }
-    key = f"payment:{attempt.id}:confirmed"
+    data = paid_message_data(
+        attempt_id=attempt.id,
+        amount_kes=attempt.amount_kes,
+        booking=booking,
+        client_name=client.name,
+        therapist_name=therapist.name,
+        session_type_name=session_type.name,
+        minutes=session_type.minutes,
+        result=result,
+        test_mode=settings.test_mode,
+    )
+    key = paid_dedupe_key(attempt.id)
     await notifications.notify_client(
-        session, client, template="payment_confirmed_client", data=data, dedupe_key=f"{key}:client"
+        session, client, template=PAID_CLIENT_TEMPLATE, data=data, dedupe_key=f"{key}:client"
     )
     await notifications.notify_therapist(
-        session, therapist, template="payment_received_therapist", data=data, dedupe_key=f"{key}:therapist"
+        session, therapist, template=PAID_THERAPIST_TEMPLATE, data=data, dedupe_key=f"{key}:therapist"
     )
     await notifications.email_client(
         session,
         client,
         email=booking.email or client.email,
-        template="payment_confirmed_email",
+        template=PAID_EMAIL_TEMPLATE,
         data=data,
         dedupe_key=f"{key}:email",
     )
+
+
+# -- what a paid settlement writes (shared with core.services.settlement_batch) -------------
+
+PAID_CLIENT_TEMPLATE = "payment_confirmed_client"
+PAID_THERAPIST_TEMPLATE = "payment_received_therapist"
+PAID_EMAIL_TEMPLATE = "payment_confirmed_email"
+
+
+class PaidBooking(Protocol):
+    """The booking fields the confirmation messages quote (an ORM row or a plain result row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def reference(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def meeting_url(self) -> str | None: ...
+
+
+def success_values(result: StkResult, *, now: datetime, receipt_is_free: bool = True) -> dict[str, Any]:
+    """The attempt columns a success writes (with PAID, or with NEEDS_REVIEW when doubtful)."""
+    return {
+        "mpesa_receipt": result.receipt if receipt_is_free else None,
+        "paid_amount_kes": result.amount,
+        "paid_phone": result.phone,
+        "transaction_time": result.transaction_time,
+        "result_code": str(result.result_code),
+        "result_desc": (result.result_desc or "")[:300],
+        "settled_at": now,
+    }
+
+
+def paid_reason(result: StkResult, previous: str) -> str:
+    """The audit reason of an attempt's move to PAID (a late success names the status it left)."""
+    late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
+    return f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
+
+
+def booking_paid_reason(attempt_id: int) -> str:
+    """The audit reason of a booking's move to CONFIRMED."""
+    return f"paid by attempt {attempt_id}"
+
+
+def paid_dedupe_key(attempt_id: int) -> str:
+    """Prefix of the confirmation messages' dedupe keys (``:client``, ``:therapist``, ``:email``)."""
+    return f"payment:{attempt_id}:confirmed"
+
+
+def paid_message_data(
+    *,
+    attempt_id: int,
+    amount_kes: int,
+    booking: PaidBooking,
+    client_name: str | None,
+    therapist_name: str,
+    session_type_name: str,
+    minutes: int,
+    result: StkResult,
+    test_mode: bool,
+) -> dict[str, Any]:
+    """The template data of the three confirmation messages (client, practitioner, e-mail)."""
+    return {
+        "reference": booking.reference,
+        "booking_id": booking.id,
+        "attempt_id": attempt_id,
+        "therapist_name": therapist_name,
+        "client_name": client_name or "Client",
+        "session_type": session_type_name,
+        "minutes": minutes,
+        "starts_at_local": format_nairobi(booking.starts_at),
+        "starts_at_iso": booking.starts_at.isoformat(),
+        "ends_at_iso": booking.ends_at.isoformat(),
+        "amount_kes": amount_kes,
+        "amount_text": format_kes(amount_kes),
+        "receipt": result.receipt or "(pending)",
+        "paid_at_local": format_nairobi(result.transaction_time) if result.transaction_time else "",
+        "meeting_url": booking.meeting_url,
+        "test_mode": test_mode,
+    }
