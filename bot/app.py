@@ -36,6 +36,7 @@ from bot.handlers import DialogEngine, TelegramHandlers
 from bot.progress import PaymentProgress
 from bot.reachability import mark_telegram_unreachable
 from core.db.models import Therapist
+from core.dialog.messages import say
 from core.runtime import Runtime
 from core.services.payments import PaymentService
 from webhooks.telegram import TELEGRAM_WEBHOOK, WEBHOOK_PATH, TelegramWebhook
@@ -44,19 +45,15 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "bot"
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
-CLIENT_COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", "Start, or go back to the main menu"),
-    ("book", "Book a session"),
-    ("sessions", "Your bookings and their payment status"),
-    ("pay", "Pay for an approved booking with M-Pesa"),
-    ("cancel", "Cancel what you are doing, or a booking"),
-    ("help", "What this bot can do"),
-)
-THERAPIST_COMMANDS: tuple[tuple[str, str], ...] = (
-    ("today", "Today's sessions"),
-    ("upcoming", "Upcoming sessions and requests"),
-)
+# Command names; each description is the catalogue's "tg_command_<name>" (core/dialog/messages.py).
+CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help")
+THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming")
 START_RETRY_MAX_S = 30.0
+
+
+def command_menu(commands: tuple[str, ...]) -> list[BotCommand]:
+    """The commands with their catalogue descriptions, for setMyCommands."""
+    return [BotCommand(command, say(f"tg_command_{command}")) for command in commands]
 
 
 class BotStartError(RuntimeError):
@@ -192,8 +189,8 @@ class BotHandle:
     async def _set_commands(self) -> None:
         """The command menu: six for everyone, plus /today and /upcoming for linked practitioners."""
         bot = self.application.bot
-        client = [BotCommand(c, d) for c, d in CLIENT_COMMANDS]
-        therapist = client + [BotCommand(c, d) for c, d in THERAPIST_COMMANDS]
+        client = command_menu(CLIENT_COMMANDS)
+        therapist = client + command_menu(THERAPIST_COMMANDS)
         try:
             await bot.set_my_commands(client, scope=BotCommandScopeDefault())
         except TelegramError as exc:

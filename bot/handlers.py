@@ -8,6 +8,8 @@
 * ``my_chat_member`` → blocked / unblocked the bot (reachability for the outbox);
 * anything else (stickers, photos…) → a hint that only text and buttons are read.
 
+The refusal, the hint and the failure apology are catalogue texts (:mod:`core.dialog.messages`).
+
 Updates are processed concurrently across users but strictly in arrival order per user
 (:class:`KeyedSequencer`), so one user's slow payment step never delays another user.
 Only private chats are served.
@@ -37,18 +39,13 @@ from telegram.ext import (
 from bot.delivery import ChatUnreachable, ReplyDelivery
 from bot.reachability import set_telegram_reachable
 from bot.render import clear_reply_keyboard
+from core.dialog.messages import say
 from core.dialog.types import Inbound, Reply
 from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 ENGINE_TIMEOUT_S = 30.0
-OWN_NUMBER_ONLY = (
-    'For your safety I can only use your own phone number. Tap "Share my phone number" '
-    "or type the M-Pesa number you want to pay with."
-)
-TEXT_ONLY = "I can only read text messages and button taps. Send /help to see what I can do."
-ENGINE_FAILED = "Sorry, something went wrong on our side. Please try again in a moment."
 _COMMAND_AT = re.compile(r"^(/[A-Za-z0-9_]+)@[A-Za-z0-9_]+")
 
 
@@ -207,7 +204,7 @@ class TelegramHandlers:
             contact = message.contact
             if contact.user_id != user.id:
                 log.info("telegram contact of someone else refused", extra={"telegram_user": user.id})
-                await self._say(message.chat.id, OWN_NUMBER_ONLY)
+                await self._say(message.chat.id, say("tg_own_number_only"))
                 return
             inbound = _inbound(user, message.chat.id, contact_phone=contact.phone_number)
             await self._converse(inbound, message.chat.id)
@@ -258,7 +255,7 @@ class TelegramHandlers:
         if message is None or user is None:
             return
         async with self.sequencer.reserve(user.id):
-            await self._say(message.chat.id, TEXT_ONLY)
+            await self._say(message.chat.id, say("tg_text_only"))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed", exc_info=context.error)
@@ -271,7 +268,7 @@ class TelegramHandlers:
             replies = await asyncio.wait_for(self.engine.handle(inbound), self.engine_timeout)
         except Exception:
             log.exception("dialog engine failed", extra={"telegram_user": inbound.user_key})
-            replies = [Reply(ENGINE_FAILED)]
+            replies = [Reply(say("error"))]
         else:
             # The phone keyboard must not outlive the phone step, even one the engine no longer
             # remembers (it expired): a typed number would otherwise leave the keyboard up.

@@ -28,6 +28,7 @@ from telegram import InlineKeyboardMarkup
 
 from bot.delivery import ChatUnreachable, TelegramOut
 from bot.render import escape, inline_keyboard
+from core.dialog.messages import label, price, say
 from core.dialog.types import Option
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
@@ -37,52 +38,52 @@ log = logging.getLogger(__name__)
 
 PAYMENTS_WAKEUP = "payments"
 WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
-RETRY_LABEL = "Retry payment"
-TEST_MODE_LINE = "[TEST MODE]"
 MAX_TRACKED = 2000
-GENERIC_FAILURE = "The payment did not go through. You can retry now."
+# Every sentence shown here comes from the catalogue (core/dialog/messages.py, "tg_progress_*").
+_WAITING_KEYS: dict[PaymentStatus, str] = {
+    PaymentStatus.QUEUED: "tg_progress_queued",
+    PaymentStatus.UNCLEAR: "tg_progress_unclear",
+}
 
 
 def retry_value(booking_id: int) -> str:
+    """The callback data of the "Retry payment" button for ``booking_id``."""
     return f"v1:pay:{booking_id}"
+
+
+def mode_marker() -> str:
+    """The TEST MODE marker as a line of its own (the catalogue's ``test_mark``)."""
+    return say("test_mark").strip()
+
+
+def _marked(view: PaymentView, text: str) -> str:
+    return f"{mode_marker()}\n{text}" if view.test_mode else text
 
 
 def waiting_line(view: PaymentView, elapsed: int) -> str:
     """The status line under the engine's text while we wait."""
-    if view.status == PaymentStatus.QUEUED:
-        what = "Contacting M-Pesa"
-    elif view.status == PaymentStatus.UNCLEAR:
-        what = "Checking the payment with M-Pesa"
-    else:
-        what = "Waiting for you to confirm on your phone"
-    return f"⏳ {what}… {elapsed} s"
+    return say(_WAITING_KEYS.get(view.status, "tg_progress_waiting"), seconds=elapsed)
 
 
 def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
     """Plain text and options for a settled attempt."""
-    mark = f"{TEST_MODE_LINE}\n" if view.test_mode else ""
     if view.status == PaymentStatus.PAID:
-        receipt = f"\nM-Pesa receipt: {view.receipt}" if view.receipt else ""
-        return (
-            f"{mark}✅ Payment received: KES {view.amount_kes:,}.{receipt}\nYour session is confirmed.",
-            (),
-        )
+        amount = price(view.amount_kes)
+        if view.receipt:
+            text = say("tg_progress_paid", price=amount, receipt=view.receipt)
+        else:
+            text = say("tg_progress_paid_no_receipt", price=amount)
+        return _marked(view, text), ()
     if view.status == PaymentStatus.NEEDS_REVIEW:
-        return (
-            f"{mark}⚠️ We need to check this payment by hand. Please do not pay again; "
-            "we will message you here.",
-            (),
-        )
-    reason = view.client_message or GENERIC_FAILURE
-    return (f"{mark}❌ {reason}", (Option(RETRY_LABEL, retry_value(view.booking_id)),))
+        return _marked(view, say("tg_progress_needs_review")), ()
+    reason = view.client_message or say("tg_progress_failed_generic")
+    retry = Option(label("retry"), retry_value(view.booking_id))
+    return _marked(view, say("tg_progress_failed", status=reason)), (retry,)
 
 
 def overdue_text(view: PaymentView) -> str:
-    mark = f"{TEST_MODE_LINE}\n" if view.test_mode else ""
-    return (
-        f"{mark}⏳ No answer from M-Pesa yet. We are checking the payment with M-Pesa and will "
-        "update this message. Please do not pay again for now."
-    )
+    """The message once the attempt's deadline has passed without an answer."""
+    return _marked(view, say("tg_progress_overdue"))
 
 
 @dataclass

@@ -5,7 +5,9 @@ The engine's text is plain; every piece of it is HTML-escaped here and sent with
 become inline buttons whose ``callback_data`` is the option value unchanged (``v1:…``,
 at most 64 bytes, checked by :class:`core.dialog.types.Option`); ``ask_phone`` becomes a
 reply keyboard with a "Share my phone number" (request_contact) button plus the
-suggested numbers; ``remove_keyboard`` a ``ReplyKeyboardRemove``.
+suggested numbers; ``remove_keyboard`` a ``ReplyKeyboardRemove``. The few sentences this
+adapter adds itself (the typing note, "Choose an option:") come from the message catalogue
+(``tg_*`` keys in :mod:`core.dialog.messages`) as plain text and are escaped here like the rest.
 
 The phone keyboard belongs to the phone step alone: :func:`clear_reply_keyboard` makes
 every engine turn that does not ask for a phone remove it, whatever the engine knows
@@ -26,13 +28,10 @@ from telegram import (
     ReplyKeyboardRemove,
 )
 
+from core.dialog.messages import label, say
 from core.dialog.types import Option, Reply
 
-SHARE_PHONE_LABEL = "Share my phone number"
-TYPE_NUMBER_NOTE = "You can also type the number, e.g. 0712 345 678."
-PHONE_PLACEHOLDER = "0712 345 678"
-MORE_OPTIONS_TEXT = "Choose an option:"
-SHARE_OTHER_TEXT = "Or share another number: tap the button below, or type it."
+PHONE_PLACEHOLDER = "0712 345 678"  # an example number in the input field, the same in every language
 MAX_MESSAGE_CHARS = 4096
 SPLIT_AT = 4000  # room to spare under Telegram's 4096
 PROGRESS_TAG = "payment_progress:"
@@ -69,7 +68,7 @@ def inline_keyboard(options: tuple[Option, ...] | list[Option]) -> InlineKeyboar
 
 def phone_keyboard(suggestions: tuple[str, ...] | list[str] = ()) -> ReplyKeyboardMarkup:
     """The phone step: share-contact button first, then each suggested number as a one-tap choice."""
-    rows = [[KeyboardButton(SHARE_PHONE_LABEL, request_contact=True)]]
+    rows = [[KeyboardButton(label("share_phone"), request_contact=True)]]
     rows += [[KeyboardButton(number)] for number in suggestions]
     return ReplyKeyboardMarkup(
         rows, resize_keyboard=True, one_time_keyboard=True, input_field_placeholder=PHONE_PLACEHOLDER
@@ -110,7 +109,7 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
     last = pieces[-1]
     if reply.ask_phone:
         says_type = "type" in last.lower()  # the engine may already say that typing works
-        note = f"{last}\n\n{TYPE_NUMBER_NOTE}" if not options and not says_type else last
+        note = f"{last}\n\n{say('tg_type_number_note')}" if not options and not says_type else last
         if options:
             out.append(
                 Outgoing(
@@ -122,11 +121,9 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
                     options=options,
                 )
             )
-            out.append(
-                Outgoing(
-                    escape(SHARE_OTHER_TEXT), phone_keyboard(reply.phone_suggestions), plain=SHARE_OTHER_TEXT
-                )
-            )
+            share_other = say("tg_share_other")
+            keyboard = phone_keyboard(reply.phone_suggestions)
+            out.append(Outgoing(escape(share_other), keyboard, plain=share_other))
         else:
             out.append(
                 Outgoing(escape(note), phone_keyboard(reply.phone_suggestions), tag=reply.tag, plain=note)
@@ -135,7 +132,8 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
     if reply.remove_keyboard:
         out.append(Outgoing(escape(last), ReplyKeyboardRemove(), tag=reply.tag, plain=last))
         if inline:
-            out.append(Outgoing(escape(MORE_OPTIONS_TEXT), inline, plain=MORE_OPTIONS_TEXT, options=options))
+            more = say("tg_more_options")
+            out.append(Outgoing(escape(more), inline, plain=more, options=options))
         return out
     edit = reply.edit_previous and can_edit and len(pieces) == 1
     out.append(Outgoing(escape(last), inline, edit=edit, tag=reply.tag, plain=last, options=options))

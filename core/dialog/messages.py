@@ -279,6 +279,44 @@ EN: dict[str, Entry] = {
     "request_not_found": "I could not find that request.",
     "unknown_code": "No request with code {code} is waiting for you.",
     "too_late": "{reference} can no longer be approved: its start time has passed.",
+    # -- Telegram adapter (bot/): texts only the Telegram channel shows -----------------------------
+    # The command menu (setMyCommands): one "tg_command_<command>" per command.
+    "tg_command_start": "Start, or go back to the main menu",
+    "tg_command_book": "Book a session",
+    "tg_command_sessions": "Your bookings and their payment status",
+    "tg_command_pay": "Pay for an approved booking with M-Pesa",
+    "tg_command_cancel": "Cancel what you are doing, or a booking",
+    "tg_command_help": "What this bot can do",
+    "tg_command_today": "Today's sessions",
+    "tg_command_upcoming": "Upcoming sessions and requests",
+    # Updates the engine never sees.
+    "tg_own_number_only": (
+        'For your safety I can only use your own phone number. Tap "Share my phone number" '
+        "or type the M-Pesa number you want to pay with."
+    ),
+    "tg_text_only": "I can only read text messages and button taps. Send /help to see what I can do.",
+    # The phone step's reply keyboard.
+    "tg_type_number_note": "You can also type the number, e.g. 0712 345 678.",
+    "tg_share_other": "Or share another number: tap the button below, or type it.",
+    "tg_more_options": "Choose an option:",
+    # The live payment-progress message (bot/progress.py); {seconds}: time since the prompt was sent.
+    "tg_progress_queued": "⏳ Contacting M-Pesa… {seconds} s",
+    "tg_progress_unclear": "⏳ Checking the payment with M-Pesa… {seconds} s",
+    "tg_progress_waiting": "⏳ Waiting for you to confirm on your phone… {seconds} s",
+    "tg_progress_overdue": (
+        "⏳ No answer from M-Pesa yet. We are checking the payment with M-Pesa and will "
+        "update this message. Please do not pay again for now."
+    ),
+    "tg_progress_paid": (
+        "✅ Payment received: {price}.\nM-Pesa receipt: {receipt}\nYour session is confirmed."
+    ),
+    "tg_progress_paid_no_receipt": "✅ Payment received: {price}.\nYour session is confirmed.",
+    "tg_progress_needs_review": (
+        "⚠️ We need to check this payment by hand. Please do not pay again; we will message you here."
+    ),
+    # {status}: the payment service's sentence for the client (why it failed), or tg_progress_failed_generic.
+    "tg_progress_failed": "❌ {status}",
+    "tg_progress_failed_generic": "The payment did not go through. You can retry now.",
 }
 
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.app import CLIENT_COMMANDS, THERAPIST_COMMANDS, BotStartError, start_bot
-from bot.handlers import OWN_NUMBER_ONLY, TEXT_ONLY
-from bot.render import SHARE_PHONE_LABEL, TYPE_NUMBER_NOTE
 from core.db.models import Client, Therapist
+from core.dialog.messages import label, say
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
 from simulators.telegram_api import SIMULATOR_TOKEN, create_app, simulator_state
@@ -210,11 +209,11 @@ async def test_ask_phone_shows_a_share_contact_button_the_suggestions_and_a_typi
         telegram.state.press(AMINA, offer.message_id, label="Pay with M-Pesa")
         ask = await telegram.state.wait_bot_message(AMINA, lambda m: "Which M-Pesa number" in (m.text or ""))
     keyboard = ask.reply_markup
-    assert keyboard["keyboard"][0] == [{"text": SHARE_PHONE_LABEL, "request_contact": True}]
+    assert keyboard["keyboard"][0] == [{"text": label("share_phone"), "request_contact": True}]
     assert keyboard["keyboard"][1] == [{"text": "254708374149"}]
     assert keyboard["one_time_keyboard"] is True
-    assert TYPE_NUMBER_NOTE in ask.text
-    assert telegram.state.keyboard_labels(AMINA) == [SHARE_PHONE_LABEL, "254708374149"]
+    assert say("tg_type_number_note") in ask.text
+    assert telegram.state.keyboard_labels(AMINA) == [label("share_phone"), "254708374149"]
 
 
 async def test_sharing_ones_own_contact_goes_to_the_engine_and_removes_the_keyboard(
@@ -226,7 +225,7 @@ async def test_sharing_ones_own_contact_goes_to_the_engine_and_removes_the_keybo
         offer = await telegram.state.wait_bot_message(AMINA)
         telegram.state.press(AMINA, offer.message_id, label="Pay with M-Pesa")
         await telegram.state.wait_for(lambda: telegram.state.keyboard_labels(AMINA))
-        telegram.state.tap(AMINA, SHARE_PHONE_LABEL)
+        telegram.state.tap(AMINA, label("share_phone"))
         thanks = await telegram.state.wait_bot_message(AMINA, lambda m: m.text.startswith("Thanks"))
     assert engine.inbounds[-1].contact_phone == "254712345678"
     assert thanks.reply_markup == {"remove_keyboard": True}
@@ -251,7 +250,7 @@ async def test_someone_elses_contact_is_refused_and_never_reaches_the_engine(run
         refusal = await telegram.state.wait_bot_message(AMINA)
         telegram.state.share_contact(AMINA, "254733999888", contact_user_id=None, first_name="Cousin")
         second = await telegram.state.wait_bot_message(AMINA, after=refusal.message_id)
-    assert refusal.text == OWN_NUMBER_ONLY == second.text
+    assert refusal.text == say("tg_own_number_only") == second.text
     assert engine.inbounds == []
 
 
@@ -287,10 +286,10 @@ async def test_the_six_commands_are_registered_for_everyone_and_eight_for_practi
         pass
     everyone = [c["command"] for c in telegram.state.my_commands()]
     practitioner = [c["command"] for c in telegram.state.my_commands({"type": "chat", "chat_id": OTIENO})]
-    assert (
-        everyone == ["start", "book", "sessions", "pay", "cancel", "help"] == [c for c, _ in CLIENT_COMMANDS]
-    )
-    assert practitioner == everyone + [c for c, _ in THERAPIST_COMMANDS] == everyone + ["today", "upcoming"]
+    assert everyone == ["start", "book", "sessions", "pay", "cancel", "help"] == list(CLIENT_COMMANDS)
+    assert practitioner == everyone + list(THERAPIST_COMMANDS) == everyone + ["today", "upcoming"]
+    described = {c["command"]: c["description"] for c in telegram.state.my_commands()}
+    assert described["book"] == say("tg_command_book") == "Book a session"
 
 
 async def test_a_429_on_send_message_is_waited_out_and_the_message_still_arrives(runtime: Runtime, telegram):
@@ -359,7 +358,7 @@ async def test_a_sticker_gets_a_hint_and_is_not_sent_to_the_engine(runtime: Runt
     async with running_bot(runtime, engine, telegram):
         telegram.state.send_sticker(AMINA)
         hint = await telegram.state.wait_bot_message(AMINA)
-    assert hint.text == TEXT_ONLY
+    assert hint.text == say("tg_text_only")
     assert engine.inbounds == []
 
 

@@ -9,7 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from bot.progress import RETRY_LABEL, TEST_MODE_LINE
+from bot.progress import mode_marker
+from core.dialog.messages import label
 from core.dialog.types import Inbound, Option, Reply
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
@@ -105,7 +106,7 @@ async def test_payment_received_is_shown_in_the_same_message_within_a_second_of_
     assert all(v["reply_markup"]["inline_keyboard"][0][0]["text"] == "Cancel" for v in message.history)
     assert message.edited_at - settled_at < 1.0
     assert message.text == (
-        f"{TEST_MODE_LINE}\n✅ Payment received: KES 2,500.\nM-Pesa receipt: SGR7XYZ123\n"
+        f"{mode_marker()}\n✅ Payment received: KES 2,500.\nM-Pesa receipt: SGR7XYZ123\n"
         "Your session is confirmed."
     )
     assert message.inline_keyboard == []
@@ -130,8 +131,8 @@ async def test_a_failed_payment_shows_the_reason_and_a_retry_button_within_a_sec
         )
         await telegram.state.wait_for(lambda: "cancelled" in message.text, within=2)
     assert message.edited_at - settled_at < 1.0
-    assert message.text == f"{TEST_MODE_LINE}\n❌ Payment cancelled. You can retry whenever you are ready."
-    assert message.inline_keyboard == [[{"text": RETRY_LABEL, "callback_data": "v1:pay:42"}]]
+    assert message.text == f"{mode_marker()}\n❌ Payment cancelled. You can retry whenever you are ready."
+    assert message.inline_keyboard == [[{"text": label("retry"), "callback_data": "v1:pay:42"}]]
 
 
 async def test_a_payment_sent_for_review_says_not_to_pay_again_and_offers_no_retry(
@@ -145,7 +146,7 @@ async def test_a_payment_sent_for_review_says_not_to_pay_again_and_offers_no_ret
         payments.settle(1, PaymentStatus.NEEDS_REVIEW)
         await telegram.state.wait_for(lambda: "check this payment by hand" in message.text, within=2)
     assert "do not pay again" in message.text
-    assert TEST_MODE_LINE not in message.text  # a production attempt carries no marker
+    assert mode_marker() not in message.text  # a production attempt carries no marker
     assert message.inline_keyboard == []
 
 
@@ -168,7 +169,7 @@ async def test_progress_continues_until_the_deadline_then_says_the_payment_is_be
         overdue_version = len(message.history)
         payments.settle(1, PaymentStatus.PAID, receipt="LATE000001")  # the watchdog's query found it
         await telegram.state.wait_for(lambda: "Payment received" in message.text, within=2)
-    assert message.history[overdue_version - 1]["text"].startswith(TEST_MODE_LINE)
+    assert message.history[overdue_version - 1]["text"].startswith(mode_marker())
     assert "LATE000001" in message.text
 
 
@@ -227,7 +228,7 @@ async def test_a_real_m_pesa_payment_reaches_the_progress_message_within_a_secon
             started.append(view.attempt_id)
             return [
                 Reply(
-                    f"{TEST_MODE_LINE}\nCheck your phone to pay KES {view.amount_kes:,}.",
+                    f"{mode_marker()}\nCheck your phone to pay KES {view.amount_kes:,}.",
                     remove_keyboard=True,
                     tag=f"payment_progress:{view.attempt_id}",
                 )
@@ -242,4 +243,4 @@ async def test_a_real_m_pesa_payment_reaches_the_progress_message_within_a_secon
     assert attempt.mpesa_receipt and attempt.mpesa_receipt in message.text
     settled: datetime = attempt.settled_at  # type: ignore[assignment]
     assert _wall(message.edited_at) - settled.timestamp() < 1.0  # type: ignore[arg-type]
-    assert message.text.startswith(TEST_MODE_LINE)
+    assert message.text.startswith(mode_marker())

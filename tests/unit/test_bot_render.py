@@ -8,11 +8,8 @@ from hypothesis import strategies as st
 from telegram import InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 
 from bot.handlers import command_text
-from bot.progress import RETRY_LABEL, TEST_MODE_LINE, PaymentProgress, result_text, waiting_line
+from bot.progress import PaymentProgress, mode_marker, result_text, waiting_line
 from bot.render import (
-    MORE_OPTIONS_TEXT,
-    SHARE_PHONE_LABEL,
-    TYPE_NUMBER_NOTE,
     clear_reply_keyboard,
     escape,
     inline_keyboard,
@@ -20,6 +17,7 @@ from bot.render import (
     render_reply,
     split_text,
 )
+from core.dialog.messages import label, say
 from core.dialog.types import Option, Reply
 from core.domain.states import PaymentStatus
 from simulators.telegram_api import parse_html
@@ -69,10 +67,10 @@ def test_ask_phone_is_a_reply_keyboard_with_share_contact_first_then_the_suggest
     )
     assert isinstance(out.markup, ReplyKeyboardMarkup)
     rows = out.markup.keyboard
-    assert rows[0][0].text == SHARE_PHONE_LABEL and rows[0][0].request_contact is True
+    assert rows[0][0].text == label("share_phone") and rows[0][0].request_contact is True
     assert rows[1][0].text == "254708374149" and not rows[1][0].request_contact
     assert out.markup.one_time_keyboard and out.markup.resize_keyboard
-    assert out.html == f"Which number?\n\n{TYPE_NUMBER_NOTE}"
+    assert out.html == f"Which number?\n\n{say('tg_type_number_note')}"
     assert out.edit is False  # a reply keyboard needs a new message
 
 
@@ -105,7 +103,7 @@ def test_remove_keyboard_uses_reply_keyboard_remove_and_options_follow_in_a_seco
         Reply("Done", remove_keyboard=True, options=(Option("Menu", "v1:help"),)), can_edit=False
     )
     assert isinstance(first.markup, ReplyKeyboardRemove)
-    assert second.plain == MORE_OPTIONS_TEXT and _rows(second.markup) == [[("Menu", "v1:help")]]  # type: ignore[arg-type]
+    assert second.plain == say("tg_more_options") and _rows(second.markup) == [[("Menu", "v1:help")]]  # type: ignore[arg-type]
 
 
 def test_a_turn_that_does_not_ask_for_a_phone_removes_the_reply_keyboard_with_its_first_plain_message():
@@ -181,7 +179,7 @@ def test_commands_addressed_to_the_bot_reach_the_engine_without_the_bot_name(typ
 
 def test_a_paid_result_shows_amount_receipt_and_the_test_mode_marker():
     text, options = result_text(payment_view(status=PaymentStatus.PAID, receipt="SGR7XYZ123"))
-    assert text.startswith(TEST_MODE_LINE + "\n")
+    assert text.startswith(mode_marker() + "\n")
     assert "KES 2,500" in text and "SGR7XYZ123" in text
     assert options == ()
 
@@ -193,7 +191,7 @@ def test_a_failed_result_gives_the_reason_and_a_retry_payment_button(status):
     )
     text, options = result_text(view)
     assert text == "❌ Your M-Pesa balance was not enough."
-    assert options == (Option(RETRY_LABEL, "v1:pay:31"),)
+    assert options == (Option(label("retry"), "v1:pay:31"),)
 
 
 def test_a_failure_without_a_known_reason_still_offers_retry():
