@@ -78,7 +78,7 @@ def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
         return _marked(view, say("tg_progress_needs_review")), ()
     reason = view.client_message or say("tg_progress_failed_generic")
     retry = Option(label("retry"), retry_value(view.booking_id))
-    return _marked(view, say("tg_progress_failed", status=reason)), (retry,)
+    return _marked(view, say("tg_progress_failed", reason=reason)), (retry,)
 
 
 def overdue_text(view: PaymentView) -> str:

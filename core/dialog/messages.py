@@ -314,8 +314,8 @@ EN: dict[str, Entry] = {
     "tg_progress_needs_review": (
         "⚠️ We need to check this payment by hand. Please do not pay again; we will message you here."
     ),
-    # {status}: the payment service's sentence for the client (why it failed), or tg_progress_failed_generic.
-    "tg_progress_failed": "❌ {status}",
+    # {reason}: the payment service's sentence for the client (why it failed), or tg_progress_failed_generic.
+    "tg_progress_failed": "❌ {reason}",
     "tg_progress_failed_generic": "The payment did not go through. You can retry now.",
 }
 

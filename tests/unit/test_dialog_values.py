@@ -106,6 +106,7 @@ def _sample_fields() -> dict[str, object]:
         "last": 4,
         "minutes_left": 5,
         "window": "24 hours",
+        "reason": "You cancelled the M-Pesa prompt.",
     }
 
 
