@@ -30,6 +30,7 @@ from core.services.payments import PaymentService
 from core.services.watchdog import Watchdog
 from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
+from webhooks.metrics import setup_metrics
 from webhooks.mpesa import setup_mpesa_callbacks
 from webhooks.sms import setup_sms_routes
 from webhooks.telegram import setup_telegram_webhook
@@ -116,6 +117,7 @@ def create_app(
     app[SERVICES] = services
 
     setup_health(app, runtime)
+    setup_metrics(app, runtime)
     intake = CallbackIntake(runtime, secret_key, on_stored=settlement.notify)
     setup_mpesa_callbacks(app, intake, settings)
     sms_secret = at_webhook_secret(settings, secret_key)
