@@ -31,7 +31,9 @@ back-off is short (50 ms doubling to 1 s); callback queries do not expire.
 Driver API (not Telegram's; for tests and the browser "phone" page), as Python methods
 on :class:`TelegramApiSimulator` and as JSON over HTTP:
 
-* ``POST /driver/users`` ``{"id": 42, "first_name": "Amina", "phone_number": "2547..."}``
+* ``GET /chat`` — the browser "phone": chat with the bot as any user (simulators/telegram_chat.py)
+* ``POST /driver/users`` ``{"id": 42, "first_name": "Amina", "phone_number": "2547..."}``;
+  ``GET /driver/users`` lists them
 * ``POST /driver/users/{id}/text`` ``{"text": "hello"}`` — a typed message
 * ``POST /driver/users/{id}/command`` ``{"command": "start", "args": "abc"}``
 * ``POST /driver/users/{id}/contact`` ``{"phone_number": "...", "user_id": 42}`` — a shared
@@ -71,6 +73,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from simulators.telegram_chat import chat_page
 
 log = logging.getLogger(__name__)
 
@@ -1400,6 +1404,15 @@ def _d_add_user(sim: TelegramApiSimulator, request: web.Request, body: dict[str,
     }
 
 
+def _d_users(sim: TelegramApiSimulator, request: web.Request, body: dict[str, Any]) -> Any:
+    return {
+        "users": [
+            {**u.to_api(), "phone_number": u.phone_number, "started": u.started, "blocked": u.blocked}
+            for u in sim.users.values()
+        ]
+    }
+
+
 def _d_text(sim: TelegramApiSimulator, request: web.Request, body: dict[str, Any]) -> Any:
     return sim.send_text(_uid(request), str(body["text"])).to_driver()
 
@@ -1529,6 +1542,8 @@ def create_app(
         token, require_https=require_https, bot_username=bot_username
     )
     app.router.add_route("*", "/bot{token}/{method}", bot_api)
+    app.router.add_get("/chat", chat_page)
+    app.router.add_get("/driver/users", _driver(_d_users))
     app.router.add_post("/driver/users", _driver(_d_add_user))
     app.router.add_post("/driver/users/{user_id}/text", _driver(_d_text))
     app.router.add_post("/driver/users/{user_id}/command", _driver(_d_command))

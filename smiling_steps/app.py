@@ -197,30 +197,40 @@ def _mount_simulators(
     bot_token: str | None,
 ) -> tuple[str | None, str]:
     """Local mode: the outside systems' stand-ins under /sim/ (only those not configured for real)."""
-    from simulators import africastalking, smtp, telegram_api
+    from simulators import africastalking, smtp, telegram_api, telegram_chat
     from simulators.daraja import create_app as daraja_app
+    from simulators.index import index_page, to_index
 
     base = f"http://127.0.0.1:{settings.port}"
+    mounted: set[str] = set()
     if settings.mpesa_api_base_url is None:
         app.add_subapp("/sim/daraja", daraja_app())
+        mounted.add("daraja")
     bot_base_url = settings.telegram_api_base_url
     if bot_token is None:
         # One simulated Telegram, two doors: /sim/telegram for people and tests, and a private
         # listener the bot polls (it must be up before the main site listens and stay up until
         # the bot has stopped, which the main site's life cycle cannot give).
         state = telegram_api.TelegramApiSimulator(telegram_api.SIMULATOR_TOKEN)
+        for user_id, first_name, phone in telegram_chat.PRESETS:  # the chat page's people, already started
+            state.add_user(user_id, first_name, phone_number=phone, started=True)
         app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
         services.extras["telegram_sim_state"] = state
+        mounted.add("telegram")
         bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
     if settings.at_api_base_url is None and not settings.at_username:
         report_url = f"{base}/hooks/sms/{sms_secret}/delivery" if sms_secret else None
         app.add_subapp(
             "/sim/at", africastalking.AfricasTalkingSimulator(delivery_report_url=report_url).app()
         )
+        mounted.add("at")
     if not settings.smtp_host:
         capture = smtp.SmtpCaptureServer()
         services.extras["mail_capture"] = capture
         app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
+        mounted.add("mail")
+    app.router.add_get("/sim/", index_page(mounted))
+    app.router.add_get("/sim", to_index)
     return bot_token, bot_base_url
 
 

@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import NoReturn, TypeVar
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -209,10 +210,16 @@ def _clients(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+DEMO_PRACTITIONER_TELEGRAM_ID = 2001  # the "Practitioner" user of the simulated Telegram chat (/sim/)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.local_mode:
         raise UsageError("smiling-steps: demo runs in local mode only (unset MPESA_ENVIRONMENT)")
-    _seed(args, settings)
+    seed = partial(seed_demo_data, first_telegram_user_id=DEMO_PRACTITIONER_TELEGRAM_ID)
+    types, therapists = _run_db(settings, lambda rt: seed(rt.uow()), migrate=True)
+    print(f"demo data: {types} session types and {therapists} therapists added; "
+          f"the first practitioner is Telegram user {DEMO_PRACTITIONER_TELEGRAM_ID} in /sim/telegram/chat")
     return _serve(args, settings)
 
 

@@ -96,24 +96,34 @@ async def list_therapists(uow: UnitOfWork, *, active_only: bool = False) -> list
         return [_view(t) for t in rows]
 
 
-async def seed_demo_data(uow: UnitOfWork) -> tuple[int, int]:
-    """Create the demo session types and two therapists; idempotent. Returns (types, therapists) added."""
+async def seed_demo_data(uow: UnitOfWork, *, first_telegram_user_id: int | None = None) -> tuple[int, int]:
+    """Create the demo session types and two therapists; idempotent. Returns (types, therapists) added.
+
+    ``first_telegram_user_id`` links the first demo therapist to that Telegram user (local mode's
+    ``demo``: a simulated user, so the walk-through can approve from the chat at once).
+    """
     added_types = added_therapists = 0
     async with uow:
+        if first_telegram_user_id is not None and await uow.session.scalar(
+            select(Therapist.id).where(Therapist.telegram_user_id == first_telegram_user_id)
+        ):
+            first_telegram_user_id = None  # already someone's: keep the existing link
         existing_types = set((await uow.session.scalars(select(SessionType.name))).all())
         for name, minutes, price in DEMO_SESSION_TYPES:
             if name not in existing_types:
                 uow.session.add(SessionType(name=name, minutes=minutes, price_kes=price, active=True))
                 added_types += 1
         existing_emails = set((await uow.session.scalars(select(Therapist.email))).all())
-        for name, email, phone in DEMO_THERAPISTS:
+        for position, (name, email, phone) in enumerate(DEMO_THERAPISTS):
             if email not in existing_emails:
+                telegram_user_id = first_telegram_user_id if position == 0 else None
                 uow.session.add(
                     Therapist(
                         name=name,
                         email=email,
                         phone=normalise_phone(phone),
-                        telegram_link_code=new_link_code(),
+                        telegram_user_id=telegram_user_id,
+                        telegram_link_code=None if telegram_user_id else new_link_code(),
                         weekly_hours=dict(DEFAULT_WEEKLY_HOURS),
                         active=True,
                     )
