@@ -15,7 +15,7 @@ Bookings are handled in batches of :data:`BATCH_SIZE`, one transaction each, so 
 backlog never holds SQLite's single write lock for long. Each change is a compare-and-set
 (:func:`core.db.uow.transition_booking`) plus an audit entry; a booking someone else changed
 in the meantime is skipped. A late M-Pesa success for an expired booking is not lost:
-settlement flags it NEEDS_REVIEW ("money received for a EXPIRED booking").
+settlement flags it NEEDS_REVIEW ("money received for a booking in status EXPIRED").
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ async def _success_problems(
     if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
         problems.append("booking already paid: possible double payment, refund or credit")
     elif booking.status != BookingStatus.APPROVED:
-        problems.append(f"money received for a {booking.status} booking: refund or rebook")
+        problems.append(f"money received for a booking in status {booking.status}: refund or rebook")
     return problems
 
 
