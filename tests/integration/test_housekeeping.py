@@ -320,7 +320,7 @@ async def test_a_late_mpesa_success_for_an_expired_booking_goes_to_review_and_is
         flagged = await stack.wait_status(view.attempt_id, P.NEEDS_REVIEW)
 
         assert flagged.mpesa_receipt == "LATEEXP001" and flagged.paid_amount_kes == booking.price_kes
-        assert "EXPIRED booking" in (flagged.review_reason or "")
+        assert "booking in status EXPIRED" in (flagged.review_reason or "")
         assert (await stack.booking(booking.id)).status == B.EXPIRED
         assert len(await stack.outbox(template="payment_review_client")) == 1
         assert (await verify_chain(stack.runtime.uow())).ok
