@@ -37,6 +37,7 @@ from core.mpesa import (
 from core.mpesa.stk_request import safe_transaction_desc
 from core.runtime import Runtime
 from core.services import audit, notifications
+from core.services.settlement import notify_payment_failed
 
 log = logging.getLogger(__name__)
 
@@ -404,20 +405,8 @@ class PaymentService:
             reason=audit_reason,
         )
         booking = await session.get_one(Booking, attempt.booking_id)
-        client = await session.get_one(Client, attempt.client_id)
-        await notifications.notify_client(
-            session,
-            client,
-            template="payment_failed_client",
-            data={
-                "reference": booking.reference,
-                "amount_kes": attempt.amount_kes,
-                "reason": client_reason,
-                "booking_id": booking.id,
-                "attempt_id": attempt.id,
-                "test_mode": self.runtime.settings.test_mode,
-            },
-            dedupe_key=f"payment:{attempt.id}:failed:client",
+        await notify_payment_failed(
+            session, attempt, booking, reason=client_reason, test_mode=self.runtime.settings.test_mode
         )
 
     def _view(self, attempt: PaymentAttempt, *, reused: bool = False) -> PaymentView:

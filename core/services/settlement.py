@@ -288,21 +288,7 @@ async def _settle_failure(
             "unknown M-Pesa ResultCode, review",
             extra={"attempt": attempt.id, "result_code": str(result.result_code)},
         )
-    client = await session.get_one(Client, attempt.client_id)
-    await notifications.notify_client(
-        session,
-        client,
-        template="payment_failed_client",
-        data={
-            "reference": booking.reference,
-            "amount_kes": attempt.amount_kes,
-            "reason": info.message,
-            "booking_id": booking.id,
-            "attempt_id": attempt.id,
-            "test_mode": settings.test_mode,
-        },
-        dedupe_key=f"payment:{attempt.id}:failed:client",
-    )
+    await notify_payment_failed(session, attempt, booking, reason=info.message, test_mode=settings.test_mode)
     return Settled.FAILED
 
 
@@ -422,3 +408,24 @@ def paid_message_data(
         "meeting_url": booking.meeting_url,
         "test_mode": test_mode,
     }
+
+
+async def notify_payment_failed(
+    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, *, reason: str, test_mode: bool
+) -> None:
+    """Queue the client's "payment not completed" notice with its Retry button (Properties 27, 31, 63)."""
+    client = await session.get_one(Client, attempt.client_id)
+    await notifications.notify_client(
+        session,
+        client,
+        template="payment_failed_client",
+        data={
+            "reference": booking.reference,
+            "amount_kes": attempt.amount_kes,
+            "reason": reason,
+            "booking_id": booking.id,
+            "attempt_id": attempt.id,
+            "test_mode": test_mode,
+        },
+        dedupe_key=f"payment:{attempt.id}:failed:client",
+    )
