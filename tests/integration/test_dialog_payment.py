@@ -26,6 +26,7 @@ SUCCESS_PHONE = "0708374149"
 TEST_MSISDN = "254708374149"
 CANCEL_PHONE = "0712345672"
 TIMEOUT_PHONE = "0712345674"
+PRODUCTION_SECRET_KEY = "7Ix8h8CgKK9RdXmKsdJdeS1ok5emrCiBAllzF-h5kck"  # secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -249,12 +250,12 @@ async def test_in_production_there_is_no_test_mode_marker_and_no_test_number(dat
         MPESA_CONSUMER_SECRET="s",
         MPESA_BUSINESS_SHORT_CODE="600000",
         MPESA_PASSKEY="p",
-        SECRET_KEY="prod-secret",
+        SECRET_KEY=PRODUCTION_SECRET_KEY,
         PUBLIC_BASE_URL="https://pay.example.org",
     )
     runtime = build_runtime(settings)
     try:
-        world = await build_world(runtime, PaymentService(runtime, AcceptingGateway(), "prod-secret"))
+        world = await build_world(runtime, PaymentService(runtime, AcceptingGateway(), PRODUCTION_SECRET_KEY))
         chat = world.chat()
         await book(chat, world)
         [booking] = await world.bookings()
