@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     mpesa_callback_allowed_ips: str | None = None
     mpesa_callback_ip_mode: Literal["log", "enforce"] = "log"
     mpesa_trusted_proxies: str | None = None
-    mpesa_confirm_with_query: bool = False
+    mpesa_confirm_with_query: bool | None = None  # unset: see confirm_success_by_query
     mpesa_payment_deadline_seconds: int = 120
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
@@ -242,6 +242,17 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """Simulator mode: outside systems are the project's own stand-ins."""
         return self.mpesa_environment == "simulator"
+
+    @property
+    def confirm_success_by_query(self) -> bool:
+        """Whether a success callback is confirmed by STK Query before it settles anything.
+
+        MPESA_CONFIRM_WITH_QUERY when given; unset, on in sandbox and production (there the URL
+        secret would otherwise be a success callback's only proof) and off in simulator mode.
+        """
+        if self.mpesa_confirm_with_query is not None:
+            return self.mpesa_confirm_with_query
+        return not self.local_mode
 
     @property
     def bind_host(self) -> str:

@@ -400,3 +400,22 @@ def test_a_missing_secret_key_outside_local_mode_says_how_to_make_one(tmp_path):
     with pytest.raises(ConfigError) as error:
         ensure_secret_key(load_settings(SANDBOX), tmp_path)
     assert GENERATE_SECRET_KEY in assert_one_line_naming(error.value, "SECRET_KEY")
+
+
+# -- MPESA_CONFIRM_WITH_QUERY ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, False), (SANDBOX, True), (PRODUCTION, True)],
+    ids=["simulator", "sandbox", "production"],
+)
+def test_success_callbacks_are_confirmed_by_query_by_default_outside_simulator_mode(env, expected):
+    assert load_settings(env).confirm_success_by_query is expected
+
+
+@pytest.mark.parametrize("env", [{}, SANDBOX, PRODUCTION], ids=["simulator", "sandbox", "production"])
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_an_explicit_confirm_with_query_wins_in_every_environment(env, value):
+    settings = load_settings({**env, "MPESA_CONFIRM_WITH_QUERY": value})
+    assert settings.confirm_success_by_query is (value == "true")
