@@ -374,6 +374,7 @@ def ensure_secret_key(settings: Settings, directory: Path | None = None) -> str:
         return path.read_text().strip()
     key = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # exactly owner read/write, whatever the umask
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key
