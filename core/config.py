@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Bearer token for /metrics and the details of /healthz (webhooks/ops_access.py).
+    metrics_token: str | None = None
 
     # -- field rules -------------------------------------------------------------
     @field_validator("database_url")
@@ -204,6 +206,16 @@ class Settings(BaseSettings):
     def _secret_token(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{8,256}", value):
             raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{32,256}", value):
+            raise ValueError(
+                "must be 32-256 characters of A-Z, a-z, 0-9 and -._~+/= "
+                f"(make one with: {GENERATE_SECRET_KEY})"
+            )
         return value
 
     @model_validator(mode="after")

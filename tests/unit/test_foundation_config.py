@@ -419,3 +419,20 @@ def test_success_callbacks_are_confirmed_by_query_by_default_outside_simulator_m
 def test_an_explicit_confirm_with_query_wins_in_every_environment(env, value):
     settings = load_settings({**env, "MPESA_CONFIRM_WITH_QUERY": value})
     assert settings.confirm_success_by_query is (value == "true")
+
+
+# -- METRICS_TOKEN -------------------------------------------------------------------------------
+
+
+def test_metrics_token_is_unset_by_default_and_read_when_given():
+    assert load_settings({}).metrics_token is None
+    token = secrets.token_urlsafe(32)
+    assert load_settings({**PRODUCTION, "METRICS_TOKEN": token}).metrics_token == token
+
+
+@pytest.mark.parametrize("weak", ["short-token", "has spaces in it and is long enough to pass........"])
+def test_a_short_or_malformed_metrics_token_is_refused_without_echoing_it(weak):
+    with pytest.raises(ConfigError) as error:
+        load_settings({"METRICS_TOKEN": weak})
+    message = assert_one_line_naming(error.value, "METRICS_TOKEN")
+    assert weak not in message and GENERATE_SECRET_KEY in message
