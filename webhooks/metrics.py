@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.runtime import Runtime
-from core.services.metrics import collect, render_prometheus
+from core.services.ops.metrics import collect, render_prometheus
 from webhooks.ops_access import OpsAccess, ops_access
 
 RUNTIME = web.AppKey("metrics_runtime", Runtime)
