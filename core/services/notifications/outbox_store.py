@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Outbox, Therapist
 from core.db.types import utcnow
+from core.domain.email import is_valid_email
 from core.logging import mask_phones
 from core.templates import CHANNELS, check
 
@@ -95,8 +96,7 @@ def _check_recipient(channel: str, recipient: str) -> None:
         raise ValueError("an SMS recipient must be a normalised Kenyan mobile number (2547…/2541…)")
     if channel == "telegram" and not _TELEGRAM_RECIPIENT.match(recipient):
         raise ValueError("a Telegram recipient must be a numeric chat id")
-    bad_email = "@" not in recipient or len(recipient) > 254 or any(c in recipient for c in "\r\n")
-    if channel == "email" and bad_email:
+    if channel == "email" and not is_valid_email(recipient):
         raise ValueError("an e-mail recipient must be an e-mail address")
 
 
