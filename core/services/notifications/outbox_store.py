@@ -332,3 +332,29 @@ async def outbox_counts(session: AsyncSession) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({status: int(n) for status, n in rows})
     return counts
+
+
+async def sent_telegram_messages(
+    session: AsyncSession, *, template: str, booking_id: int
+) -> list[tuple[int, int]]:
+    """(chat id, message id) of the ``template`` messages about ``booking_id`` delivered on Telegram.
+
+    The chat side uses it to take buttons off messages that no longer apply (a "Retry
+    payment" notice once the booking is paid). ``provider_message_id`` is Telegram's message id.
+    """
+    rows = (
+        await session.execute(
+            select(Outbox.recipient, Outbox.provider_message_id).where(
+                Outbox.channel == "telegram",
+                Outbox.template == template,
+                Outbox.status == SENT,
+                Outbox.provider_message_id.is_not(None),
+                Outbox.data["booking_id"].as_integer() == booking_id,
+            )
+        )
+    ).all()
+    return [
+        (int(chat), int(message))
+        for chat, message in rows
+        if str(chat).lstrip("-").isdigit() and str(message).isdigit()
+    ]
