@@ -8,9 +8,15 @@ project's Daraja simulator over real HTTP (the simulator plays Safaricom's sandb
 from __future__ import annotations
 
 import asyncio
+import json
 
+from core.db.models import CallbackInbox, PaymentAttempt
 from core.domain.states import BookingStatus, PaymentStatus
+from core.mpesa import StkQueryResult
+from core.runtime import Runtime
+from core.services.payments.intake import PROVIDER, SettlementWorker
 from simulators.daraja import SIMULATOR_CONSUMER_KEY, SIMULATOR_CONSUMER_SECRET
+from tests.factories import make_attempt, make_booking
 from tests.integration.test_payments_callbacks import _body, _held_attempt
 from tests.support.payments import PaymentStack, payment_stack
 
@@ -92,3 +98,36 @@ async def test_in_simulator_mode_a_success_settles_without_a_query_as_before(dat
         view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
         paid = await stack.wait_status(view.attempt_id, PaymentStatus.PAID)
         assert queried(stack, paid.checkout_request_id) == 0
+
+
+async def test_a_query_that_is_not_final_is_asked_again_only_after_a_growing_wait(runtime: Runtime):
+    async with runtime.uow() as uow:
+        attempt = await make_attempt(uow.session, await make_booking(uow.session))
+        body = _body(attempt.checkout_request_id, amount=attempt.amount_kes, receipt="QWE1234567")
+        uow.session.add(CallbackInbox(provider=PROVIDER, provider_id=f"{attempt.checkout_request_id}:0",
+                                      raw_body=json.dumps(body)))
+        await uow.commit()
+    asked: list[str] = []
+    final = StkQueryResult(pending=True, result_code=None, result_desc=None)
+
+    async def query(checkout_request_id: str) -> StkQueryResult:
+        asked.append(checkout_request_id)
+        return final
+
+    now = [1000.0]
+    worker = SettlementWorker(runtime, confirm=query, monotonic=lambda: now[0])
+
+    async def sweep_at(seconds_later: float) -> int:
+        now[0] += seconds_later
+        await worker.settle_pending()
+        return len(asked)
+
+    assert await sweep_at(0) == 1  # asked at once
+    assert [await sweep_at(2) for _ in range(2)] == [1, 1]  # every 2 s sweep: not again yet
+    assert await sweep_at(1) == 2  # 5 s after the first answer
+    assert await sweep_at(5) == 2 and await sweep_at(5) == 3  # then 10 s
+    final = StkQueryResult(pending=False, result_code=0, result_desc="The service request is processed")
+    assert await sweep_at(20) == 4
+    async with runtime.uow() as uow:
+        settled = await uow.session.get_one(PaymentAttempt, attempt.id)
+    assert settled.status == PaymentStatus.PAID and settled.mpesa_receipt == "QWE1234567"
