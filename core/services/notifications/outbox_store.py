@@ -353,8 +353,8 @@ async def sent_telegram_messages(
             )
         )
     ).all()
-    return [
-        (int(chat), int(message))
-        for chat, message in rows
-        if str(chat).lstrip("-").isdigit() and str(message).isdigit()
-    ]
+    found: list[tuple[int, int]] = []
+    for chat, message in rows:
+        if chat.lstrip("-").isdigit() and message is not None and message.isdigit():
+            found.append((int(chat), int(message)))
+    return found
