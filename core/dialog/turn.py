@@ -22,10 +22,10 @@ from core.dialog.sms import TEL
 from core.dialog.store import IDLE, Snapshot
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
-from core.services.booking import find_or_create_client
-from core.services.booking_queries import therapist_for_user
-from core.services.booking_types import ClientRef, TherapistRef
-from core.services.payments import PaymentView
+from core.services.booking.lifecycle import find_or_create_client
+from core.services.booking.queries import therapist_for_user
+from core.services.booking.types import ClientRef, TherapistRef
+from core.services.payments.initiate import PaymentView
 
 # Conversation steps (dialog_states.step).
 THERAPIST = "therapist"
