@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -67,7 +68,7 @@ def build_application(
     webhook_mode: bool,
     max_retries: int = 5,
     concurrent_updates: int = 64,
-) -> Application:  # type: ignore[type-arg]
+) -> Application:
     """The PTB Application: rate-limited (429s are waited out and retried), concurrent updates."""
     builder = (
         Application.builder()
@@ -89,7 +90,7 @@ def build_application(
 class _UpdateSink:
     """Webhook JSON → PTB Update on the application's queue; drops redelivered update ids."""
 
-    def __init__(self, application: Application, remember: int = 2048) -> None:  # type: ignore[type-arg]
+    def __init__(self, application: Application, remember: int = 2048) -> None:
         self.application = application
         self._seen: set[int] = set()
         self._order: deque[int] = deque(maxlen=remember)
@@ -113,7 +114,7 @@ class _UpdateSink:
 class BotHandle:
     """A running bot. ``await handle.stop()`` stops it cleanly."""
 
-    application: Application  # type: ignore[type-arg]
+    application: Application
     runtime: Runtime
     mode: Literal["polling", "webhook"]
     progress: PaymentProgress
@@ -128,7 +129,7 @@ class BotHandle:
     _stopped: bool = False
 
     @property
-    def bot(self) -> ExtBot:  # type: ignore[type-arg]
+    def bot(self) -> ExtBot:
         """The rate-limited bot (one per token: share it, e.g. with the outbox's Telegram sender)."""
         return self.application.bot
 
@@ -157,7 +158,7 @@ class BotHandle:
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(
-                    timeout=self.poll_timeout,
+                    timeout=timedelta(seconds=self.poll_timeout),
                     allowed_updates=ALLOWED_UPDATES,
                     drop_pending_updates=False,
                     error_callback=self._polling_error,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from core.dialog import messages, values
@@ -127,7 +128,7 @@ class Turn:
     def label(self, key: str) -> str:
         return messages.label(key, self.lang)
 
-    def when(self, moment: Any) -> str:
+    def when(self, moment: datetime) -> str:
         return messages.when(moment, self.lang, channel=self.channel)
 
     def reply(self, key: str, **fields: object) -> Reply:
