@@ -57,29 +57,13 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         pos16 += utf16_len(piece)
 
     while i < n:
-        char = source[i]
-        if char == "&":
-            m = _CHARREF.match(source, i)
-            if m:
-                emit(_decode_refs(m.group(0)))
-                i = m.end()
-            else:
-                emit("&")
-                i += 1
-            continue
-        if char != "<":
-            j = i
-            while j < n and source[j] not in "<&":
-                j += 1
-            emit(source[i:j])
-            i = j
+        if source[i] != "<":
+            piece, i = _text_at(source, i)
+            emit(piece)
             continue
         offset = len(source[:i].encode())
         if source.startswith("</", i):
-            end = source.find(">", i)
-            if end < 0:
-                raise ValueError(f"Unclosed end tag at byte offset {offset}")
-            name = source[i + 2 : end].strip().lower()
+            name, end = _end_tag(source, i, offset)
             if not stack:
                 raise ValueError(f"Unexpected end tag at byte offset {offset}")
             tag, start, attrs = stack.pop()
@@ -99,6 +83,25 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         raise ValueError(f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
     return "".join(out), entities
+
+
+def _text_at(source: str, i: int) -> tuple[str, int]:
+    """The text at ``source[i]`` (not "<") up to the next tag or reference, decoded; and where it ends."""
+    if source[i] == "&":
+        m = _CHARREF.match(source, i)
+        return (_decode_refs(m.group(0)), m.end()) if m else ("&", i + 1)
+    j = i
+    while j < len(source) and source[j] not in "<&":
+        j += 1
+    return source[i:j], j
+
+
+def _end_tag(source: str, i: int, offset: int) -> tuple[str, int]:
+    """The name of the end tag at ``source[i]`` ("</"), and where its ">" is."""
+    end = source.find(">", i)
+    if end < 0:
+        raise ValueError(f"Unclosed end tag at byte offset {offset}")
+    return source[i + 2 : end].strip().lower(), end
 
 
 def _start_tag(source: str, i: int, offset: int) -> tuple[str, dict[str, str], int]:
