@@ -7,8 +7,8 @@ import secrets
 import time
 from typing import Any
 
-from simulators.telegram_api import methods
 from simulators.telegram_api.html_parser import utf16_len
+from simulators.telegram_api.methods import call as call_method
 from simulators.telegram_api.models import CallbackRecord, SimChat, SimMessage, SimUser
 from simulators.telegram_api.protocol import DriverError
 from simulators.telegram_api.state import SimulatorState
@@ -19,7 +19,7 @@ class TelegramApiSimulator(SimulatorState):
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         """Run one Bot API method as the bot would; returns the ``result`` or raises ApiError."""
-        return await methods.call(self, method, params)
+        return await call_method(self, method, params)
 
     # -- the people ----------------------------------------------------------------------
     def add_user(
