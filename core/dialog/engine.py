@@ -40,7 +40,8 @@ _NUMBER = re.compile(r"^[1-9]\d{0,2}$")  # "07…" is the start of a phone numbe
 _CODE_REPLY = re.compile(r"^([ad])[\s\-]*([2-9a-z]{4,8})$", re.IGNORECASE)
 
 
-Command = Callable[[Turn, str], Awaitable["Outcome | None"]]  # (turn, argument) -> None: treat as text
+# (turn, argument); an answer of None means "not a command for this user": the input is read as text.
+Command = Callable[[Turn, str], Awaitable[Outcome | None]]
 Action = Callable[[Turn, values.Choice], Awaitable[Outcome]]
 
 
