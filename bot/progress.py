@@ -6,14 +6,18 @@ message is edited at least every ``interval`` seconds (< 3 s) with the elapsed t
 "typing…" chat action is kept up; when the payment service reports a change
 (``runtime.wake("payments")``, set by ``PaymentService.on_change`` and by settlement) the
 status is read at once and the same message is edited to the result — paid with the
-receipt, or the failure reason with a "Retry payment" button (``v1:pay:<booking id>``).
+receipt, or the failure reason with "Retry payment" (``v1:pay:<booking id>``) and "Use
+another number" (``v1:chphone:<booking id>``). That edit is the client's one failure
+message: the outbox's failure notice, held a few seconds on Telegram, is taken over first
+(:mod:`core.services.notifications.payment_failed`); if it went out already, the progress
+message says so in a neutral line without buttons, and if the edit fails it is given back.
 At the attempt's deadline (120 s) it says the payment is being checked, then keeps
 watching (every ``slow_interval`` s and on every wake-up) for ``watch_after_deadline`` s.
 
-Kept in memory: after a restart the message stays as it was (the outbox still delivers
-the result as its own message). A failure's "Retry payment" button is taken off again when
-the booking is paid after all (``bot/retry_offers.py``). The engine's text carries the
-TEST MODE marker; results written here add it when the attempt is a test one.
+Kept in memory: after a restart the message stays as it was (the outbox's notice, no
+longer taken over by anyone, delivers the result as its own message). A failure's buttons
+are taken off again when the booking is paid after all (``bot/retry_offers.py``). The
+engine's text carries the TEST MODE marker; results written here add it for test attempts.
 """
 
 from __future__ import annotations
@@ -30,15 +34,18 @@ from telegram import InlineKeyboardMarkup
 from bot.delivery import ChatUnreachable, TelegramOut
 from bot.render import escape, inline_keyboard
 from bot.retry_offers import RetryOffers
+from core.dialog import values
 from core.dialog.messages import label, price, say
 from core.dialog.types import Option
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
+from core.services.notifications import payment_failed
 from core.services.payments.initiate import PaymentService, PaymentView
 
 log = logging.getLogger(__name__)
 
 PAYMENTS_WAKEUP = "payments"
+OUTBOX_WAKEUP = "outbox"
 WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
 MAX_TRACKED = 2000
 # Every sentence shown here comes from the catalogue (core/dialog/messages.py, "tg_progress_*").
@@ -79,8 +86,20 @@ def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
     if view.status == PaymentStatus.NEEDS_REVIEW:
         return _marked(view, say("tg_progress_needs_review")), ()
     reason = view.client_message or say("tg_progress_failed_generic")
-    retry = Option(label("retry"), retry_value(view.booking_id))
-    return _marked(view, say("tg_progress_failed", reason=reason)), (retry,)
+    return _marked(view, say("tg_progress_failed", reason=reason)), failure_options(view.booking_id)
+
+
+def failure_options(booking_id: int) -> tuple[Option, ...]:
+    """What a failure offers (DESIGN §4): "Retry payment" and "Use another number"."""
+    return (
+        Option(label("retry"), retry_value(booking_id)),
+        Option(label("change_phone"), values.action(values.CHANGE_PHONE, booking_id)),
+    )
+
+
+def told_elsewhere_text(view: PaymentView) -> str:
+    """The progress message when the outbox's failure notice (with the buttons) went out first."""
+    return _marked(view, say("tg_progress_failed_see_notice"))
 
 
 def overdue_text(view: PaymentView) -> str:
@@ -185,6 +204,12 @@ class PaymentProgress:
             self._follow(entry), name=f"progress-{attempt_id}"
         )
 
+    def pressed(self, chat_id: int, message_id: int) -> None:
+        """A button of ``message_id`` was pressed and its keyboard removed: later edits keep it off."""
+        for entry in self._followed.values():
+            if (entry.chat_id, entry.message_id) == (chat_id, message_id):
+                entry.options = ()
+
     def notify(self, attempt_id: int | None = None) -> None:
         """Re-read one attempt (or all) now; PaymentService.on_change may call this directly."""
         for entry in list(self._followed.values()):
@@ -271,14 +296,43 @@ class PaymentProgress:
 
     async def _show_result(self, entry: _Followed, view: PaymentView) -> None:
         text, options = result_text(view)
+        notice: payment_failed.Takeover = "none"
+        if options:  # a failure: one message tells it (core/services/notifications/payment_failed.py)
+            notice = await self._take_over_notice(view.attempt_id)
+            if notice == "already_out":
+                text, options = told_elsewhere_text(view), ()
         html, markup = escape(text), inline_keyboard(options)
         result = "gone" if entry.gone else await self.out.edit(entry.chat_id, entry.message_id, html, markup)
         message_id: int | None = entry.message_id
         if result == "gone":  # the progress message was deleted: tell the result in a new one
             sent = await self.out.send(entry.chat_id, html, markup)
             message_id = sent.message_id if sent else None
+            result = "edited" if sent else "failed"
         log.info("payment progress settled", extra={"attempt": entry.attempt_id, "status": str(view.status)})
-        if options and message_id is not None:
+        if result == "failed" and notice == "taken":
+            await self._give_notice_back(view.attempt_id)  # the client must be told somewhere
+        elif (options or notice == "already_out") and message_id is not None:
+            # Remembered also when the notice carries the buttons: a late success clears it too.
             self.retry_offers.offered(view.attempt_id, view.booking_id, entry.chat_id, message_id)
         elif view.status == PaymentStatus.PAID:
             await self.retry_offers.booking_paid(view.booking_id)
+
+    async def _take_over_notice(self, attempt_id: int) -> payment_failed.Takeover:
+        try:
+            async with self.runtime.uow() as uow:
+                outcome = await payment_failed.take_over(uow.session, attempt_id, now=self.runtime.clock())
+                await uow.commit()
+            return outcome
+        except Exception:  # the database is away: show the failure here; the notice may follow
+            log.warning("could not take over the failure notice", extra={"attempt": attempt_id})
+            return "none"
+
+    async def _give_notice_back(self, attempt_id: int) -> None:
+        try:
+            async with self.runtime.uow() as uow:
+                await payment_failed.give_back(uow.session, attempt_id, now=self.runtime.clock())
+                await uow.commit()
+        except Exception:
+            log.exception("could not give the failure notice back", extra={"attempt": attempt_id})
+            return
+        self.runtime.wake(OUTBOX_WAKEUP)

@@ -317,6 +317,10 @@ EN: dict[str, Entry] = {
     # {reason}: the payment service's sentence for the client (why it failed), or tg_progress_failed_generic.
     "tg_progress_failed": "❌ {reason}",
     "tg_progress_failed_generic": "The payment did not go through. You can retry now.",
+    # The failure notice (with Retry payment / Use another number) was delivered before this edit.
+    "tg_progress_failed_see_notice": (
+        "❌ This payment did not go through; what you can do next is in the message below."
+    ),
 }
 
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -152,9 +152,9 @@ TEMPLATES: dict[str, TemplateSpec] = {
         CHAT,
         ("reference", "reason"),
         ("amount_kes",),
-        buttons=(("Retry payment", "pay"),),
+        buttons=(("Retry payment", "pay"), ("Use another number", "chphone")),
         multipart_sms=True,
-        description="P27/P31/P63: why the payment failed and how to retry",
+        description="P27/P31/P63: why the payment failed; retry, or pay from another number",
     ),
     "payment_delayed_client": TemplateSpec(
         CHAT,

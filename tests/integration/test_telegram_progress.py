@@ -114,7 +114,7 @@ async def test_payment_received_is_shown_in_the_same_message_within_a_second_of_
 
 
 # Feature: mpesa-payment-integration, Property 16: Status Change Updates UI
-async def test_a_failed_payment_shows_the_reason_and_a_retry_button_within_a_second(
+async def test_a_failed_payment_shows_the_reason_retry_and_another_number_within_a_second(
     runtime: Runtime, telegram
 ):
     payments = FakePayments(runtime)
@@ -132,7 +132,10 @@ async def test_a_failed_payment_shows_the_reason_and_a_retry_button_within_a_sec
         await telegram.state.wait_for(lambda: "cancelled" in message.text, within=2)
     assert message.edited_at - settled_at < 1.0
     assert message.text == f"{mode_marker()}\n❌ Payment cancelled. You can retry whenever you are ready."
-    assert message.inline_keyboard == [[{"text": label("retry"), "callback_data": "v1:pay:42"}]]
+    assert message.inline_keyboard == [[
+        {"text": label("retry"), "callback_data": "v1:pay:42"},
+        {"text": label("change_phone"), "callback_data": "v1:chphone:42"},
+    ]]
 
 
 async def test_a_payment_sent_for_review_says_not_to_pay_again_and_offers_no_retry(

@@ -8,7 +8,9 @@ real HTTP against the Telegram Bot API stand-in (and, end to end, the Daraja sim
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,9 @@ from core.dialog.messages import label
 from core.dialog.types import Inbound, Reply
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime
+from core.services.notifications import payment_failed
 from core.services.notifications.notify import Dispatcher
+from core.services.payments.initiate import PaymentService, PaymentView
 from tests.factories import make_booking, make_client
 from tests.integration.test_payments_callbacks import _body
 from tests.integration.test_telegram_progress import AMINA, pay_engine
@@ -36,7 +40,10 @@ CANCEL_PHONE = "254712345672"  # the Daraja simulator: the customer cancels (103
 CANCELLED = {
     "result_code": "1032", "client_message": "Payment cancelled. You can retry whenever you are ready.",
 }
-RETRY = [[{"text": label("retry"), "callback_data": "v1:pay:42"}]]
+RETRY = [[
+    {"text": label("retry"), "callback_data": "v1:pay:42"},
+    {"text": label("change_phone"), "callback_data": "v1:chphone:42"},
+]]
 
 
 @pytest.fixture
@@ -97,10 +104,28 @@ async def test_when_another_attempt_pays_the_booking_the_old_retry_button_is_rem
     assert first.text == failure_text  # what happened to attempt 1 stays readable
 
 
-async def test_end_to_end_a_late_success_removes_retry_from_the_progress_message_and_the_notice(
+class GatedPayments:
+    """The real PaymentService, but the chat's status reads wait until the test opens the gate."""
+
+    def __init__(self, inner: PaymentService) -> None:
+        self.inner, self.gate = inner, asyncio.Event()
+
+    async def status(self, attempt_id: int) -> PaymentView:
+        await self.gate.wait()
+        return await self.inner.status(attempt_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_end_to_end_a_late_success_removes_the_buttons_from_the_progress_message_and_the_notice(
     database_url: str, telegram
 ):
-    """PaymentService, the Daraja simulator, the callback route, settlement, the outbox, the bot."""
+    """PaymentService, the Daraja simulator, the callback route, settlement, the outbox, the bot.
+
+    The chat is slow this time: the outbox's failure notice goes out first, so the progress
+    message only points to it (one message with buttons), and a late success clears both.
+    """
     async with payment_stack(database_url) as stack:
         async with stack.runtime.uow() as uow:
             client = await make_client(uow.session, telegram_user_id=AMINA)
@@ -113,16 +138,21 @@ async def test_end_to_end_a_late_success_removes_retry_from_the_progress_message
             started.append(view.attempt_id)
             return [Reply(f"{mode_marker()}\nCheck your phone.", tag=f"payment_progress:{view.attempt_id}")]
 
-        async with running_bot(stack.runtime, FakeEngine(pay), telegram, stack.services.payments) as handle:
+        gated = GatedPayments(stack.services.payments)
+        async with running_bot(stack.runtime, FakeEngine(pay), telegram, gated) as handle:  # type: ignore[arg-type]
             telegram.state.send_text(AMINA, "pay")
             progress = await telegram.state.wait_bot_message(AMINA, lambda m: "Check your phone" in m.text)
             attempt = await stack.wait_status(started[0], PaymentStatus.CANCELLED)
-            await telegram.state.wait_for(lambda: bool(progress.inline_keyboard), within=3)
-            # The outbox delivers the "payment not completed" notice with its own Retry button.
+            # The outbox delivers the "payment not completed" notice once its hold has passed.
+            stack.clock.advance(payment_failed.TELEGRAM_HOLD.total_seconds() + 1)
             outbox = Dispatcher(stack.runtime, {"telegram": TelegramSender(handle.application.bot)})
             assert await outbox.dispatch_once() >= 1
             notice = await telegram.state.wait_bot_message(AMINA, after=progress.message_id)
-            assert notice.button_labels() == [label("retry")]
+            assert notice.button_labels() == [label("retry"), label("change_phone")]
+
+            gated.gate.set()  # now the chat sees the failure: the notice is out, so no second offer
+            await telegram.state.wait_for(lambda: "message below" in progress.text, within=3)
+            assert progress.inline_keyboard == []
 
             # Minutes later Safaricom reports that the customer paid after all.
             late = _body(attempt.checkout_request_id, amount=attempt.amount_kes, receipt="LATE123456")
@@ -131,5 +161,4 @@ async def test_end_to_end_a_late_success_removes_retry_from_the_progress_message
             await stack.wait_status(attempt.id, PaymentStatus.PAID)
             await telegram.state.wait_for(lambda: "LATE123456" in progress.text, within=3)
             await telegram.state.wait_for(lambda: notice.inline_keyboard == [], within=3)
-        assert progress.inline_keyboard == []
         assert (await stack.booking(booking.id)).status == BookingStatus.CONFIRMED

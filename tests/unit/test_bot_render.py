@@ -185,13 +185,16 @@ def test_a_paid_result_shows_amount_receipt_and_the_test_mode_marker():
 
 
 @pytest.mark.parametrize("status", [PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.TIMED_OUT])
-def test_a_failed_result_gives_the_reason_and_a_retry_payment_button(status):
+def test_a_failed_result_gives_the_reason_with_retry_payment_and_use_another_number(status):
     view = payment_view(
         booking_id=31, status=status, client_message="Your M-Pesa balance was not enough.", test_mode=False
     )
     text, options = result_text(view)
     assert text == "❌ Your M-Pesa balance was not enough."
-    assert options == (Option(label("retry"), "v1:pay:31"),)
+    assert options == (
+        Option(label("retry"), "v1:pay:31"),
+        Option(label("change_phone"), "v1:chphone:31"),
+    )
 
 
 def test_a_failure_without_a_known_reason_still_offers_retry():

@@ -218,8 +218,8 @@ def test_failure_notice_states_the_reason_and_how_to_retry(channel: str) -> None
     shown = _visible_text(message.text) if channel == "telegram" else message.text
     assert reason in shown
     if channel == "telegram":
-        assert [b.label for b in message.buttons] == ["Retry payment"]
-        assert message.buttons[0].callback_data == "v1:pay:41"
+        assert [b.label for b in message.buttons] == ["Retry payment", "Use another number"]
+        assert [b.callback_data for b in message.buttons] == ["v1:pay:41", "v1:chphone:41"]
     else:
         assert "Reply PAY to retry" in shown
 

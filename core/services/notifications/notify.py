@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,6 +88,7 @@ async def _notify(
     template: str,
     data: Mapping[str, Any],
     dedupe_key: str,
+    telegram_due_at: datetime | None = None,
 ) -> str | None:
     target = chat_route(
         role=role, person_id=person_id, telegram_user_id=telegram_user_id,
@@ -98,23 +100,32 @@ async def _notify(
     await enqueue(
         session, channel=channel, recipient=recipient, template=template,
         data={**data, "_route": route}, dedupe_key=dedupe_key,
+        due_at=telegram_due_at if channel == "telegram" else None,
     )
     return channel
 
 
 async def notify_client(
-    session: AsyncSession, client: Client, *, template: str, data: Mapping[str, Any], dedupe_key: str
+    session: AsyncSession,
+    client: Client,
+    *,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+    telegram_due_at: datetime | None = None,
 ) -> str | None:
     """Queue a chat message to a client; returns "telegram", "sms" or None (no way to reach them).
 
     A repeated ``dedupe_key`` queues nothing new (the channel is still returned).
+    ``telegram_due_at`` holds a Telegram message until then (the chat may show it first and
+    take it over: :mod:`.payment_failed`); an SMS is always due at once.
     """
     if client.anonymised:
         return None
     return await _notify(
         session, role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
         telegram_unreachable=bool(client.telegram_unreachable), phone=client.phone,
-        template=template, data=data, dedupe_key=dedupe_key,
+        template=template, data=data, dedupe_key=dedupe_key, telegram_due_at=telegram_due_at,
     )
 
 

@@ -407,7 +407,12 @@ class PaymentService:
         )
         booking = await session.get_one(Booking, attempt.booking_id)
         await notify_payment_failed(
-            session, attempt, booking, reason=client_reason, test_mode=self.runtime.settings.test_mode
+            session,
+            attempt,
+            booking,
+            reason=client_reason,
+            test_mode=self.runtime.settings.test_mode,
+            now=self.runtime.clock(),
         )
 
     def _view(self, attempt: PaymentAttempt, *, reused: bool = False) -> PaymentView:

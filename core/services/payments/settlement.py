@@ -37,6 +37,7 @@ from core.mpesa.redact import redact_checkout_id
 from core.mpesa.result_codes import describe_result
 from core.services import audit
 from core.services.notifications import notify as notifications
+from core.services.notifications import payment_failed
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,9 @@ async def _settle_failure(
             "unknown M-Pesa ResultCode, review",
             extra={"attempt": attempt.id, "result_code": str(result.result_code)},
         )
-    await notify_payment_failed(session, attempt, booking, reason=info.message, test_mode=settings.test_mode)
+    await notify_payment_failed(
+        session, attempt, booking, reason=info.message, test_mode=settings.test_mode, now=now
+    )
     return Settled.FAILED
 
 
@@ -412,9 +415,17 @@ def paid_message_data(
 
 
 async def notify_payment_failed(
-    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, *, reason: str, test_mode: bool
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    *,
+    reason: str,
+    test_mode: bool,
+    now: datetime,
 ) -> None:
-    """Queue the client's "payment not completed" notice with its Retry button (Properties 27, 31, 63)."""
+    """Queue the client's "payment not completed" notice with Retry / Use another number
+    (Properties 27, 31, 63). On Telegram it is held briefly so the chat's progress message
+    can show the failure instead (one failure message: ``notifications.payment_failed``)."""
     client = await session.get_one(Client, attempt.client_id)
     await notifications.notify_client(
         session,
@@ -428,5 +439,6 @@ async def notify_payment_failed(
             "attempt_id": attempt.id,
             "test_mode": test_mode,
         },
-        dedupe_key=f"payment:{attempt.id}:failed:client",
+        dedupe_key=payment_failed.dedupe_key(attempt.id),
+        telegram_due_at=payment_failed.telegram_due_at(now),
     )
