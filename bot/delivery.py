@@ -118,6 +118,16 @@ class ProgressRegistry(Protocol):
         self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: Sequence[Option]
     ) -> None: ...
 
+    def pressed(self, chat_id: int, message_id: int) -> None: ...
+
+
+def _replaces_pressed(replies: Sequence[Reply]) -> bool:
+    """Whether the first reply is drawn over the pressed message (text and keyboard)."""
+    if not replies:
+        return False
+    items = render_reply(replies[0], can_edit=True)
+    return bool(items) and items[0].edit
+
 
 class ReplyDelivery:
     """Delivers one engine answer (a list of Replies) to one private chat."""
@@ -132,9 +142,15 @@ class ReplyDelivery:
         """Send (or edit, for ``edit_previous`` after a button press) every reply in order.
 
         Only the first reply may edit the pressed message; a blocked chat stops delivery.
+        A pressed message that the answer does not replace loses its inline keyboard first
+        (DESIGN §4: a used keyboard is removed), so old buttons do not linger.
         """
         editable = pressed_message_id
         try:
+            if pressed_message_id is not None and not _replaces_pressed(replies):
+                await self.out.remove_buttons(chat_id, pressed_message_id)
+                if self.progress is not None:
+                    self.progress.pressed(chat_id, pressed_message_id)
             for reply in replies:
                 for item in render_reply(reply, can_edit=editable is not None):
                     message_id = await self._one(chat_id, item, editable)

@@ -28,7 +28,7 @@ from typing import Any
 from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
-from core.dialog.turn import CHOICES, MENU, PHONE, PROMPT, Outcome, PaymentPort, Turn
+from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
 from core.templates.gsm import discreet
@@ -172,13 +172,21 @@ async def _on_value(turn: Turn, value: str) -> Outcome:
         if turn.snap.expired:
             return await _restart(turn)
         return _stale(turn)
-    outcome = await booking_flow.on_choice(turn, choice) or client_flow.on_choice(turn, choice)
+    outcome = (
+        await booking_flow.on_choice(turn, choice)
+        or client_flow.on_choice(turn, choice)
+        or await pay_flow.on_choice(turn, choice)
+    )
     return outcome or _stale(turn)
 
 
 async def _on_contact(turn: Turn, phone: str) -> Outcome:
     if turn.step == PHONE:
         return await pay_flow.on_phone(turn, phone)
+    if turn.step in (IDLE, PAY_NUMBER):  # one booking to pay: "pay with this number"
+        paying = await pay_flow.typed_number(turn, phone)
+        if paying is not None:
+            return paying
     await turn.client()  # fills the client's phone if it was unknown
     return turn.stay(turn.reply("phone_noted"))
 
@@ -189,6 +197,10 @@ async def _on_text(turn: Turn, text: str) -> Outcome:
     outcome = await booking_flow.on_text(turn, text)
     if outcome is not None:
         return outcome
+    if turn.step in (IDLE, PAY_NUMBER):  # a number typed with one booking to pay: pay with it
+        outcome = await pay_flow.typed_number(turn, text)
+        if outcome is not None:
+            return outcome
     if turn.step != IDLE:
         return _reprompt(turn, "help_step")
     if turn.snap.expired:
@@ -279,7 +291,7 @@ _WORDS: dict[str, _Word] = {
     "my": _MY,
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
-    "pay": _Word(lambda turn, _: pay_flow.start(turn, None)),
+    "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),
     "help": _HELP,
     "menu": _HELP,
     "stop": _STOP,

@@ -37,6 +37,7 @@ LABELS_EN: dict[str, str] = {
     "help": "Help",
     "more": "More",
     "change_phone": "Use another number",
+    "dont_pay": "No, do not pay",
     "cancel_booking": "Cancel booking",
     "yes_cancel": "Yes, cancel it",
     "keep": "Keep it",
@@ -197,6 +198,21 @@ EN: dict[str, Entry] = {
     "pay_not_found": "I could not find that session.",
     "pay_unavailable": "We could not start the payment just now. Nothing was charged; please try again.",
     "pay_busy": "A payment for this session is already starting. Please wait a moment.",
+    # PAY / /pay when an earlier attempt used a number: the same one, or another (DESIGN §4).
+    "pay_which_number": "Pay {price} for {reference} from which number?",
+    "pay_same_number": "Same number ({phone})",
+    # A number typed or shared outside the phone step, with one session to pay.
+    "pay_confirm_number": {
+        "default": (
+            "Pay {price} for {reference} from {phone}? Your last M-Pesa payment used {last}."
+        ),
+        "sms": "Pay {price} for {reference} from {phone}? Last time you used {last}.",
+    },
+    "pay_from_number": "Yes, pay from {phone}",
+    "pay_number_declined": {
+        "default": "OK, no payment prompt was sent. Send /pay when you are ready.",
+        "sms": "OK, no payment prompt was sent. Reply PAY when you are ready.",
+    },
     "pay_change_live": (
         "The M-Pesa prompt sent to {phone} is still open. If that is the wrong phone, wait for it to "
         "expire (about 2 minutes) and then choose Retry payment."

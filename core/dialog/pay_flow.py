@@ -5,13 +5,18 @@ accepted formats), 11 ("check your phone", tagged ``payment_progress:<attempt id
 Telegram adapter can edit it as the payment progresses), 27/29/31 (a failed payment's
 retry pushes again at once to the last number and offers another number), 55 (M-Pesa
 unavailable: retried after 30 s), 78 (TEST MODE on every payment message), 79 (the
-sandbox test number offered as a one-tap choice).
+sandbox test number offered as a one-tap choice). DESIGN §4: after a failure the client may
+retry or use another number; a number typed (or a contact shared) outside the phone step by a
+client with one payable booking pays it (confirmed when it is not the last number used), and
+the typed PAY after an earlier attempt offers the same number or another one.
 """
 
 from __future__ import annotations
 
+import re
+
 from core.dialog import messages, values
-from core.dialog.turn import PHONE, PROMPT, Outcome, Turn
+from core.dialog.turn import PAY_NUMBER, PHONE, PROMPT, Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.domain.phone import InvalidPhoneNumber, is_probably_safaricom, mask_phone, normalise_phone
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentStatus
@@ -21,14 +26,19 @@ from core.services.payments.initiate import RETRY_UNAVAILABLE_AFTER, PaymentRefu
 
 SANDBOX_TEST_MSISDN = "254708374149"  # Safaricom's published sandbox test number
 MAX_PAYABLE_SHOWN = 5
+_PHONE_LIKE = re.compile(r"^\+?\d[\d\s().-]{7,18}$")  # looks like a number, not a word or a choice
 
 
 def progress_tag(attempt_id: int) -> str:
     return f"payment_progress:{attempt_id}"
 
 
-async def start(turn: Turn, booking_id: int | None) -> Outcome:
-    """PAY / "Pay with M-Pesa" / "Retry payment": pick the booking, then the phone or push."""
+async def start(turn: Turn, booking_id: int | None, *, offer_choice: bool = False) -> Outcome:
+    """PAY / "Pay with M-Pesa" / "Retry payment": pick the booking, then the phone or push.
+
+    ``offer_choice`` (the typed PAY / /pay): after an earlier attempt, offer the same number or
+    another one instead of pushing at once (a button's "Retry payment" pushes at once).
+    """
     client = await turn.client()
     if booking_id is None:
         payable = await payable_bookings(turn.runtime, client.id)
@@ -51,18 +61,76 @@ async def start(turn: Turn, booking_id: int | None) -> Outcome:
         booking: BookingView | None = payable[0]
     else:
         booking = await client_booking(turn.runtime, client.id, booking_id)
-    refusal = _refusal(turn, booking)
-    if refusal is not None:
-        return turn.idle(refusal)
+    blocked = await _not_now(turn, booking)
+    if blocked is not None:
+        return turn.idle(blocked)
     assert booking is not None
-    if booking.payment_status in LIVE_PAYMENT_STATUSES:
-        return turn.idle(await _already_waiting(turn, booking))
-    if booking.payment_status is PaymentStatus.NEEDS_REVIEW:  # money may have arrived: never push again
-        return turn.idle(_paid_reply(turn, "pay_state_NEEDS_REVIEW"))
     last = await last_payment_phone(turn.runtime, client_id=client.id, booking_id=booking.id)
+    if last and offer_choice:
+        return turn.idle(_which_number(turn, booking, last))
     if last:  # a retry: push again at once to the same number (Property 29)
         return _push(turn, booking, last, retry=True)
     return await _ask_phone(turn, booking)
+
+
+async def typed_number(turn: Turn, raw: str) -> Outcome | None:
+    """A number typed (or a contact shared) outside the phone step: "pay with this number".
+
+    Only for a client with exactly one payable booking; None (not a payment) otherwise.
+    A number other than the one of the client's last payment is confirmed first.
+    """
+    if not _PHONE_LIKE.match(raw.strip()):
+        return None
+    try:
+        msisdn = normalise_phone(raw)
+    except InvalidPhoneNumber:
+        return None
+    if await turn.therapist() is not None:
+        return None
+    client = await turn.client()
+    payable = await payable_bookings(turn.runtime, client.id)
+    if len(payable) != 1:
+        return None
+    booking = payable[0]
+    blocked = await _not_now(turn, booking)
+    if blocked is not None:
+        return turn.idle(blocked)
+    last = await last_payment_phone(turn.runtime, client_id=client.id)
+    if last is None or last == msisdn:
+        return _push(turn, booking, msisdn)
+    shown = messages.display_phone(msisdn)
+    text = turn.say(
+        "pay_confirm_number",
+        price=messages.price(booking.price_kes),
+        reference=booking.reference,
+        phone=shown,
+        last=messages.display_phone(last),
+    )
+    choices = [
+        (turn.say("pay_from_number", phone=shown), values.PAY_NUMBER, "yes"),
+        (turn.label("dont_pay"), values.PAY_NUMBER, "no"),
+    ]
+    data = {"booking_id": booking.id, "msisdn": msisdn}
+    return turn.menu(PAY_NUMBER, turn.paymark(text), choices, data=data)
+
+
+async def on_choice(turn: Turn, choice: values.Choice) -> Outcome | None:
+    """The answer to "pay from this number?"; None when the choice is not one of this step."""
+    if choice.kind != values.PAY_NUMBER or turn.step != PAY_NUMBER or choice.arg not in ("yes", "no"):
+        return None
+    if choice.arg == "no":
+        return turn.idle(_paid_reply(turn, "pay_number_declined"))
+    client = await turn.client()
+    booking = await client_booking(turn.runtime, client.id, int(turn.data.get("booking_id") or 0))
+    blocked = await _not_now(turn, booking)
+    if blocked is not None:
+        return turn.idle(blocked)
+    assert booking is not None
+    try:
+        msisdn = normalise_phone(str(turn.data.get("msisdn") or ""))
+    except InvalidPhoneNumber:
+        return turn.idle(_paid_reply(turn, "invalid_phone", formats=messages.PHONE_FORMATS))
+    return _push(turn, booking, msisdn)
 
 
 async def change_phone(turn: Turn, booking_id: int | None) -> Outcome:
@@ -100,6 +168,29 @@ async def on_phone(turn: Turn, raw: str) -> Outcome:
 
 
 # -- internals ------------------------------------------------------------------------------------
+
+
+async def _not_now(turn: Turn, booking: BookingView | None) -> Reply | None:
+    """Why no prompt may be pushed for ``booking`` now, or None when one may."""
+    refusal = _refusal(turn, booking)
+    if refusal is not None or booking is None:
+        return refusal
+    if booking.payment_status in LIVE_PAYMENT_STATUSES:
+        return await _already_waiting(turn, booking)
+    if booking.payment_status is PaymentStatus.NEEDS_REVIEW:  # money may have arrived: never push again
+        return _paid_reply(turn, "pay_state_NEEDS_REVIEW")
+    return None
+
+
+def _which_number(turn: Turn, booking: BookingView, last: str) -> Reply:
+    """Same number or another one (the typed PAY after an earlier attempt)."""
+    text = turn.say("pay_which_number", price=messages.price(booking.price_kes), reference=booking.reference)
+    same = turn.say("pay_same_number", phone=messages.display_phone(last))
+    options = (
+        Option(same, values.action(values.PAY, booking.id)),
+        Option(turn.label("change_phone"), values.action(values.CHANGE_PHONE, booking.id)),
+    )
+    return Reply(text=turn.paymark(text), options=options)
 
 
 async def _ask_phone(turn: Turn, booking: BookingView) -> Outcome:

@@ -36,8 +36,9 @@ TIME = "time"
 EMAIL = "email"
 CONFIRM = "confirm"
 PHONE = "phone"
+PAY_NUMBER = "pay_number"  # "pay from this number?" after a number typed while idle
 CANCEL = "cancel_booking"
-STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, CANCEL)
+STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL)
 
 # Keys of the state data that belong to the engine, not to a flow.
 CHOICES = "choices"  # [[value, label], ...]: what a bare number picks (options, then phone suggestions)

@@ -7,7 +7,8 @@ Two kinds:
   ``v1:pay:<booking id>``, ``v1:chphone:<booking id>``, ``v1:cxl:<booking id>``,
   ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``.
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
-  token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700``. A choice whose
+  token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
+  number typed outside the phone step: ``yes`` / ``no``). A choice whose
   token is not the conversation's current one is stale and does nothing.
 
 The unprefixed ``pay:<id>``, ``approve:<id>`` and ``decline:<id>`` (the notification
@@ -34,8 +35,9 @@ LEGACY_ACTIONS = frozenset({PAY, APPROVE, DECLINE})
 # Menu choices.
 THERAPIST, SESSION_TYPE, DAY, TIME, PAGE = "th", "st", "dy", "tm", "pg"
 EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO = "em", "ok", "ph", "cy", "cn"
+PAY_NUMBER = "pn"  # pay from a number typed outside the phone step: yes / no
 MENU_KINDS = frozenset(
-    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO}
+    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER}
 )
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
