@@ -1,20 +1,21 @@
 """``POST /hooks/lnm/{secret}``: Safaricom's STK Push result (Properties 20, 46, 53, 75).
 
 Authenticate first (the per-attempt secret in the path), then parse, then store; the
-view only checks the source address and hands the body to the intake service.
+view only checks the source address, reads the whole body (capped) and hands it to the
+intake service. Every refused callback is logged with its source address through the
+rate-limited security log.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 from aiohttp import web
 
 from core.config import Settings
 from core.services.callbacks import CallbackIntake
-
-log = logging.getLogger(__name__)
+from webhooks.request_body import BodyRejected, read_body
+from webhooks.security_log import SECURITY_LOG, install_security_log
 
 INTAKE = web.AppKey("mpesa_intake", CallbackIntake)
 SETTINGS = web.AppKey("mpesa_settings", Settings)
@@ -50,21 +51,40 @@ async def stk_callback(request: web.Request) -> web.Response:
     if allowed:
         ip = source_ip(request, settings)
         if not _in(ip, allowed):
-            log.warning("security: callback from an address outside the allow-list",
-                        extra={"source": ip, "mode": settings.mpesa_callback_ip_mode})
+            request.app[SECURITY_LOG].warning(
+                "callback_address_refused", "callback from an address outside the allow-list",
+                source=ip, mode=settings.mpesa_callback_ip_mode,
+            )
             if settings.mpesa_callback_ip_mode == "enforce":
                 return web.json_response(FORBIDDEN, status=403)
-    if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
-        return web.json_response({"ResultCode": 1, "ResultDesc": "Rejected: body too large"}, status=400)
-    body = await request.content.read(MAX_CALLBACK_BYTES + 1)
-    if len(body) > MAX_CALLBACK_BYTES:
-        return web.json_response({"ResultCode": 1, "ResultDesc": "Rejected: body too large"}, status=400)
+    try:
+        body = await read_body(request, MAX_CALLBACK_BYTES)
+    except BodyRejected as exc:
+        _log_rejected(request, exc.status, exc.reason)
+        rejected = {"ResultCode": 1, "ResultDesc": f"Rejected: {exc.reason}"}
+        return web.json_response(rejected, status=exc.status)
     answer = await request.app[INTAKE].submit(request.match_info["secret"], body)
+    if 400 <= answer.status < 500:
+        _log_rejected(request, answer.status, str(answer.body.get("ResultDesc", "")))
     return web.json_response(answer.body, status=answer.status)
+
+
+def _log_rejected(request: web.Request, status: int, reason: str) -> None:
+    """A security line with the caller's address for every refused callback (rate-limited)."""
+    source = source_ip(request, request.app[SETTINGS])
+    if status == 404:
+        request.app[SECURITY_LOG].warning(
+            "unknown_callback_secret", "callback with an unknown secret", source=source
+        )
+    else:
+        request.app[SECURITY_LOG].warning(
+            "callback_rejected", "callback refused", source=source, status=status, reason=reason[:120]
+        )
 
 
 def setup_mpesa_callbacks(app: web.Application, intake: CallbackIntake, settings: Settings) -> None:
     """Register the STK callback route."""
     app[INTAKE] = intake
     app[SETTINGS] = settings
+    install_security_log(app)
     app.router.add_post("/hooks/lnm/{secret}", stk_callback)
