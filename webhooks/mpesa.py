@@ -13,7 +13,7 @@ import ipaddress
 from aiohttp import web
 
 from core.config import Settings
-from core.services.callbacks import CallbackIntake
+from core.services.payments.intake import CallbackIntake
 from webhooks.request_body import BodyRejected, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
 
