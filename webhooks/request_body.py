@@ -77,7 +77,8 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+# One gate per event loop and set of limits (a Semaphore belongs to the loop it is used on).
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[BodyLimits, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -90,9 +91,10 @@ async def reading_slot(request: web.Request) -> AsyncIterator[None]:
     """
     limits = limits_of(request)
     loop = asyncio.get_running_loop()
-    gate = _GATES.get(loop)
+    gates = _GATES.setdefault(loop, {})
+    gate = gates.get(limits)
     if gate is None:
-        gate = _GATES[loop] = asyncio.Semaphore(limits.max_concurrent)
+        gate = gates[limits] = asyncio.Semaphore(limits.max_concurrent)
     deadline = loop.time() + limits.timeout_s
     try:
         async with asyncio.timeout_at(deadline):
