@@ -4,6 +4,8 @@ aiohttp closes a connection that has not sent a complete request head within the
 time-out (it arms that timer when the connection opens), and an idle keep-alive connection
 after the same time; the webhooks read each body within :attr:`ServerLimits.body_timeout_s`
 and only :attr:`ServerLimits.max_concurrent_bodies` at once (``webhooks/request_body.py``).
+Requests aiohttp cannot parse are logged as rate-limited security lines, not one ERROR
+traceback each (``webhooks/security_log.py``).
 A reverse proxy (TLS, request buffering) is still expected in front in production: these
 limits keep one process usable without it, they do not replace it.
 """
@@ -16,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from webhooks.request_body import BODY_LIMITS, BodyLimits
+from webhooks.security_log import install_malformed_request_filter
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,10 @@ class ServerLimits:
         }
 
     def apply_to(self, app: web.Application) -> None:
-        """Give the routes that read bodies their time limit and concurrency bound (before start)."""
+        """Give the routes that read bodies their time limit and concurrency bound (before start),
+        and turn aiohttp's traceback per malformed request into rate-limited security lines."""
         app[BODY_LIMITS] = BodyLimits(self.body_timeout_s, self.max_concurrent_bodies)
+        install_malformed_request_filter()
 
 
 DEFAULT_LIMITS = ServerLimits()

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 MAX_SOURCES_TRACKED = 50  # distinct source addresses counted per window (memory stays bounded)
 TOP_SOURCES_SHOWN = 5
@@ -129,3 +131,52 @@ def install_security_log(app: web.Application) -> SecurityLog:
     if SECURITY_LOG not in app:
         app[SECURITY_LOG] = SecurityLog(SECURITY_LOGGER)
     return app[SECURITY_LOG]
+
+
+class MalformedRequestFilter(logging.Filter):
+    """On aiohttp's server logger: a malformed request is the caller's doing, not a server error.
+
+    aiohttp logs each request it cannot parse (bad header bytes, unknown Content-Encoding,
+    broken chunking or compression) at ERROR with a traceback, sometimes twice; anyone can
+    send them. Such records are replaced by a ``malformed_http_request`` line of the security
+    log (no traceback, rate-limited, with the source address when aiohttp gives it). Every
+    other record — a handler's exception, a real bug — passes unchanged, traceback and all.
+    """
+
+    def __init__(self, security: SecurityLog) -> None:
+        super().__init__()
+        self.security = security
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        problem = _protocol_error(record.exc_info[1] if record.exc_info else None)
+        if problem is None:
+            return True
+        source = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        reason = " ".join(str(getattr(problem, "message", "") or problem).split())[:120]
+        self.security.warning(
+            "malformed_http_request",
+            f"malformed HTTP request refused ({type(problem).__name__})",
+            source=str(source) if source else None,
+            reason=reason,
+        )
+        return False
+
+
+def _protocol_error(exc: BaseException | None) -> BaseException | None:
+    """The HTTP protocol error in ``exc``'s chain (cause/context), if it is one caused by the caller."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def install_malformed_request_filter(security: SecurityLog | None = None) -> MalformedRequestFilter:
+    """Put the filter on ``aiohttp.server`` (once; a later call replaces the earlier filter)."""
+    server_log = logging.getLogger("aiohttp.server")
+    for old in [f for f in server_log.filters if isinstance(f, MalformedRequestFilter)]:
+        server_log.removeFilter(old)
+    installed = MalformedRequestFilter(security or SecurityLog(SECURITY_LOGGER))
+    server_log.addFilter(installed)
+    return installed

@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from smiling_steps.server import ServerLimits, start_server
 from tests.support.raw_http import parse_response, seconds_until_closed, send_in_pieces
+from webhooks.security_log import SECURITY_LOGGER, SecurityLog, install_malformed_request_filter
 from webhooks.telegram import SECRET_HEADER, WEBHOOK_PATH, setup_telegram_webhook
 
 SECRET = "limits-secret-0123456789"
 LIMITS = ServerLimits(keepalive_timeout_s=0.5, body_timeout_s=0.5, lingering_s=0.2, shutdown_timeout_s=1)
+BURST = 5
 UPDATE = json.dumps({"update_id": 1, "message": {"message_id": 1, "date": 1700000000, "text": "hi",
                                                  "chat": {"id": 1, "type": "private"}}}).encode()
+
+
+class DrivenClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @asynccontextmanager
@@ -118,3 +130,55 @@ async def test_slow_bodies_hold_a_bounded_number_of_slots_and_a_complete_request
     assert slow_answer.status == 408
     assert fast.status == 200 and received == [json.loads(UPDATE)]
     assert waited >= 0.3  # it waited for the slow body's slot, then was served
+
+
+async def test_malformed_requests_make_a_few_security_lines_not_a_traceback_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    clock = DrivenClock()
+    async with server() as (base_url, _):
+        security = SecurityLog(SECURITY_LOGGER, burst=BURST, interval_s=60, clock=clock)
+        install_malformed_request_filter(security)
+        headers = {"Content-Type": "application/json", SECRET_HEADER: SECRET}
+        answers = []
+        for n in range(200):
+            encoding = "br" if n % 2 else "gzip"  # br: refused by the parser; gzip: not gzip at all
+            answers.append(
+                await send_in_pieces(
+                    base_url, WEBHOOK_PATH, [b"\xff\xfe not compressed"],
+                    headers={**headers, "Content-Encoding": encoding},
+                )
+            )
+        clock.now += 61
+        security.flush()
+    assert {a.status for a in answers} == {400}
+    tracebacks = [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert tracebacks == []
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "malformed_http_request"]
+    assert len(lines) == BURST + 1
+    assert lines[-1].suppressed >= 200 - BURST  # type: ignore[attr-defined]  # at least one per request
+    sources = {r.source for r in lines[:BURST]}  # type: ignore[attr-defined]
+    assert sources <= {"127.0.0.1", "unknown"}  # aiohttp names the caller when the head was bad
+
+
+async def test_a_real_server_error_keeps_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in a handler")
+
+    app = web.Application()
+    app.router.add_get("/broken", broken)
+    runner = await start_server(app, "127.0.0.1", 0, LIMITS)
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /broken HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status = parse_response(await asyncio.wait_for(reader.read(), 5)).status
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert status == 500
+    errors = [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert len(errors) == 1 and isinstance(errors[0].exc_info[1], RuntimeError)  # type: ignore[index]
