@@ -80,6 +80,11 @@ class SecurityLog:
             if now - window.started >= self.interval_s:
                 self._close(event, window)
 
+    def close(self) -> None:
+        """Write the summaries of every interval still open (at shutdown, so no count is lost)."""
+        for event, window in list(self._windows.items()):
+            self._close(event, window)
+
     def _on_timer(self, event: str) -> None:
         window = self._windows.get(event)
         if window is None:
@@ -130,6 +135,11 @@ def install_security_log(app: web.Application) -> SecurityLog:
     """
     if SECURITY_LOG not in app:
         app[SECURITY_LOG] = SecurityLog(SECURITY_LOGGER)
+
+        async def write_open_summaries(app: web.Application) -> None:
+            app[SECURITY_LOG].close()
+
+        app.on_shutdown.append(write_open_summaries)
     return app[SECURITY_LOG]
 
 

@@ -132,3 +132,13 @@ async def test_the_summary_is_written_by_a_timer_when_the_flood_stops(
             break
         await asyncio.sleep(0.01)
     assert [getattr(r, "suppressed", None) for r in records] == [None, 19]
+
+
+def test_closing_writes_the_summary_of_an_interval_still_open(
+    clock: DrivenClock, records: Lines
+) -> None:
+    log = _log(clock, burst=1, interval_s=60)
+    for _ in range(4):
+        log.warning("unknown_sms_secret", "wrong SMS secret", source="198.51.100.1")
+    log.close()  # the service stops 1 s into the interval
+    assert [getattr(r, "suppressed", None) for r in records] == [None, 3]
