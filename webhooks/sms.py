@@ -31,6 +31,8 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.parser import BytesParser
+from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -45,7 +47,7 @@ from core.dialog.types import Inbound
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
 from core.runtime import Runtime
 from core.services.notifications.notify import enqueue, record_delivery_report
-from webhooks.request_body import BodyRejected, read_body, reading_slot
+from webhooks.request_body import BodyRejected, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
 
 log = logging.getLogger(__name__)
@@ -240,16 +242,28 @@ async def _read_form(request: web.Request) -> Mapping[str, str]:
             pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
             return {key: value for key, value in pairs}
         if request.content_type == "multipart/form-data":
-            if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-                raise BodyRejected(400, "body too large")
-            async with reading_slot(request):
-                form = await request.post()  # whole body, within the app's client_max_size
-            return {key: value for key, value in form.items() if isinstance(value, str)}
+            body = await read_body(request, MAX_FORM_BYTES)
+            return _multipart_fields(request.headers.get("Content-Type", ""), body)
     except BodyRejected as exc:
         raise BadForm(exc.reason, exc.status) from None
     except Exception:
         raise BadForm("the body is not a readable form") from None
     raise BadForm("expected an application/x-www-form-urlencoded form")
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body already read whole (files are ignored)."""
+    head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        raise BadForm("the body is not a readable form")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and part.get_filename() is None and isinstance(payload, bytes):
+            fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return fields
 
 
 def _required(form: Mapping[str, str], name: str) -> str:

@@ -117,6 +117,37 @@ async def test_an_inbound_help_split_before_its_last_two_bytes_is_handled_as_hel
     assert "BOOK" in reply and "MY" in reply and "PAY" in reply and "STOP" in reply
 
 
+def _multipart(fields: dict[str, str], boundary: str = "AaB03x") -> tuple[bytes, dict[str, str]]:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    body = ("".join(parts) + f"--{boundary}--\r\n").encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+async def test_a_multipart_inbound_sms_in_two_pieces_is_read_whole(runtime: Runtime) -> None:
+    async with _sms_routes(runtime) as base_url:
+        body, headers = _multipart({"from": "+" + CLIENT, "to": "22384", "id": "at-mp-1", "text": "HELP"})
+        cut = body.index(b"HELP") + 2
+        answer = await send_in_pieces(
+            base_url, f"/hooks/sms/{SMS_SECRET}/inbound", [body[:cut], body[cut:]], headers=headers
+        )
+        assert answer.status == 200, answer.text
+        reply = await reply_to(runtime, "at-mp-1")
+    assert "BOOK" in reply and "STOP" in reply
+
+
+async def test_a_chunked_multipart_sms_over_16_kib_is_refused_with_400(runtime: Runtime) -> None:
+    async with _sms_routes(runtime) as base_url:
+        body, headers = _multipart({"from": "+" + CLIENT, "id": "at-mp-2", "text": "x" * 20_000})
+        pieces = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+        answer = await send_in_pieces(
+            base_url, f"/hooks/sms/{SMS_SECRET}/inbound", pieces, headers=headers, chunked=True, gap_s=0.01
+        )
+    assert answer.status == 400 and "too large" in answer.text
+
+
 async def test_a_delivery_report_in_two_pieces_is_recorded_whole(runtime: Runtime) -> None:
     async with _sms_routes(runtime) as base_url:
         sent = await send_in_pieces(
