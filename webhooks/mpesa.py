@@ -8,14 +8,13 @@ rate-limited security log.
 
 from __future__ import annotations
 
-import ipaddress
-
 from aiohttp import web
 
 from core.config import Settings
 from core.services.payments.intake import CallbackIntake
 from webhooks.request_body import BodyRejected, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
+from webhooks.source_address import caller_address, in_networks, trust_proxies
 
 INTAKE = web.AppKey("mpesa_intake", CallbackIntake)
 SETTINGS = web.AppKey("mpesa_settings", Settings)
@@ -25,23 +24,7 @@ FORBIDDEN = {"ResultCode": 1, "ResultDesc": "Forbidden"}
 
 def source_ip(request: web.Request, settings: Settings) -> str:
     """The caller's address; X-Forwarded-For is believed only from configured proxies."""
-    remote = request.remote or ""
-    proxies = settings.trusted_proxy_networks
-    if not proxies or not _in(remote, proxies):
-        return remote
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    for hop in reversed(hops):  # the right-most address not added by one of our proxies
-        if not _in(hop, proxies):
-            return hop
-    return remote
-
-
-def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
+    return caller_address(request, settings.trusted_proxy_networks)
 
 
 async def stk_callback(request: web.Request) -> web.Response:
@@ -50,7 +33,7 @@ async def stk_callback(request: web.Request) -> web.Response:
     allowed = settings.callback_allowed_networks
     if allowed:
         ip = source_ip(request, settings)
-        if not _in(ip, allowed):
+        if not in_networks(ip, allowed):
             request.app[SECURITY_LOG].warning(
                 "callback_address_refused", "callback from an address outside the allow-list",
                 source=ip, mode=settings.mpesa_callback_ip_mode,
@@ -83,8 +66,9 @@ def _log_rejected(request: web.Request, status: int, reason: str) -> None:
 
 
 def setup_mpesa_callbacks(app: web.Application, intake: CallbackIntake, settings: Settings) -> None:
-    """Register the STK callback route."""
+    """Register the STK callback route (and record MPESA_TRUSTED_PROXIES for the app's webhooks)."""
     app[INTAKE] = intake
     app[SETTINGS] = settings
+    trust_proxies(app, settings.trusted_proxy_networks)
     install_security_log(app)
     app.router.add_post("/hooks/lnm/{secret}", stk_callback)

@@ -49,6 +49,7 @@ from core.runtime import Runtime
 from core.services.notifications.notify import enqueue, record_delivery_report
 from webhooks.request_body import BodyRejected, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
+from webhooks.source_address import caller_address
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class SmsWebhook:
         given = request.match_info.get("secret", "").encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(given, self.secret.encode()):
             request.app[SECURITY_LOG].warning(
-                "unknown_sms_secret", "SMS callback with a wrong path secret", source=request.remote
+                "unknown_sms_secret", "SMS callback with a wrong path secret", source=caller_address(request)
             )
             raise web.HTTPNotFound()
 

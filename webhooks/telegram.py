@@ -25,6 +25,7 @@ from aiohttp import web
 
 from webhooks.request_body import BodyRejected, load_json, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
+from webhooks.source_address import caller_address
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class TelegramWebhook:
         if not self.verify(request.headers.get(SECRET_HEADER)):
             request.app[SECURITY_LOG].warning(
                 "telegram_secret_refused", "telegram webhook call without the right secret",
-                source=request.remote, header_present=SECRET_HEADER in request.headers,
+                source=caller_address(request), header_present=SECRET_HEADER in request.headers,
             )
             return web.Response(status=403, text="Forbidden")
         sink = self._sink

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from core.config import ensure_secret_key
+from core.config import Settings, ensure_secret_key
 from core.runtime import Runtime
 from core.services.payments.intake import CallbackIntake
+from tests.conftest import make_settings
 from tests.support.telegram import serving
 from webhooks.mpesa import setup_mpesa_callbacks
 from webhooks.security_log import SECURITY_LOG, SECURITY_LOGGER, SecurityLog
@@ -40,12 +41,14 @@ class DrivenClock:
 
 
 @asynccontextmanager
-async def webhooks_app(runtime: Runtime, clock: DrivenClock) -> AsyncIterator[tuple[str, SecurityLog]]:
+async def webhooks_app(
+    runtime: Runtime, clock: DrivenClock, settings: Settings | None = None
+) -> AsyncIterator[tuple[str, SecurityLog]]:
     app = web.Application()
     security = SecurityLog(SECURITY_LOGGER, burst=BURST, interval_s=60, clock=clock)
     app[SECURITY_LOG] = security
     intake = CallbackIntake(runtime, ensure_secret_key(runtime.settings))
-    setup_mpesa_callbacks(app, intake, runtime.settings)
+    setup_mpesa_callbacks(app, intake, settings or runtime.settings)
     setup_sms_routes(app, runtime, None, AT_SECRET)
     setup_telegram_webhook(app, TG_SECRET)
     try:
@@ -104,3 +107,43 @@ async def test_700_garbage_callbacks_make_a_bounded_number_of_lines_with_exact_c
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in lines)
     assert "forged-secret" not in text and "wrong-at-secret" not in text and "forged-" not in text
     assert AT_SECRET not in text and TG_SECRET not in text
+
+
+@pytest.mark.parametrize(("trusted", "logged"), [("127.0.0.1/32", "203.0.113.7"), ("", "127.0.0.1")])
+async def test_the_logged_source_is_the_forwarded_address_only_behind_a_trusted_proxy(
+    runtime: Runtime, database_url: str, caplog: pytest.LogCaptureFixture, trusted: str, logged: str
+) -> None:
+    caplog.set_level(logging.INFO, logger=SECURITY_LOGGER.name)
+    settings = make_settings(database_url, MPESA_TRUSTED_PROXIES=trusted) if trusted else runtime.settings
+    forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7", "Content-Type": "application/json"}
+    async with webhooks_app(runtime, DrivenClock(), settings) as (base_url, _security):
+        statuses = await _send_all(base_url, [
+            ("/hooks/lnm/forged", forwarded, b"{}"),
+            ("/hooks/sms/wrong-secret/inbound", forwarded, b"id=1"),
+            ("/hooks/telegram", {**forwarded, SECRET_HEADER: "forged"}, b"{}"),
+        ])
+    assert statuses == [404, 404, 403]
+    lines = [r for r in caplog.records if r.name == SECURITY_LOGGER.name]
+    assert [r.source for r in lines] == [logged] * 3  # type: ignore[attr-defined]
+
+
+async def test_a_callback_from_outside_the_allow_list_is_refused_and_logged_with_its_address(
+    runtime: Runtime, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=SECURITY_LOGGER.name)
+    settings = make_settings(
+        database_url, MPESA_CALLBACK_ALLOWED_IPS="196.201.214.200", MPESA_CALLBACK_IP_MODE="enforce",
+        MPESA_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    json_type = {"Content-Type": "application/json"}
+    async with webhooks_app(runtime, DrivenClock(), settings) as (base_url, _security):
+        statuses = await _send_all(base_url, [
+            ("/hooks/lnm/some-secret", {**json_type, "X-Forwarded-For": "203.0.113.9"}, b"{}"),
+            ("/hooks/lnm/some-secret", {**json_type, "X-Forwarded-For": "196.201.214.200"}, b"{}"),
+        ])
+    assert statuses == [403, 404]  # Safaricom's address passes the list, then meets the secret check
+    lines = [(r.event, r.source) for r in caplog.records if r.name == SECURITY_LOGGER.name]  # type: ignore[attr-defined]
+    assert lines == [
+        ("callback_address_refused", "203.0.113.9"),
+        ("unknown_callback_secret", "196.201.214.200"),
+    ]
