@@ -20,7 +20,7 @@ from core.db.models import Booking, Outbox
 from core.dialog import messages
 from core.dialog.engine import DialogEngine
 from core.dialog.messages import label
-from core.domain.states import BookingStatus
+from core.domain.states import BookingStatus, PaymentStatus
 from core.services.notifications import payment_failed
 from simulators.telegram_api import SimMessage, TelegramApiSimulator
 from tests.e2e.test_telegram_booking import dispatching
@@ -192,3 +192,41 @@ async def test_pressed_keyboards_leave_their_messages_and_a_stale_press_is_answe
         assert stale.answered_at is not None
         assert (await c.stack.booking(c.booking.id)).status == BookingStatus.APPROVED
         assert all(a.answered_at is not None for a in c.sim.callback_answers())
+
+
+async def test_a_pressed_progress_message_keeps_its_keyboard_off_while_it_is_still_followed(
+    database_url: str,
+):
+    async with chat(database_url) as c:
+        failure = await c.fail_once()
+        await c.stack.sim.control("/control/next-outcome", {"outcome": "success", "delay": 4})
+        c.sim.press(CLIENT, failure.message_id, label=label("retry"))
+        retry = await c.wait("Sending the M-Pesa prompt again", after=failure.message_id)
+        assert failure.inline_keyboard == []
+        assert retry.button_labels() == [label("change_phone")]
+
+        c.sim.press(CLIENT, retry.message_id, label=label("change_phone"))  # the prompt is still open
+        await c.wait("is still open", after=retry.message_id)
+        assert retry.inline_keyboard == []
+        edits = len(retry.history)
+        await c.sim.wait_for(lambda: len(retry.history) > edits, within=4)  # the waiting line moves on
+        assert retry.inline_keyboard == []
+        await c.sim.wait_for(lambda: "Payment received" in retry.text, within=8)
+        assert retry.inline_keyboard == []
+
+
+async def test_a_failure_the_chat_did_not_follow_arrives_as_the_notice_with_both_choices(database_url: str):
+    """After a restart nobody follows the progress message: the outbox notice tells the failure."""
+    async with chat(database_url) as c:
+        c.sim.send_command(CLIENT, "start")  # the client has written to the bot before
+        await c.wait("What would you like to do?")
+        payments = c.stack.services.payments
+        view = await payments.initiate_payment(c.booking.id, c.booking.client_id, "254712345672")
+        await c.stack.wait_status(view.attempt_id, PaymentStatus.CANCELLED)
+        await asyncio.sleep(0.5)
+        assert c.find("Payment not completed") is None  # held for the chat's progress message
+        c.stack.clock.advance(payment_failed.TELEGRAM_HOLD.total_seconds() + 1)
+        c.stack.runtime.wake("outbox")
+        notice = await c.wait("Payment not completed")
+        assert notice.button_labels() == BOTH and notice.text.startswith("[TEST MODE]")
+        assert c.with_retry() == [notice]
