@@ -47,6 +47,8 @@ async def _fail_once(stack: PaymentStack, phone: Phone) -> None:
     await stack.wait_status(await _latest_attempt(stack), PaymentStatus.CANCELLED)
 
 
+# Feature: mpesa-payment-integration, Property 29: Failed Payment Allows Retry
+# Feature: mpesa-payment-integration, Property 78: Sandbox Mode Indicates Test Mode
 async def test_pay_after_a_failure_offers_the_same_number_or_another_one(database_url: str) -> None:
     async with payment_stack(database_url) as stack:
         booking_id = await _approved_sms_client(stack)

@@ -115,6 +115,7 @@ async def test_a_cancelled_payment_gives_exactly_one_failure_message_with_both_c
         assert notice.channel == "telegram" and notice.status == "CANCELLED"
 
 
+# Feature: mpesa-payment-integration, Property 29: Failed Payment Allows Retry
 async def test_use_another_number_asks_for_a_number_and_pays_from_it(database_url: str):
     async with chat(database_url) as c:
         failure = await c.fail_once()
@@ -215,6 +216,7 @@ async def test_a_pressed_progress_message_keeps_its_keyboard_off_while_it_is_sti
         assert retry.inline_keyboard == []
 
 
+# Feature: mpesa-payment-integration, Property 63: Failed Payment Sends Notification With Reason
 async def test_a_failure_the_chat_did_not_follow_arrives_as_the_notice_with_both_choices(database_url: str):
     """After a restart nobody follows the progress message: the outbox notice tells the failure."""
     async with chat(database_url) as c:
