@@ -41,6 +41,7 @@ def _card(turn: Turn, b: BookingView) -> Reply:
             status = f"{status} {turn.say(f'pay_state_{b.payment_status.value}')}"
         if b.payment_status in FAILED_PAYMENT_STATUSES:
             options.append(Option(turn.label("retry"), values.action(values.PAY, b.id)))
+            options.append(Option(turn.label("change_phone"), values.action(values.CHANGE_PHONE, b.id)))
         elif b.payment_status is None:
             options.append(Option(turn.label("pay"), values.action(values.PAY, b.id)))
     if _refusal(turn, b) is None and b.payment_status not in LIVE_PAYMENT_STATUSES:

@@ -153,6 +153,7 @@ async def test_a_cancelled_payment_offers_retry_which_pushes_again_to_the_same_n
 
     await chat.send("/my")
     assert "The last payment attempt was cancelled." in chat.text
+    assert chat.labels[:2] == ["Retry payment", "Use another number"]
     await chat.press("Retry payment")
     assert "Sending the M-Pesa prompt again to 0708 374 149" in chat.text  # no phone question
     assert "Use another number" in chat.labels
