@@ -109,3 +109,28 @@ async def admin_site(
         response = await sign_in(client, username, password)
         assert response.status == 303, await response.text()
         yield AdminSite(client, runtime, admin_id, username, password)
+
+
+@asynccontextmanager
+async def serving_admin_site(runtime: Runtime, **deps: Any) -> AsyncIterator[str]:
+    """The admin site on a real 127.0.0.1 port for a browser; yields the base URL (no trailing /)."""
+    runner = web.AppRunner(admin_app(runtime, **deps))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def browser_sign_in(
+    page: Any, base_url: str, username: str = USERNAME, password: str = PASSWORD
+) -> None:
+    """Sign in through the login form with a Playwright page; ends on the dashboard."""
+    await page.goto(f"{base_url}/admin/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base_url}/admin/")
