@@ -21,6 +21,7 @@ from tests.support.payments import Clock
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 WRONG = "Wrong username or password."
 LOCKED = "Too many failed sign-in attempts"
+STRONG_SECRET = "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY"  # secrets.token_urlsafe(32)
 
 
 @pytest.fixture
@@ -298,3 +299,24 @@ def _cookie(client: TestClient) -> str:
 
 def _without_token(html: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
+
+
+@pytest.mark.parametrize("mode", ["simulator", "sandbox"])
+async def test_the_application_serves_the_admin_site_in_every_mode(database_url: str, mode: str) -> None:
+    from smiling_steps.app import create_app
+
+    extra = {} if mode == "simulator" else {
+        "MPESA_ENVIRONMENT": "sandbox", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s"
+    }
+    rt = build_runtime(make_settings(database_url, SECRET_KEY=STRONG_SECRET, **extra))
+    app = create_app(rt.settings, rt, with_bot=False, with_notifications=False)
+    async with TestClient(TestServer(app)) as client:
+        home = await client.get("/", allow_redirects=False)
+        bare = await client.get("/admin", allow_redirects=False)
+        page = await client.get("/admin/", allow_redirects=False)
+        form = await client.get("/admin/login")
+        form_html = await form.text()
+    assert home.headers["Location"] == ("/sim/" if mode == "simulator" else "/admin/")
+    assert bare.status == 303 and bare.headers["Location"] == "/admin/"
+    assert page.status == 303 and page.headers["Location"].startswith("/admin/login?next=")
+    assert form.status == 200 and 'name="csrf_token"' in form_html
