@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
@@ -159,6 +159,8 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
         return default
     if parts.path != PREFIX and not parts.path.startswith(f"{PREFIX}/"):
+        return default
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):  # /admin/../sim
         return default
     if parts.path == f"{PREFIX}/login":
         return default
