@@ -15,7 +15,15 @@ from core.db.models import AdminLoginFailure, AuditEntry
 from core.runtime import Runtime, build_runtime
 from core.services.ops.admins import create_admin
 from tests.conftest import make_settings
-from tests.support.admin import PASSWORD, USERNAME, AdminSite, admin_app, admin_site, sign_in
+from tests.support.admin import (
+    PASSWORD,
+    USERNAME,
+    AdminSite,
+    admin_app,
+    admin_site,
+    login_form_token,
+    sign_in,
+)
 from tests.support.payments import Clock
 
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -323,3 +331,28 @@ async def test_the_application_serves_the_admin_site_in_every_mode(database_url:
     assert bare.status == 303 and bare.headers["Location"] == "/admin/"
     assert page.status == 303 and page.headers["Location"].startswith("/admin/login?next=")
     assert form.status == 200 and 'name="csrf_token"' in form_html
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(database_url: str) -> None:
+    settings = make_settings(database_url, MPESA_TRUSTED_PROXIES="127.0.0.1/32")
+    rt = build_runtime(settings, clock=Clock(start=START))
+    try:
+        await create_admin(rt.uow(), username=USERNAME, password=PASSWORD)
+        async with TestClient(TestServer(admin_app(rt))) as client:
+            attacker = {"X-Forwarded-For": "203.0.113.5"}
+            for number in range(5):
+                token = await login_form_token(client)
+                await client.post("/admin/login", headers=attacker, allow_redirects=False,
+                                  data={"username": f"guess{number}", "password": "x" * 12, "csrf_token": token})
+            token = await login_form_token(client)
+            blocked = await client.post("/admin/login", headers=attacker, allow_redirects=False,
+                                        data={"username": USERNAME, "password": PASSWORD, "csrf_token": token})
+            assert blocked.status == 429
+            token = await login_form_token(client)
+            other = await client.post("/admin/login", headers={"X-Forwarded-For": "198.51.100.7"},
+                                      allow_redirects=False,
+                                      data={"username": USERNAME, "password": PASSWORD, "csrf_token": token})
+            assert other.status == 303  # another person behind the same proxy is not locked out
+        assert await _count(rt, AdminLoginFailure, ip="203.0.113.5") == 5
+    finally:
+        await rt.close()
