@@ -1,0 +1,115 @@
+"""The transaction list as a streamed CSV report (Property 40).
+
+One row per payment attempt, the same filters and order as the list page, a header row,
+ISO 8601 times with their offset (Africa/Nairobi), whole-shilling amounts. Rows are read in
+keyset-paginated batches, each in its own short read transaction, and handed out as text
+chunks: memory stays flat however many rows match, and SQLite writers (every transaction
+there is BEGIN IMMEDIATE) are never locked out for the whole export.
+
+Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or
+carriage return) as a formula; such cells get a leading apostrophe (CSV injection guard).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+
+from core.db.models import PaymentAttempt
+from core.db.uow import UnitOfWork
+from core.services.reporting.transactions import (
+    TransactionFilter,
+    TransactionRow,
+    filtered_rows_query,
+    row_of,
+)
+
+BATCH_SIZE = 1000
+HEADER = (
+    "attempt_id",
+    "created_at",
+    "amount_kes",
+    "paid_amount_kes",
+    "client",
+    "practitioner",
+    "booking_reference",
+    "mpesa_receipt",
+    "status",
+    "failure_reason",
+    "failure_at",
+    "environment",
+)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def csv_cells(row: TransactionRow) -> list[str | int]:
+    """The CSV cells of one row, in HEADER order (numbers stay numbers)."""
+    text = [
+        row.client_name or "",
+        row.therapist_name,
+        row.booking_reference,
+        row.receipt or "",
+        row.status,
+        row.failure_reason or "",
+    ]
+    client, practitioner, reference, receipt, status, reason = (neutralise(t) for t in text)
+    return [
+        row.id,
+        _iso(row.created_local),
+        row.amount_kes,
+        "" if row.paid_amount_kes is None else row.paid_amount_kes,
+        client,
+        practitioner,
+        reference,
+        receipt,
+        status,
+        reason,
+        _iso(row.failure_at),
+        neutralise(row.environment),
+    ]
+
+
+def _render(rows: Sequence[Sequence[str | int]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+async def stream_transactions_csv(
+    uow_factory: Callable[[], UnitOfWork], filt: TransactionFilter, *, batch_size: int = BATCH_SIZE
+) -> AsyncIterator[str]:
+    """Yield the CSV text: the header, then one chunk per batch of at most ``batch_size`` rows."""
+    yield _render([HEADER])
+    after: tuple[datetime, int] | None = None
+    while True:
+        query = filtered_rows_query(filt).limit(batch_size)
+        if after is not None:
+            at, attempt_id = after
+            # Newest first, like the list: continue strictly below the last row of the batch.
+            query = query.where(
+                or_(
+                    PaymentAttempt.created_at < at,
+                    and_(PaymentAttempt.created_at == at, PaymentAttempt.id < attempt_id),
+                )
+            )
+        async with uow_factory() as uow:
+            batch = [row_of(r) for r in (await uow.session.execute(query)).all()]
+        if not batch:
+            return
+        yield _render([csv_cells(r) for r in batch])
+        if len(batch) < batch_size:
+            return
+        after = (batch[-1].created_at, batch[-1].id)
