@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, Therapist
@@ -110,8 +110,10 @@ def parse_filter(params: Mapping[str, str], *, active_environment: str) -> Parse
     if environment not in ENVIRONMENTS:
         errors.append(f"Unknown environment '{raw['environment']}': use {', '.join(ENVIRONMENTS)}.")
         environment = active_environment
-    page = _parse_int(raw["page"], "Page", errors) or 1
-    if not 1 <= page <= MAX_PAGE:
+    page = _parse_int(raw["page"], "Page", errors)
+    if page is None:
+        page = 1
+    elif not 1 <= page <= MAX_PAGE:
         errors.append(f"Page must be between 1 and {MAX_PAGE}.")
         page = 1
     filt = TransactionFilter(
@@ -243,6 +245,7 @@ def row_of(values: Any) -> TransactionRow:
 
 
 def conditions(filt: TransactionFilter) -> list[Any]:
+    """WHERE clauses on payment_attempts alone (no join), so counting needs no join either."""
     conds: list[Any] = [PaymentAttempt.environment == filt.environment]
     lo, hi = filt.created_bounds()
     if lo is not None:
@@ -252,28 +255,44 @@ def conditions(filt: TransactionFilter) -> list[Any]:
     if filt.status is not None:
         conds.append(PaymentAttempt.status == filt.status.value)
     if filt.therapist_id is not None:
-        conds.append(Booking.therapist_id == filt.therapist_id)
+        conds.append(
+            PaymentAttempt.booking_id.in_(
+                select(Booking.id).where(Booking.therapist_id == filt.therapist_id).correlate(None)
+            )
+        )
     if filt.q:
-        conds.append(_search(filt.q))
+        conds.append(PaymentAttempt.id.in_(_search_ids(filt.q)))
     return conds
 
 
-def _search(q: str) -> Any:
-    """Receipt, CheckoutRequestID or booking reference (exact), client name (part), phone (end)."""
+def _search_ids(q: str) -> Any:
+    """Ids of attempts whose receipt, CheckoutRequestID or booking reference is ``q``, whose
+    client's name contains it, or whose phone ends with its digits: one indexed lookup each."""
     text = q.strip()
-    matches: list[Any] = [
-        PaymentAttempt.mpesa_receipt == text.upper(),
-        PaymentAttempt.checkout_request_id == text,
-        Booking.reference == text.upper(),
-        func.lower(Client.name).contains(text.lower(), autoescape=True),
+    ids = select(PaymentAttempt.id).correlate(None)
+    parts = [
+        ids.where(PaymentAttempt.mpesa_receipt == text.upper()),
+        ids.where(PaymentAttempt.checkout_request_id == text),
+        ids.join(Booking, Booking.id == PaymentAttempt.booking_id).where(Booking.reference == text.upper()),
+        ids.where(
+            PaymentAttempt.client_id.in_(
+                select(Client.id).where(func.lower(Client.name).contains(text.lower(), autoescape=True))
+            )
+        ),
     ]
     if _PHONE_TEXT.match(text) and len(_digits(text)) >= MIN_PHONE_DIGITS:
         # Stored numbers are 2547XXXXXXXX: compare the last (up to) 9 digits, so 0712…, 712…
         # and 254712… all find the same number.
         tail = _digits(text)[-9:]
-        matches.append(PaymentAttempt.phone.endswith(tail, autoescape=True))
-        matches.append(PaymentAttempt.paid_phone.endswith(tail, autoescape=True))
-    return or_(*matches)
+        parts.append(
+            ids.where(
+                or_(
+                    PaymentAttempt.phone.endswith(tail, autoescape=True),
+                    PaymentAttempt.paid_phone.endswith(tail, autoescape=True),
+                )
+            )
+        )
+    return union(*parts)
 
 
 def joined_attempts(query: Select[Any]) -> Select[Any]:
@@ -340,7 +359,7 @@ async def list_transactions(session: AsyncSession, parsed: ParsedFilter) -> Tran
     if errors:
         return TransactionPage(filter=filt, errors=errors, therapists=therapists)
     conds = and_(*conditions(filt))
-    total = await session.scalar(joined_attempts(select(func.count())).where(conds)) or 0
+    total = await session.scalar(select(func.count()).select_from(PaymentAttempt).where(conds)) or 0
     query = filtered_rows_query(filt).limit(PAGE_SIZE).offset((filt.page - 1) * PAGE_SIZE)
     rows = tuple(row_of(r) for r in (await session.execute(query)).all())
     return TransactionPage(filter=filt, rows=rows, total=total, therapists=therapists)

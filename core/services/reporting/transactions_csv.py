@@ -17,7 +17,7 @@ import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import or_
 
 from core.db.models import PaymentAttempt
 from core.db.uow import UnitOfWork
@@ -99,11 +99,10 @@ async def stream_transactions_csv(
         if after is not None:
             at, attempt_id = after
             # Newest first, like the list: continue strictly below the last row of the batch.
+            # The plain range on created_at lets the index drive the scan; the OR breaks ties.
             query = query.where(
-                or_(
-                    PaymentAttempt.created_at < at,
-                    and_(PaymentAttempt.created_at == at, PaymentAttempt.id < attempt_id),
-                )
+                PaymentAttempt.created_at <= at,
+                or_(PaymentAttempt.created_at < at, PaymentAttempt.id < attempt_id),
             )
         async with uow_factory() as uow:
             batch = [row_of(r) for r in (await uow.session.execute(query)).all()]
