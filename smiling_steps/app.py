@@ -18,16 +18,18 @@ from typing import Any
 
 from aiohttp import web
 
+from admin_web.app import create_admin_app
+from admin_web.context import AdminDeps
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
 from core.mpesa import DarajaClient
 from core.runtime import Runtime, build_runtime
-from core.services.callbacks import CallbackIntake, SettlementWorker
-from core.services.housekeeping import run_housekeeping
-from core.services.notifications import Dispatcher, Sender, run_due_reminders
-from core.services.payments import PaymentService
-from core.services.watchdog import Watchdog
+from core.services.booking.housekeeping import run_housekeeping
+from core.services.notifications.notify import Dispatcher, Sender, run_due_reminders
+from core.services.payments.initiate import PaymentService
+from core.services.payments.intake import CallbackIntake, SettlementWorker
+from core.services.payments.watchdog import Watchdog
 from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
 from webhooks.metrics import setup_metrics
@@ -124,6 +126,7 @@ def create_app(
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
+    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments), local)
 
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:
@@ -189,6 +192,18 @@ def create_app(
     return app
 
 
+def _mount_admin(app: web.Application, deps: AdminDeps, local: bool) -> None:
+    """The admin site at /admin in every mode; ``/`` leads to /sim/ in local mode, else to /admin/."""
+    app.router.add_get("/admin", lambda _request: _see_other("/admin/"))  # before the sub-app claims it
+    app.add_subapp("/admin", create_admin_app(deps))
+    home = "/sim/" if local else "/admin/"
+    app.router.add_get("/", lambda _request: _see_other(home))
+
+
+async def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
 def _mount_simulators(
     app: web.Application,
     settings: Settings,
@@ -248,8 +263,8 @@ async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
 
 async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     from bot.sender import TelegramSender
-    from core.services.email import SmtpSender
-    from core.services.sms import SmsSender, build_sms_gateway
+    from core.services.notifications.email import SmtpSender
+    from core.services.notifications.sms import SmsSender, build_sms_gateway
 
     senders: dict[str, Sender] = {}
     capture = services.extras.get("mail_capture")

@@ -1,0 +1,158 @@
+"""Notifications that are never lost: the API services call, in their own transaction.
+
+Call these inside the transaction that makes the change the message is about; after the
+commit call ``runtime.wake("outbox")`` so the dispatcher sends at once::
+
+    await notifications.notify_client(session, client, template="payment_confirmed_client",
+                                      data=data, dedupe_key=f"payment:{attempt.id}:confirmed:client")
+    await uow.commit()
+    runtime.wake("outbox")
+
+Chat channel rule (clients and therapists alike): Telegram when the person has a Telegram
+id and has not blocked the bot, else SMS when a phone is known, else nothing. A Telegram
+message carries the phone (``data["_route"]["fallback_sms"]``) so a permanent Telegram
+failure falls back to SMS. Templates and data keys: core/templates, docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Client, Therapist
+from core.services.notifications.dispatcher import OUTBOX_WORKER, Dispatcher, backoff
+from core.services.notifications.outbox_store import (
+    CANCELLED,
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    REROUTED,
+    SENT,
+    enqueue,
+    failed_notifications,
+    list_failed_notifications,
+    outbox_counts,
+    record_delivery_report,
+)
+from core.services.notifications.outbox_types import Attachment, Button, RenderedMessage, Sender, SendResult
+from core.services.notifications.reminders import (
+    cancel_reminders,
+    create_reminders,
+    plan_reminders,
+    run_due_reminders,
+    start_reminder_scheduler,
+)
+from core.templates import TEMPLATES, TemplateError, render
+
+log = logging.getLogger(__name__)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+__all__ = [
+    "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
+    "TEMPLATES", "Attachment", "Button", "Dispatcher", "RenderedMessage", "SendResult", "Sender",
+    "TemplateError", "backoff", "cancel_reminders", "chat_route", "create_reminders", "email_client",
+    "enqueue", "failed_notifications", "is_valid_email", "list_failed_notifications", "notify_client",
+    "notify_therapist", "outbox_counts", "plan_reminders", "record_delivery_report", "render",
+    "run_due_reminders", "start_reminder_scheduler",
+]
+
+
+def chat_route(
+    *, role: str, person_id: int, telegram_user_id: int | None, telegram_unreachable: bool, phone: str | None
+) -> tuple[str, str, dict[str, Any]] | None:
+    """(channel, recipient, route) of a chat message: Telegram unless unreachable (SMS as its
+    fallback), else SMS, else None (no way to reach the person)."""
+    route: dict[str, Any] = {"role": role, "id": person_id}
+    if telegram_user_id and not telegram_unreachable:
+        if phone:
+            route["fallback_sms"] = phone
+        return "telegram", str(telegram_user_id), route
+    if phone:
+        return "sms", phone, route
+    return None
+
+
+def is_valid_email(address: str) -> bool:
+    """Whether ``address`` (already stripped) is worth handing to the SMTP server."""
+    return bool(_EMAIL.match(address)) and len(address) <= 254
+
+
+async def _notify(
+    session: AsyncSession,
+    *,
+    role: str,
+    person_id: int,
+    telegram_user_id: int | None,
+    telegram_unreachable: bool,
+    phone: str | None,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+) -> str | None:
+    target = chat_route(
+        role=role, person_id=person_id, telegram_user_id=telegram_user_id,
+        telegram_unreachable=telegram_unreachable, phone=phone,
+    )
+    if target is None:
+        return None
+    channel, recipient, route = target
+    await enqueue(
+        session, channel=channel, recipient=recipient, template=template,
+        data={**data, "_route": route}, dedupe_key=dedupe_key,
+    )
+    return channel
+
+
+async def notify_client(
+    session: AsyncSession, client: Client, *, template: str, data: Mapping[str, Any], dedupe_key: str
+) -> str | None:
+    """Queue a chat message to a client; returns "telegram", "sms" or None (no way to reach them).
+
+    A repeated ``dedupe_key`` queues nothing new (the channel is still returned).
+    """
+    if client.anonymised:
+        return None
+    return await _notify(
+        session, role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
+        telegram_unreachable=bool(client.telegram_unreachable), phone=client.phone,
+        template=template, data=data, dedupe_key=dedupe_key,
+    )
+
+
+async def notify_therapist(
+    session: AsyncSession, therapist: Therapist, *, template: str, data: Mapping[str, Any], dedupe_key: str
+) -> str | None:
+    """Queue a chat message to a therapist (same rule as :func:`notify_client`)."""
+    return await _notify(
+        session, role="therapist", person_id=therapist.id, telegram_user_id=therapist.telegram_user_id,
+        telegram_unreachable=bool(therapist.telegram_unreachable), phone=therapist.phone,
+        template=template, data=data, dedupe_key=dedupe_key,
+    )
+
+
+async def email_client(
+    session: AsyncSession,
+    client: Client,
+    *,
+    email: str | None,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+) -> bool:
+    """Queue an e-mail when an address is known; True when one is (or already was) queued."""
+    address = (email or "").strip()
+    if not address or client.anonymised:
+        return False
+    if not is_valid_email(address):
+        log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
+        return False
+    await enqueue(
+        session, channel="email", recipient=address, template=template,
+        data={**data, "_route": {"role": "client", "id": client.id}}, dedupe_key=dedupe_key,
+    )
+    return True

@@ -1,0 +1,480 @@
+"""M-Pesa STK callbacks: verify, store durably, acknowledge; then settle.
+
+Intake (``CallbackIntake``): each request is verified in this order — the URL secret
+resolves the attempt (HMAC hash lookup, constant-time compare), the body parses as a
+Daraja STK result, its CheckoutRequestID is the attempt's — and then the raw body is
+inserted into the inbox (a duplicate CheckoutRequestID is a no-op, Property 75).
+Concurrent requests share one transaction (group commit): a request is answered only
+after the commit that holds its inbox row, so nothing is acknowledged before it is
+durable, yet a burst costs one commit, not one per callback.
+
+Settlement (``SettlementWorker``): inbox rows are settled right after the commit and by
+a periodic sweep; a processing error rolls back and is retried with exponential
+back-off (Properties 72, 73); the inbox row stays until it is settled. Runs of plain
+success callbacks are settled up to ``SETTLE_BATCH`` per transaction by
+``core.services.payments.settlement_batch`` (same rows, far fewer statements); everything else,
+and any batch that loses a race, goes one by one through ``settle_in_session``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from core.db.models import CallbackInbox, PaymentAttempt
+from core.db.uow import TransitionConflict
+from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
+from core.runtime import Runtime
+from core.services.payments.initiate import callback_secret_hash
+from core.services.payments.settlement import Settled, StkResult, settle_in_session
+from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "mpesa_stk"
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+MAX_BATCH = 256
+STORE_RETRIES = 3
+SETTLE_RETRIES = 3
+BACKOFF_BASE_S = 0.05
+SWEEP_INTERVAL_S = 2.0
+ANSWER_TIMEOUT_S = 10.0
+MAX_SWEEP_ATTEMPTS = 20
+SETTLE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class IntakeAnswer:
+    """HTTP status and JSON body for the provider."""
+
+    status: int
+    body: dict[str, Any]
+
+
+NOT_FOUND = IntakeAnswer(404, {"ResultCode": 1, "ResultDesc": "Not found"})
+UNAVAILABLE = IntakeAnswer(503, {"ResultCode": 1, "ResultDesc": "Temporarily unavailable, retry"})
+
+
+def _bad_request(reason: str) -> IntakeAnswer:
+    return IntakeAnswer(400, {"ResultCode": 1, "ResultDesc": f"Rejected: {reason}"})
+
+
+@dataclass
+class _Pending:
+    secret_hash: str
+    raw: str
+    parsed: StkCallback | None
+    parse_error: str | None
+    future: asyncio.Future[IntakeAnswer] = field(repr=False)
+
+
+class CallbackIntake:
+    """Verifies and stores STK callbacks, batching concurrent ones into one commit."""
+
+    def __init__(self, runtime: Runtime, secret_key: str, *, on_stored: Any = None) -> None:
+        self._runtime = runtime
+        self._secret_key = secret_key
+        self._on_stored = on_stored  # callable(list[str]) with the stored CheckoutRequestIDs
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def submit(self, secret: str, body: bytes) -> IntakeAnswer:
+        """Verify and store one callback; returns what to answer."""
+        if not secret or len(secret) > 128:
+            return NOT_FOUND
+        if self._closing:
+            return UNAVAILABLE
+        try:
+            parsed, error = parse_stk_callback(body), None
+        except InvalidCallback as exc:
+            parsed, error = None, str(exc)
+        pending = _Pending(
+            secret_hash=callback_secret_hash(self._secret_key, secret),
+            raw=body.decode("utf-8", errors="replace"),
+            parsed=parsed,
+            parse_error=error,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        self._ensure_writer()
+        await self._queue.put(pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            log.error("callback not stored in time; answering 503 so Safaricom may retry")
+            return UNAVAILABLE
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Finish the batch in hand (cancelling a transaction mid-flight can wedge SQLite), then stop."""
+        if self._task:
+            self._closing = True
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    def _ensure_writer(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="callback-intake")
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:  # closing: store what we have, then stop
+                    self._queue.put_nowait(None)
+                    break
+                batch.append(item)
+            try:
+                answers, stored = await self._store_with_retry(batch)
+            except Exception:  # the writer must outlive any surprise, or every later request hangs
+                log.exception("callback intake failed unexpectedly", extra={"batch": len(batch)})
+                answers, stored = [UNAVAILABLE] * len(batch), []
+            for pending, answer in zip(batch, answers, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(answer)
+            if stored and self._on_stored:
+                self._on_stored(stored)
+
+    async def _store_with_retry(self, batch: list[_Pending]) -> tuple[list[IntakeAnswer], list[str]]:
+        for attempt in range(STORE_RETRIES):
+            try:
+                return await self._store(batch)
+            except SQLAlchemyError:
+                log.exception("storing callbacks failed", extra={"batch": len(batch), "try": attempt + 1})
+                await asyncio.sleep(BACKOFF_BASE_S * 2**attempt)
+        return [UNAVAILABLE] * len(batch), []
+
+    async def _store(self, batch: list[_Pending]) -> tuple[list[IntakeAnswer], list[str]]:
+        answers: list[IntakeAnswer] = []
+        rows: list[dict[str, Any]] = []
+        adopt: list[tuple[int, str]] = []
+        unknown_ids: list[tuple[int, str]] = []
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
+            hashes = list({p.secret_hash for p in batch})
+            found = {
+                row.callback_secret_hash: row
+                for row in (
+                    await uow.session.execute(
+                        select(
+                            PaymentAttempt.id,
+                            PaymentAttempt.callback_secret_hash,
+                            PaymentAttempt.checkout_request_id,
+                        ).where(PaymentAttempt.callback_secret_hash.in_(hashes))
+                    )
+                ).all()
+            }
+            seen: set[str] = set()
+            for pending in batch:
+                answer, row = _verify(pending, found.get(pending.secret_hash))
+                answers.append(answer)
+                if row is None:
+                    continue
+                attempt_id, checkout = row
+                key = inbox_key(checkout, pending.parsed.result_code if pending.parsed else "")
+                if key not in seen:
+                    seen.add(key)
+                    rows.append({"provider": PROVIDER, "provider_id": key, "raw_body": pending.raw})
+                    adopt.append((attempt_id, checkout))
+                    if found[pending.secret_hash].checkout_request_id is None:
+                        unknown_ids.append((attempt_id, checkout))
+            if rows:
+                await uow.session.execute(_insert_ignore(uow.session.bind.dialect.name, rows))
+                for attempt_id, checkout in unknown_ids:  # usually none: one UPDATE only when needed
+                    # A push whose answer was lost (time-out) learns its id from the callback.
+                    await uow.session.execute(
+                        update(PaymentAttempt)
+                        .where(PaymentAttempt.id == attempt_id, PaymentAttempt.checkout_request_id.is_(None))
+                        .values(checkout_request_id=checkout)
+                        .execution_options(synchronize_session=False)
+                    )
+                await uow.commit()
+        return answers, [checkout for _id, checkout in adopt]
+
+
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[Any]:
+    """SQLite: the intake and the settlement worker take turns at the database (FIFO).
+
+    SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
+    that finds the lock taken polls for it with growing sleeps. A settlement worker working
+    through a backlog starts its next transaction the moment it commits, so the intake's
+    group commit - and with it every acknowledgement - would wait behind it for seconds. An
+    asyncio lock hands the database over in arrival order instead. PostgreSQL: no turns needed.
+    """
+    engine = runtime.engine.sync_engine
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _SQLITE_TURNS.get(engine)
+    if lock is None:
+        lock = _SQLITE_TURNS[engine] = asyncio.Lock()
+    return lock
+
+
+def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
+    """De-duplication key: a repeat of the same result is a no-op, but a different result for
+    the same push (a success after a failure) is kept — money reported is never dropped."""
+    return f"{checkout_request_id}:{result_code}"[:100]
+
+
+def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] | None]:
+    if row is None or not hmac.compare_digest(row.callback_secret_hash, pending.secret_hash):
+        log.warning("security: callback with an unknown secret", extra={"event": "unknown_callback_secret"})
+        return NOT_FOUND, None
+    if pending.parsed is None:
+        log.warning("callback body rejected", extra={"attempt": row.id, "reason": pending.parse_error})
+        return _bad_request(pending.parse_error or "not a Daraja STK result"), None
+    checkout = pending.parsed.checkout_request_id
+    if row.checkout_request_id is not None and not hmac.compare_digest(row.checkout_request_id, checkout):
+        log.warning(
+            "security: callback CheckoutRequestID does not match its attempt", extra={"attempt": row.id}
+        )
+        return _bad_request("CheckoutRequestID does not match"), None
+    return IntakeAnswer(200, ACCEPTED), (row.id, checkout)
+
+
+def _insert_ignore(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(CallbackInbox).values(rows).on_conflict_do_nothing(index_elements=["provider", "provider_id"])
+    )
+
+
+def result_from_callback(callback: StkCallback) -> StkResult:
+    """The settlement input for a parsed callback."""
+    return StkResult(
+        checkout_request_id=callback.checkout_request_id,
+        result_code=callback.result_code,
+        result_desc=callback.result_desc,
+        source="callback",
+        amount=callback.amount,
+        amount_raw=callback.amount_raw,
+        receipt=callback.receipt,
+        transaction_time=callback.transaction_date,
+        phone=callback.phone,
+    )
+
+
+def _result_or_none(raw_body: str) -> StkResult | None:
+    try:
+        return result_from_callback(parse_stk_callback(raw_body))
+    except InvalidCallback:  # the intake stores only bodies that parse; settle_inbox_row reports it
+        return None
+
+
+class SettlementWorker:
+    """Settles stored callbacks: right after they are stored, and by a periodic sweep."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
+        confirm: Callable[[str], Awaitable[StkQueryResult]] | None = None,
+        batch_size: int = SETTLE_BATCH,
+    ) -> None:
+        self._runtime = runtime
+        self._sweep_interval_s = sweep_interval_s
+        # Common-case successes are settled up to this many per transaction (settlement_batch);
+        # 0 settles every row one by one with settle_in_session.
+        self.batch_size = batch_size
+        self.batched = 0  # rows settled by the batch path (for tests and the benchmark)
+        # MPESA_CONFIRM_WITH_QUERY: ask Daraja before trusting a success callback.
+        self.confirm = confirm
+
+    def notify(self, checkout_ids: Sequence[str]) -> None:
+        """Called by the intake after a commit: settle these soon."""
+        self._runtime.wake("settlement")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set: settle everything unprocessed, then wait for a wake-up."""
+        wakeup = self._runtime.wakeup("settlement")
+        while not stop.is_set():
+            wakeup.clear()
+            try:
+                await self.settle_pending(stop=stop)
+            except SQLAlchemyError:
+                log.exception("settlement sweep failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), self._sweep_interval_s)
+
+    async def settle_pending(
+        self, limit: int = 500, *, stop: asyncio.Event | None = None
+    ) -> dict[Settled, int]:
+        """Settle every unprocessed inbox row (oldest first); returns counts by outcome.
+
+        With ``stop``, returns between two rows once it is set: on shutdown the row in hand is
+        finished and the rest stays in the inbox, instead of a backlog running into the
+        shutdown grace period and being cancelled mid-transaction.
+        """
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    select(CallbackInbox.id, CallbackInbox.provider_id, CallbackInbox.raw_body)
+                    .where(
+                        CallbackInbox.provider == PROVIDER,
+                        CallbackInbox.processed_at.is_(None),
+                        CallbackInbox.attempts < MAX_SWEEP_ATTEMPTS,
+                    )
+                    .order_by(CallbackInbox.id)
+                    .limit(limit)
+                )
+            ).all()
+        counts: dict[Settled, int] = {}
+        items = [(row.id, row.raw_body, _result_or_none(row.raw_body)) for row in rows]
+        i = 0
+        while i < len(items):
+            if stop is not None and stop.is_set():
+                break
+            run = self._batchable_run(items, i)
+            if run:
+                settled, tries_used = await self._settle_batch(run)
+                if settled is None:  # lost a race or failed: settle the whole run one by one
+                    for item in run:
+                        if stop is not None and stop.is_set():
+                            break
+                        outcome = await self._settle_row(item.inbox_id, item.result, tries_used=tries_used)
+                        counts[outcome] = counts.get(outcome, 0) + 1
+                        i += 1
+                    continue
+                if settled:
+                    counts[Settled.PAID] = counts.get(Settled.PAID, 0) + settled
+                    self.batched += settled
+                    i += settled
+                if settled == len(run):
+                    continue
+                # items[i] is not the common case (or touches a row the batch settled): one by one
+            inbox_id, raw_body, result = items[i]
+            if result is None:
+                outcome = await self.settle_inbox_row(inbox_id, raw_body)  # fails as it always has
+            else:
+                outcome = await self._settle_row(inbox_id, result)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            i += 1
+        if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
+            self._runtime.wake("outbox")
+            self._runtime.wake("payments")
+        return counts
+
+    def _batchable_run(
+        self, items: Sequence[tuple[int, str, StkResult | None]], start: int
+    ) -> list[BatchItem]:
+        """The rows from ``start`` on that may be settled as a batch (none with MPESA_CONFIRM_WITH_QUERY)."""
+        if self.confirm is not None or self.batch_size < 1:
+            return []
+        run: list[BatchItem] = []
+        for inbox_id, _raw, result in items[start : start + self.batch_size]:
+            if result is None or not may_batch(result):
+                break
+            run.append(BatchItem(inbox_id, result))
+        return run
+
+    async def _settle_batch(self, run: list[BatchItem]) -> tuple[int | None, int]:
+        """Settle the common-case prefix of ``run`` in one transaction.
+
+        Returns how many rows were settled (None: settle the whole run one by one) and how many
+        of each row's SETTLE_RETRIES tries the batch used up.
+        """
+        settings, now = self._runtime.settings, self._runtime.clock()
+        try:
+            async with _write_turn(self._runtime), self._runtime.uow() as uow:
+                settled = await settle_batch(uow.session, run, settings=settings, now=now)
+                if settled:
+                    await uow.commit()
+                return settled, 0
+        except (TransitionConflict, IntegrityError):
+            return None, 0  # lost a race: the one-by-one path re-reads and decides
+        except SQLAlchemyError as exc:
+            # The database failed: that was every row's first try, backed off as _settle_row does.
+            log.warning(
+                "batch settlement failed, retrying one by one",
+                extra={"rows": len(run), "error": type(exc).__name__},
+            )
+            await asyncio.sleep(BACKOFF_BASE_S)
+            return None, 1
+        except Exception:  # never lose a row to a bug here: the one-by-one path is the reference
+            log.exception("batch settlement failed; settling one by one", extra={"rows": len(run)})
+            return None, 0
+
+    async def settle_inbox_row(self, inbox_id: int, raw_body: str) -> Settled:
+        """Settle one stored callback with retries; the inbox row is marked in the same transaction."""
+        return await self._settle_row(inbox_id, result_from_callback(parse_stk_callback(raw_body)))
+
+    async def _settle_row(self, inbox_id: int, result: StkResult, *, tries_used: int = 0) -> Settled:
+        if self.confirm is not None and result.result_code == 0:
+            checked = await self._confirmed(result)
+            if checked is None:
+                return Settled.NOT_READY  # Daraja still processing or unreachable: the sweep retries
+            result = checked
+        last_error = ""
+        for attempt in range(tries_used, SETTLE_RETRIES):
+            try:
+                return await self._settle_once(inbox_id, result)
+            except (TransitionConflict, IntegrityError) as exc:  # lost a race: re-read and decide again
+                last_error = type(exc).__name__
+                continue
+            except SQLAlchemyError as exc:
+                last_error = type(exc).__name__
+                log.warning("settlement failed, retrying", extra={"inbox": inbox_id, "try": attempt + 1})
+                await asyncio.sleep(BACKOFF_BASE_S * 2**attempt)
+        await self._record_failure(inbox_id, last_error)
+        return Settled.NOT_READY
+
+    async def _confirmed(self, result: StkResult) -> StkResult | None:
+        assert self.confirm is not None
+        try:
+            answer = await self.confirm(result.checkout_request_id)
+        except DarajaError:
+            log.warning("confirming a success by STK Query failed; will retry")
+            return None
+        if answer.pending or answer.result_code is None:
+            return None
+        return result if answer.result_code == 0 else replace(result, query_disagrees=True)
+
+    async def _settle_once(self, inbox_id: int, result: StkResult) -> Settled:
+        settings, now = self._runtime.settings, self._runtime.clock()
+        async with _write_turn(self._runtime), self._runtime.uow() as uow:
+            outcome = await settle_in_session(uow.session, result, settings=settings, now=now)
+            if outcome is Settled.NOT_READY:
+                return outcome
+            await uow.session.execute(
+                update(CallbackInbox)
+                .where(CallbackInbox.id == inbox_id)
+                .values(processed_at=now, attempts=CallbackInbox.attempts + 1)
+            )
+            await uow.commit()
+            return outcome
+
+    async def _record_failure(self, inbox_id: int, error: str) -> None:
+        with contextlib.suppress(SQLAlchemyError):
+            async with _write_turn(self._runtime), self._runtime.uow() as uow:
+                await uow.session.execute(
+                    update(CallbackInbox)
+                    .where(CallbackInbox.id == inbox_id)
+                    .values(attempts=CallbackInbox.attempts + 1, last_error=error[:300])
+                )
+                await uow.commit()
+        log.error(
+            "callback could not be settled; left in the inbox for the sweeper", extra={"inbox": inbox_id}
+        )
