@@ -31,7 +31,8 @@ from core.db.models import AuditEntry, Booking, PaymentAttempt
 from core.db.uow import TransitionConflict, transition_payment
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEvent, PaymentStatus
 from core.runtime import Runtime
-from core.services import audit, settlement
+from core.services import audit
+from core.services.payments import settlement
 from core.services.review.queue import REFUND_DUE, RESOLVED
 
 NOTE_MIN, NOTE_MAX = 3, 500
