@@ -7,7 +7,7 @@ much test money "arrived", and the list itself. Production money is never part o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import PaymentAttempt
+from core.db.uow import UnitOfWork
 from core.domain.states import PaymentStatus
 from core.services.reporting.transactions import (
     ParsedFilter,
@@ -94,3 +95,9 @@ async def summarise_test_payments(session: AsyncSession, parsed: ParsedFilter) -
         paid_kes=int(paid[1]),
         rows=tuple(row_of(r) for r in rows),
     )
+
+
+async def summary_of(uow_factory: Callable[[], UnitOfWork], parsed: ParsedFilter) -> SandboxSummary:
+    """:func:`summarise_test_payments` in its own read transaction (the admin view's one call)."""
+    async with uow_factory() as uow:
+        return await summarise_test_payments(uow.session, parsed)

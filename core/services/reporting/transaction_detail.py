@@ -7,6 +7,7 @@ entries about them (initiation, receipt recorded, refund due, review decisions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AuditEntry, Booking, PaymentAttempt, SessionType
+from core.db.uow import UnitOfWork
 from core.domain.phone import mask_phone
 from core.domain.slots import NAIROBI
 from core.mpesa.redact import redact_checkout_id
@@ -132,3 +134,9 @@ async def timeline(session: AsyncSession, *, attempt_id: int, booking_id: int) -
             )
         )
     return tuple(entries)
+
+
+async def detail_of(uow_factory: Callable[[], UnitOfWork], attempt_id: int) -> TransactionDetail | None:
+    """:func:`transaction_detail` in its own read transaction (the admin view's one call)."""
+    async with uow_factory() as uow:
+        return await transaction_detail(uow.session, attempt_id)

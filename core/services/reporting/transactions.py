@@ -13,7 +13,7 @@ checks the practitioner exists); the CSV export reuses :func:`filtered_rows_quer
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, Therapist
+from core.db.uow import UnitOfWork
 from core.domain.slots import NAIROBI
 from core.domain.states import FAILED_PAYMENT_STATUSES, PaymentStatus
 from core.mpesa.result_codes import describe_result
@@ -363,3 +364,14 @@ async def list_transactions(session: AsyncSession, parsed: ParsedFilter) -> Tran
     query = filtered_rows_query(filt).limit(PAGE_SIZE).offset((filt.page - 1) * PAGE_SIZE)
     rows = tuple(row_of(r) for r in (await session.execute(query)).all())
     return TransactionPage(filter=filt, rows=rows, total=total, therapists=therapists)
+
+
+async def transactions_page(uow_factory: Callable[[], UnitOfWork], parsed: ParsedFilter) -> TransactionPage:
+    """:func:`list_transactions` in its own read transaction (the admin view's one call)."""
+    async with uow_factory() as uow:
+        return await list_transactions(uow.session, parsed)
+
+
+def audit_filters(filt: TransactionFilter) -> dict[str, str]:
+    """The filters as the admin-access audit entry records them (Property 69)."""
+    return {**filt.as_params(), "environment": filt.environment, "page": str(filt.page)}

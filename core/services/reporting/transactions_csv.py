@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_
@@ -22,8 +23,10 @@ from sqlalchemy import or_
 from core.db.models import PaymentAttempt
 from core.db.uow import UnitOfWork
 from core.services.reporting.transactions import (
+    ParsedFilter,
     TransactionFilter,
     TransactionRow,
+    check_filter,
     filtered_rows_query,
     row_of,
 )
@@ -112,3 +115,28 @@ async def stream_transactions_csv(
         if len(batch) < batch_size:
             return
         after = (batch[-1].created_at, batch[-1].id)
+
+
+@dataclass(frozen=True)
+class CsvExport:
+    """A checked export: ``errors`` (nothing to stream) or ``chunks()`` to stream."""
+
+    uow_factory: Callable[[], UnitOfWork]
+    filter: TransactionFilter
+    errors: tuple[str, ...] = ()
+
+    def chunks(self, *, batch_size: int = BATCH_SIZE) -> AsyncIterator[str]:
+        return stream_transactions_csv(self.uow_factory, self.filter, batch_size=batch_size)
+
+    @property
+    def filename(self) -> str:
+        f = self.filter
+        span = "-".join(d.isoformat() for d in (f.start, f.end) if d) or "all"
+        return f"transactions-{f.environment}-{span}.csv"
+
+
+async def open_export(uow_factory: Callable[[], UnitOfWork], parsed: ParsedFilter) -> CsvExport:
+    """Check the filter (an unknown practitioner included) before anything is streamed."""
+    async with uow_factory() as uow:
+        errors = await check_filter(uow.session, parsed)
+    return CsvExport(uow_factory, parsed.filter, errors)

@@ -14,6 +14,7 @@ Two kinds of item:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core.db.models import AuditEntry, Booking, CallbackInbox, PaymentAttempt
+from core.db.uow import UnitOfWork
 from core.domain.slots import NAIROBI
 from core.domain.states import PaymentStatus
 from core.logging import mask_phones
@@ -220,3 +222,9 @@ async def _refund_items(session: AsyncSession) -> tuple[RefundItem, ...]:
             )
         )
     return tuple(items)
+
+
+async def queue_of(uow_factory: Callable[[], UnitOfWork]) -> ReviewQueue:
+    """:func:`review_queue` in its own read transaction (the admin view's one call)."""
+    async with uow_factory() as uow:
+        return await review_queue(uow.session)
