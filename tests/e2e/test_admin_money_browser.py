@@ -1,8 +1,8 @@
 """The admin money pages in a real browser: Debian's Chromium driven by Playwright.
 
 An admin signs in, sees a paid transaction, filters by its receipt, downloads the CSV and
-reads it, and resolves a review item; screenshots of the transactions and review pages go to
-docs/screenshots/ (shown in the README).
+reads it, and resolves a review item. The transactions and review pages are photographed into
+the test's temporary directory and, with UPDATE_SCREENSHOTS=1, copied to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core.db.models import Booking, PaymentAttempt
 from core.domain.states import BookingStatus, PaymentStatus
 from core.services.ops.admins import create_admin
+from tests.e2e.test_admin_browser import keep_screenshot
 from tests.factories import make_attempt, make_booking
 from tests.support.admin import PASSWORD, USERNAME, browser_sign_in, serving_admin_site
 from tests.support.admin_money import seed_scenario
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.skipif(
 playwright_api = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]' (playwright)")
 expect = playwright_api.expect
 expect.set_options(timeout=10_000)
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 async def test_an_admin_finds_a_payment_downloads_the_csv_and_resolves_a_review_item(runtime, tmp_path):
@@ -62,8 +62,8 @@ async def test_an_admin_finds_a_payment_downloads_the_csv_and_resolves_a_review_
             await page.get_by_role("button", name="Filter").click()
             await expect(page.get_by_text("1 payment attempt in")).to_be_visible()
             await expect(table.locator("tbody tr")).to_have_count(1)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOTS / "transactions.png"), full_page=True)
+            await page.screenshot(path=str(tmp_path / "transactions.png"), full_page=True)
+            keep_screenshot(tmp_path / "transactions.png", "transactions.png")
 
             async with page.expect_download() as download_info:
                 await page.get_by_role("link", name="Download CSV").click()
@@ -79,7 +79,8 @@ async def test_an_admin_finds_a_payment_downloads_the_csv_and_resolves_a_review_
             await page.get_by_role("link", name="Review", exact=True).click()
             card = page.locator(f"#attempt-{attempt.id}")
             await expect(card).to_contain_text("amount 2400 differs")
-            await page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+            await page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+            keep_screenshot(tmp_path / "review.png", "review.png")
             await card.locator("select[name=action]").select_option("confirm_booking")
             await card.locator("input[name=note]").fill("Client sent the M-Pesa SMS; short by 100, accepted")
             await card.get_by_role("button", name="Apply").click()
