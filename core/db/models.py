@@ -142,6 +142,9 @@ class PaymentAttempt(Timestamped, Base):
         # The admin transaction list: newest first within an environment (Property 81), by status.
         Index("ix_payment_attempts_environment_created_at", "environment", "created_at"),
         Index("ix_payment_attempts_environment_status_created_at", "environment", "status", "created_at"),
+        # Search by the last digits of a phone scans these small indexes instead of the table.
+        Index("ix_payment_attempts_phone", "phone"),
+        Index("ix_payment_attempts_paid_phone", "paid_phone"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, union
+from sqlalchemy import Select, and_, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, Therapist
@@ -285,14 +285,8 @@ def _search_ids(q: str) -> Any:
         # Stored numbers are 2547XXXXXXXX: compare the last (up to) 9 digits, so 0712…, 712…
         # and 254712… all find the same number.
         tail = _digits(text)[-9:]
-        parts.append(
-            ids.where(
-                or_(
-                    PaymentAttempt.phone.endswith(tail, autoescape=True),
-                    PaymentAttempt.paid_phone.endswith(tail, autoescape=True),
-                )
-            )
-        )
+        parts.append(ids.where(PaymentAttempt.phone.endswith(tail, autoescape=True)))
+        parts.append(ids.where(PaymentAttempt.paid_phone.endswith(tail, autoescape=True)))
     return union(*parts)
 
 

@@ -5,8 +5,9 @@ Revises: 0003
 Create Date: 2026-12-04 03:20:00.000000
 
 The transaction list filters by environment (default: the active one, Property 81) and
-optionally by status, newest first; the detail page reads one attempt's and one booking's
-audit entries. With 100 000 attempts these would otherwise be full scans.
+optionally by status, newest first; a search by the last digits of a phone scans the phone
+indexes (small) instead of the table; the detail page reads one attempt's and one booking's
+audit entries. With 100 000 attempts these would otherwise be full table scans.
 """
 
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ def upgrade() -> None:
             ["environment", "status", "created_at"],
             unique=False,
         )
+        batch_op.create_index("ix_payment_attempts_phone", ["phone"], unique=False)
+        batch_op.create_index("ix_payment_attempts_paid_phone", ["paid_phone"], unique=False)
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.create_index("ix_audit_entries_subject", ["subject_type", "subject_id"], unique=False)
 
@@ -37,5 +40,7 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_entries_subject")
     with op.batch_alter_table("payment_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_attempts_paid_phone")
+        batch_op.drop_index("ix_payment_attempts_phone")
         batch_op.drop_index("ix_payment_attempts_environment_status_created_at")
         batch_op.drop_index("ix_payment_attempts_environment_created_at")
