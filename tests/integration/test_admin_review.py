@@ -181,7 +181,11 @@ async def test_confirming_without_a_known_receipt_needs_one_that_is_not_taken(ru
         await resolve(runtime, f"attempt-{items.unknown}", action="confirm_booking", note="portal shows it")
     with pytest.raises(ReviewError, match="already recorded"):
         await resolve(
-            runtime, f"attempt-{items.unknown}", action="confirm_booking", note="checked", receipt=RECEIPT_FIRST
+            runtime,
+            f"attempt-{items.unknown}",
+            action="confirm_booking",
+            note="checked",
+            receipt=RECEIPT_FIRST,
         )
     await resolve(
         runtime, f"attempt-{items.unknown}", action="confirm_booking", note="portal", receipt="NLP1AB23CD"

@@ -219,7 +219,7 @@ class TransactionRow:
         return (self.settled_at or self.updated_at).astimezone(NAIROBI)
 
 
-ROW_COLUMNS = (
+ROW_COLUMNS: tuple[Any, ...] = (  # typed loosely: callers add columns and slice rows
     PaymentAttempt.id,
     PaymentAttempt.created_at,
     PaymentAttempt.amount_kes,
