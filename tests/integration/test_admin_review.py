@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from core.db.models import AuditEntry, Booking, CallbackInbox, Outbox, PaymentAttempt, Reminder
 from core.domain.states import BookingStatus, PaymentStatus
 from core.services.booking.lifecycle import cancel_booking
+from core.services.reporting.transactions import list_transactions, parse_filter
 from core.services.review.actions import ReviewError, resolve_review_item
 from core.services.review.queue import queue_of, review_counts
 from tests.factories import make_attempt, make_booking, make_client
@@ -42,6 +43,7 @@ async def seed_review(runtime) -> Items:
             status=PaymentStatus.NEEDS_REVIEW,
             mpesa_receipt=RECEIPT_SECOND,
             paid_amount_kes=2500,
+            result_code="0",
             checkout_request_id="ws_CO_04122026101010123712345678",
             review_reason="booking already paid: possible double payment, refund or credit",
         )
@@ -171,6 +173,11 @@ async def test_a_double_payment_cannot_confirm_the_booking_and_is_refunded_with_
     async with runtime.uow() as uow:
         attempt = await uow.session.get_one(PaymentAttempt, items.double)
     assert attempt.status == "FAILED" and "RFD1234567" in (attempt.result_desc or "")
+    async with runtime.uow() as uow:
+        page = await list_transactions(
+            uow.session, parse_filter({"q": RECEIPT_SECOND}, active_environment="simulator")
+        )
+    assert (page.rows[0].failure_reason or "").startswith("refunded after review (M-Pesa RFD1234567)")
     (decision,) = await audit_actions(runtime, "review.resolved")
     assert decision.details["refund_reference"] == "RFD1234567" and decision.subject_id == str(items.double)
 

@@ -206,8 +206,10 @@ class TransactionRow:
             return self.review_reason or "needs review"
         if self.status not in FAILED_PAYMENT_STATUSES:
             return None
-        title = describe_result(self.result_code).title if self.result_code else "Failed"
         desc = (self.result_desc or "").strip()
+        if self.result_code and describe_result(self.result_code).is_success:
+            return desc or "closed after review"  # money arrived; an admin refunded or dismissed it
+        title = describe_result(self.result_code).title if self.result_code else "Failed"
         code = f" (ResultCode {self.result_code})" if self.result_code else ""
         return f"{title}{code}" + (f": {desc}" if desc and desc != title else "")
 
