@@ -145,6 +145,8 @@ class PaymentAttempt(Timestamped, Base):
         # Search by the last digits of a phone scans these small indexes instead of the table.
         Index("ix_payment_attempts_phone", "phone"),
         Index("ix_payment_attempts_paid_phone", "paid_phone"),
+        # The practitioner filter: that practitioner's bookings' attempts in one environment.
+        Index("ix_payment_attempts_booking_id_environment", "booking_id", "environment"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

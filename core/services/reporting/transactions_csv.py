@@ -108,7 +108,9 @@ async def stream_transactions_csv(
                 or_(PaymentAttempt.created_at < at, PaymentAttempt.id < attempt_id),
             )
         async with uow_factory() as uow:
-            batch = [row_of(r) for r in (await uow.session.execute(query)).all()]
+            # Core execution: plain rows, no ORM loading machinery per row.
+            connection = await uow.session.connection()
+            batch = [row_of(r) for r in (await connection.execute(query)).all()]
         if not batch:
             return
         yield _render([csv_cells(r) for r in batch])

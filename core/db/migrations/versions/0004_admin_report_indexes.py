@@ -6,7 +6,8 @@ Create Date: 2026-12-04 03:20:00.000000
 
 The transaction list filters by environment (default: the active one, Property 81) and
 optionally by status, newest first; a search by the last digits of a phone scans the phone
-indexes (small) instead of the table; the detail page reads one attempt's and one booking's
+indexes (small) instead of the table; the practitioner filter counts through
+(booking_id, environment); the detail page reads one attempt's and one booking's
 audit entries. With 100 000 attempts these would otherwise be full table scans.
 """
 
@@ -32,6 +33,9 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_payment_attempts_phone", ["phone"], unique=False)
         batch_op.create_index("ix_payment_attempts_paid_phone", ["paid_phone"], unique=False)
+        batch_op.create_index(
+            "ix_payment_attempts_booking_id_environment", ["booking_id", "environment"], unique=False
+        )
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.create_index("ix_audit_entries_subject", ["subject_type", "subject_id"], unique=False)
 
@@ -40,6 +44,7 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_entries_subject")
     with op.batch_alter_table("payment_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_attempts_booking_id_environment")
         batch_op.drop_index("ix_payment_attempts_paid_phone")
         batch_op.drop_index("ix_payment_attempts_phone")
         batch_op.drop_index("ix_payment_attempts_environment_status_created_at")
