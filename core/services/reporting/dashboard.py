@@ -197,9 +197,9 @@ def _seconds_between(session: AsyncSession, earlier: Any, later: Any) -> Any:
 async def _work_waiting(session: AsyncSession) -> WorkWaiting:
     """Counts behind the dashboard's links: review queue, failed notifications, open refunds due."""
     review = await session.scalar(
-        select(func.count())
-        .select_from(PaymentAttempt)
-        .where(PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value)
+        select(func.count()).select_from(PaymentAttempt).where(
+            PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value
+        )
     )
     failed = (await outbox_counts(session))[FAILED_NOTIFICATION]
     # Open refunds: a refund_due entry that no review.resolved entry names (the review queue's rule).
