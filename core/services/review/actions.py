@@ -163,30 +163,7 @@ def _stale_attempt(attempt_id: int, status: str) -> ReviewError:
 async def _confirm(
     session: AsyncSession, attempt: PaymentAttempt, decision: Decision, *, actor: str, runtime: Runtime
 ) -> str:
-    booking = await session.get_one(Booking, attempt.booking_id)
-    if booking.status != BookingStatus.APPROVED:
-        raise ReviewError(
-            "refused",
-            f"Booking {booking.reference} is {booking.status}, so this payment cannot confirm it: "
-            "refund the money ('refunded') or dismiss the item.",
-        )
-    live = await session.scalar(
-        select(PaymentAttempt.id).where(
-            PaymentAttempt.booking_id == booking.id,
-            PaymentAttempt.status.in_([s.value for s in LIVE_PAYMENT_STATUSES]),
-        )
-    )
-    if live is not None:
-        raise ReviewError(
-            "refused", f"Payment attempt {live} for this booking is still in progress; wait for it."
-        )
-    receipt = attempt.mpesa_receipt or decision.receipt
-    if receipt is None:
-        raise ReviewError("invalid", "Give the M-Pesa receipt of this payment to confirm the booking.")
-    if attempt.mpesa_receipt is None:
-        taken = await session.scalar(select(PaymentAttempt.id).where(PaymentAttempt.mpesa_receipt == receipt))
-        if taken is not None:
-            raise ReviewError("refused", f"Receipt {receipt} is already recorded on payment attempt {taken}.")
+    booking, receipt = await _confirmable(session, attempt, decision)
     now = runtime.clock()
     amount = attempt.paid_amount_kes if attempt.paid_amount_kes is not None else attempt.amount_kes
     await transition_payment(
@@ -220,6 +197,37 @@ async def _confirm(
         session, attempt, booking, result, settings=runtime.settings, now=now, actor=actor
     )
     return f"Payment attempt {attempt.id} is PAID and booking {booking.reference} is CONFIRMED."
+
+
+async def _confirmable(
+    session: AsyncSession, attempt: PaymentAttempt, decision: Decision
+) -> tuple[Booking, str]:
+    """The booking and receipt of a confirmation, or a ReviewError saying why it cannot be."""
+    booking = await session.get_one(Booking, attempt.booking_id)
+    if booking.status != BookingStatus.APPROVED:
+        raise ReviewError(
+            "refused",
+            f"Booking {booking.reference} is {booking.status}, so this payment cannot confirm it: "
+            "refund the money ('refunded') or dismiss the item.",
+        )
+    live = await session.scalar(
+        select(PaymentAttempt.id).where(
+            PaymentAttempt.booking_id == booking.id,
+            PaymentAttempt.status.in_([s.value for s in LIVE_PAYMENT_STATUSES]),
+        )
+    )
+    if live is not None:
+        raise ReviewError(
+            "refused", f"Payment attempt {live} for this booking is still in progress; wait for it."
+        )
+    receipt = attempt.mpesa_receipt or decision.receipt
+    if receipt is None:
+        raise ReviewError("invalid", "Give the M-Pesa receipt of this payment to confirm the booking.")
+    if attempt.mpesa_receipt is None:
+        taken = await session.scalar(select(PaymentAttempt.id).where(PaymentAttempt.mpesa_receipt == receipt))
+        if taken is not None:
+            raise ReviewError("refused", f"Receipt {receipt} is already recorded on payment attempt {taken}.")
+    return booking, receipt
 
 
 async def _end_attempt(
