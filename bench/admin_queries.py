@@ -203,6 +203,7 @@ async def measure(runtime: Runtime, count: int, repeat: int) -> dict[str, Any]:
         "list (page 100)": lambda: transactions.transactions_page(uow, parsed(page="100")),
         "filter q=receipt": lambda: transactions.transactions_page(uow, parsed(q=receipt_of(mid))),
         "filter q=phone last 4": lambda: transactions.transactions_page(uow, parsed(q=phone_of(7)[-4:])),
+        "filter q=whole phone": lambda: transactions.transactions_page(uow, parsed(q="0" + phone_of(7)[3:])),
         "filter q=client name": lambda: transactions.transactions_page(uow, parsed(q="Client 7 ")),
         "filter status+month": lambda: transactions.transactions_page(
             uow, parsed(status="FAILED", **{"from": "2026-03-01", "to": "2026-03-31"})

@@ -287,8 +287,10 @@ def _search_ids(q: str) -> Any:
         # Stored numbers are 2547XXXXXXXX: compare the last (up to) 9 digits, so 0712…, 712…
         # and 254712… all find the same number.
         tail = _digits(text)[-9:]
-        parts.append(ids.where(PaymentAttempt.phone.endswith(tail, autoescape=True)))
-        parts.append(ids.where(PaymentAttempt.paid_phone.endswith(tail, autoescape=True)))
+        for column in (PaymentAttempt.phone, PaymentAttempt.paid_phone):
+            # A whole number is an index lookup; 4-8 digits scan the (small) phone indexes.
+            match = column == "254" + tail if len(tail) == 9 else column.endswith(tail, autoescape=True)
+            parts.append(ids.where(match))
     return union(*parts)
 
 
