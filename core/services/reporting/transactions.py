@@ -109,7 +109,7 @@ def parse_filter(params: Mapping[str, str], *, active_environment: str) -> Parse
     status = _parse_status(raw["status"], errors)
     environment = raw["environment"].lower() or active_environment
     if environment not in ENVIRONMENTS:
-        errors.append(f"Unknown environment '{raw['environment']}': use {', '.join(ENVIRONMENTS)}.")
+        errors.append(f"Unknown environment '{raw['environment'][:20]}': use {', '.join(ENVIRONMENTS)}.")
         environment = active_environment
     page = _parse_int(raw["page"], "Page", errors)
     if page is None:
