@@ -21,6 +21,7 @@ from tests.support.payments import Clock
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 WRONG = "Wrong username or password."
 LOCKED = "Too many failed sign-in attempts"
+STRONG_SECRET = "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY"  # secrets.token_urlsafe(32)
 
 
 @pytest.fixture
@@ -104,6 +105,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_page(runtime: Runtim
         ("https://evil.example/admin/", "/admin/"),
         ("/\\evil.example", "/admin/"),
         ("/sim/", "/admin/"),
+        ("/admin/../sim/", "/admin/"),
+        ("/admin/%2e%2e/sim/", "/admin/"),
+        ("/admin/login", "/admin/"),
         ("javascript:alert(1)", "/admin/"),
         ("", "/admin/"),
     ],
@@ -238,6 +242,9 @@ async def test_a_session_idle_for_thirty_minutes_ends(clocked: tuple[Runtime, Cl
         clock.advance(30 * 60 + 1)
         response = await site.get("/admin/")
         assert response.status == 303 and response.headers["Location"].startswith("/admin/login")
+        login_page = await (await site.get(response.headers["Location"])).text()
+        assert "Your session expired. Please sign in again." in login_page
+        assert (await site.get("/admin/")).status == 303  # and it stays over
 
 
 async def test_a_session_ends_twelve_hours_after_login_however_active(clocked: tuple[Runtime, Clock]) -> None:
@@ -271,13 +278,14 @@ async def test_the_session_cookie_is_httponly_strict_and_scoped_to_admin(runtime
     assert "Secure" not in header  # plain http in local mode; https sets it (next test)
 
 
-async def test_the_session_cookie_is_secure_behind_https(database_url: str) -> None:
+async def test_the_session_cookie_is_secure_and_hsts_is_sent_behind_https(database_url: str) -> None:
     settings = make_settings(database_url, PUBLIC_BASE_URL="https://pay.example.org")
     rt = build_runtime(settings)
     try:
         async with TestClient(TestServer(admin_app(rt))) as client:
-            header = (await client.get("/admin/login")).headers["Set-Cookie"]
-        assert "Secure" in header
+            response = await client.get("/admin/login")
+        assert "Secure" in response.headers["Set-Cookie"]
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     finally:
         await rt.close()
 
@@ -294,3 +302,24 @@ def _cookie(client: TestClient) -> str:
 
 def _without_token(html: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
+
+
+@pytest.mark.parametrize("mode", ["simulator", "sandbox"])
+async def test_the_application_serves_the_admin_site_in_every_mode(database_url: str, mode: str) -> None:
+    from smiling_steps.app import create_app
+
+    extra = {} if mode == "simulator" else {
+        "MPESA_ENVIRONMENT": "sandbox", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s"
+    }
+    rt = build_runtime(make_settings(database_url, SECRET_KEY=STRONG_SECRET, **extra))
+    app = create_app(rt.settings, rt, with_bot=False, with_notifications=False)
+    async with TestClient(TestServer(app)) as client:
+        home = await client.get("/", allow_redirects=False)
+        bare = await client.get("/admin", allow_redirects=False)
+        page = await client.get("/admin/", allow_redirects=False)
+        form = await client.get("/admin/login")
+        form_html = await form.text()
+    assert home.headers["Location"] == ("/sim/" if mode == "simulator" else "/admin/")
+    assert bare.status == 303 and bare.headers["Location"] == "/admin/"
+    assert page.status == 303 and page.headers["Location"].startswith("/admin/login?next=")
+    assert form.status == 200 and 'name="csrf_token"' in form_html
