@@ -209,6 +209,7 @@ async def test_bad_decisions_get_clear_messages(runtime):
         ("attempt-999999", {"action": "dismiss", "note": "abc"}, "not_found"),
         (f"attempt-{items.unknown}", {"action": "steal", "note": "abc"}, "invalid"),
         (f"attempt-{items.unknown}", {"action": "dismiss", "note": " "}, "invalid"),
+        (f"attempt-{items.unknown}", {"action": "dismiss", "note": "nul \x00 here"}, "invalid"),
         (
             f"attempt-{items.unknown}",
             {"action": "refunded", "note": "abc", "refund_reference": "=1+1"},

@@ -89,6 +89,7 @@ async def test_bad_filter_values_show_the_page_with_a_message(admin):
         ({"from": "yesterday"}, "YYYY-MM-DD"),
         ({"page": "x" * 500}, "whole number"),
         ({"status": "<script>"}, "Unknown status"),
+        ({"q": "NLJ\x00"}, "cannot be searched"),
     ):
         response = await admin.get("/admin/transactions", params=params)
         html = await response.text()

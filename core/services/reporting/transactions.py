@@ -102,6 +102,9 @@ def parse_filter(params: Mapping[str, str], *, active_environment: str) -> Parse
     if q is not None and len(q) > Q_MAX:
         errors.append(f"The search text is too long (at most {Q_MAX} characters).")
         q = None
+    if q is not None and not q.isprintable():  # e.g. NUL, which PostgreSQL refuses in text
+        errors.append("The search text contains characters that cannot be searched.")
+        q = None
     if q is not None and _PHONE_TEXT.match(q) and len(_digits(q)) < MIN_PHONE_DIGITS:
         errors.append(f"Search a phone number by at least its last {MIN_PHONE_DIGITS} digits.")
         q = None

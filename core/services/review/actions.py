@@ -74,6 +74,8 @@ def parse_decision(item_id: str, form: Mapping[str, str]) -> Decision:
     except ValueError:
         raise ReviewError("invalid", "Choose an action: confirm_booking, refunded or dismiss.") from None
     note = " ".join(str(form.get("note", "")).split())
+    if not note.isprintable():
+        raise ReviewError("invalid", "The note contains characters that cannot be stored.")
     if not NOTE_MIN <= len(note) <= NOTE_MAX:
         raise ReviewError("invalid", f"Write a note of {NOTE_MIN} to {NOTE_MAX} characters saying why.")
     refund_reference = _reference(form.get("refund_reference"), "refund reference")
