@@ -66,7 +66,7 @@ async def transaction_csv(request: web.Request) -> web.StreamResponse:
 @routes.get("/transactions/{id}")
 async def transaction(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
-    if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 18:
+    if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 10 or int(raw_id) > 2**31 - 1:
         raise web.HTTPNotFound(text="There is no such payment attempt.")
     detail = await transaction_detail.detail_of(runtime(request).uow, int(raw_id))
     if detail is None:

@@ -207,6 +207,8 @@ async def test_bad_decisions_get_clear_messages(runtime):
     cases = [
         ("attempt-x", {"action": "dismiss", "note": "abc"}, "not_found"),
         ("attempt-999999", {"action": "dismiss", "note": "abc"}, "not_found"),
+        ("attempt-99999999999", {"action": "dismiss", "note": "abc"}, "not_found"),
+        ("refund-99999999999", {"action": "dismiss", "note": "abc"}, "not_found"),
         (f"attempt-{items.unknown}", {"action": "steal", "note": "abc"}, "invalid"),
         (f"attempt-{items.unknown}", {"action": "dismiss", "note": " "}, "invalid"),
         (f"attempt-{items.unknown}", {"action": "dismiss", "note": "nul \x00 here"}, "invalid"),

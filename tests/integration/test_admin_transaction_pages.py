@@ -142,7 +142,13 @@ async def test_the_detail_page_shows_the_attempt_booking_and_timeline(admin):
     ):
         assert text in html
     assert "254733111222" not in html
-    for missing in ("/admin/transactions/999999", "/admin/transactions/abc", "/admin/transactions/-1"):
+    for missing in (
+        "/admin/transactions/999999",
+        "/admin/transactions/abc",
+        "/admin/transactions/-1",
+        "/admin/transactions/99999999999",
+        "/admin/transactions/" + "9" * 5000,
+    ):
         assert (await admin.get(missing)).status == 404
 
 

@@ -36,6 +36,7 @@ from core.services.payments import settlement
 from core.services.review.queue import REFUND_DUE, RESOLVED
 
 NOTE_MIN, NOTE_MAX = 3, 500
+MAX_ID = 2**31 - 1  # attempt ids are 32-bit integers (PostgreSQL refuses larger values)
 _REFERENCE = re.compile(r"^[A-Z0-9]{8,20}$")  # M-Pesa transaction ids: 10 upper-case letters/digits
 _ITEM = re.compile(r"^(attempt|refund)-([1-9]\d{0,17})$")
 
@@ -67,7 +68,7 @@ class Decision:
 def parse_decision(item_id: str, form: Mapping[str, str]) -> Decision:
     """Validate the item id and the form fields ``action``, ``note``, ``refund_reference``, ``receipt``."""
     match = _ITEM.match(item_id or "")
-    if match is None:
+    if match is None or (match[1] == "attempt" and int(match[2]) > MAX_ID):
         raise ReviewError("not_found", f"There is no review item '{item_id[:40]}'.")
     try:
         action = ReviewAction(str(form.get("action", "")).strip())
