@@ -7,11 +7,11 @@ from sqlalchemy import func, select
 
 from core.db.models import AuditEntry, Therapist
 from core.runtime import Runtime
-from core.services import directory
 from core.services.audit import verify_chain
-from core.services.booking import BookingError, link_therapist_telegram
-from core.services.booking_queries import bookable_therapists
-from core.services.directory import DirectoryError
+from core.services.booking import directory
+from core.services.booking.directory import DirectoryError
+from core.services.booking.lifecycle import BookingError, link_therapist_telegram
+from core.services.booking.queries import bookable_therapists
 
 
 async def _counts(runtime: Runtime) -> tuple[int, int]:

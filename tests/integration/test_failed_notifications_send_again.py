@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from core.db.models import AuditEntry, Outbox
 from core.runtime import Runtime
-from core.services import notifications
 from core.services.audit import verify_chain
-from core.services.email import SmtpSender
-from core.services.notifications import Dispatcher, SendAgainRefused
-from core.services.privacy import anonymise_client
+from core.services.notifications import notify as notifications
+from core.services.notifications.email import SmtpSender
+from core.services.notifications.notify import Dispatcher, SendAgainRefused
+from core.services.ops.privacy import anonymise_client
 from simulators.smtp import SmtpCaptureServer
 from tests.factories import make_booking, make_client
 

@@ -30,8 +30,8 @@ from core.db.models import Client, Outbox, Therapist
 from core.domain.phone import mask_phone
 from core.logging import mask_phones
 from core.services import audit
-from core.services.outbox_dispatcher import OUTBOX_WORKER, Dispatcher, backoff
-from core.services.outbox_store import (
+from core.services.notifications.dispatcher import OUTBOX_WORKER, Dispatcher, backoff
+from core.services.notifications.outbox_store import (
     CANCELLED,
     DELIVERED,
     EXPIRED,
@@ -46,8 +46,8 @@ from core.services.outbox_store import (
     record_delivery_report,
     requeue_failed,
 )
-from core.services.outbox_types import Attachment, Button, RenderedMessage, Sender, SendResult
-from core.services.reminders import (
+from core.services.notifications.outbox_types import Attachment, Button, RenderedMessage, Sender, SendResult
+from core.services.notifications.reminders import (
     cancel_reminders,
     create_reminders,
     plan_reminders,
