@@ -1,8 +1,7 @@
 """Clients as the admin site sees them: a searchable list and one client's bookings and payments.
 
-Phones never leave here in full: every number is reduced to its last four digits. Each read
-writes an admin-access audit entry in the same transaction (Property 69); the search text is
-recorded with any phone number in it masked.
+Phones never leave here in full: every number is reduced to its last four digits. The admin
+views audit each read (admin_web.pages.audited_read, Property 69); these functions only read.
 """
 
 from __future__ import annotations
@@ -16,12 +15,8 @@ from sqlalchemy import Select, func, select
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.domain.phone import mask_phone
-from core.logging import mask_phones
-from core.services import audit
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from core.runtime import Runtime
 
 CLIENT_PAGE_SIZE = 50
@@ -112,23 +107,29 @@ def _clients(query: str, page: int) -> Select[tuple[Client]]:
     return stmt.order_by(Client.id.desc()).limit(CLIENT_PAGE_SIZE + 1).offset(offset)
 
 
-async def client_page(runtime: Runtime, *, query: str = "", page: int = 1, admin_id: int | str) -> ClientPage:
-    """One page of clients, newest first, optionally searched; audited as an admin read."""
+def check_query(query: str) -> str:
+    """The search text as it is used (spaces collapsed); raises ClientRecordsError when unusable."""
     query = " ".join(query.split())
     if len(query) > QUERY_MAX:
         raise ClientRecordsError(f"a search is at most {QUERY_MAX} characters")
+    if query:
+        _search(query)
+    return query
+
+
+async def client_page(runtime: Runtime, *, query: str = "", page: int = 1) -> ClientPage:
+    """One page of clients, newest first, optionally searched (see :func:`check_query`)."""
+    query = check_query(query)
     page = max(page, 1)
     stmt = _clients(query, page)
     async with runtime.uow() as uow:
         clients = (await uow.session.scalars(stmt)).all()
-        await _record_read(uow.session, admin_id, "/admin/clients", {"q": query, "page": page})
-        await uow.commit()
         rows = [_row(c) for c in clients[:CLIENT_PAGE_SIZE]]
     return ClientPage(rows, page, len(clients) > CLIENT_PAGE_SIZE, query)
 
 
-async def client_record(runtime: Runtime, client_id: int, *, admin_id: int | str) -> ClientRecord:
-    """A client with their bookings and payment attempts (newest first); audited (Property 69)."""
+async def client_record(runtime: Runtime, client_id: int) -> ClientRecord:
+    """A client with their bookings and payment attempts (newest first)."""
     async with runtime.uow() as uow:
         session = uow.session
         client = await session.get(Client, client_id)
@@ -151,21 +152,11 @@ async def client_record(runtime: Runtime, client_id: int, *, admin_id: int | str
                 .order_by(PaymentAttempt.created_at.desc(), PaymentAttempt.id.desc())
             )
         ).all()
-        await _record_read(session, admin_id, f"/admin/clients/{client_id}", {"client_id": client_id})
-        await uow.commit()
         return ClientRecord(
             _row(client),
             [_booking(b, therapist, kind) for b, therapist, kind in bookings],
             [_payment(p, reference) for p, reference in payments],
         )
-
-
-async def _record_read(
-    session: AsyncSession, admin_id: int | str, what: str, filters: dict[str, Any]
-) -> None:
-    # record_admin_access masks 254… numbers; a typed 07… number is masked here too.
-    safe = {k: mask_phones(v) if isinstance(v, str) else v for k, v in filters.items()}
-    await audit.record_admin_access(session, admin_id=admin_id, what=what, filters=safe)
 
 
 def _row(c: Client) -> ClientRow:
@@ -188,5 +179,5 @@ def _payment(p: PaymentAttempt, reference: str) -> ClientPayment:
 
 __all__ = [
     "ClientBooking", "ClientPage", "ClientPayment", "ClientRecord", "ClientRecordsError", "ClientRow",
-    "client_page", "client_record", "shown_phone",
+    "check_query", "client_page", "client_record", "shown_phone",
 ]
