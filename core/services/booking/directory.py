@@ -27,6 +27,7 @@ from core.domain.slots import (
 )
 from core.services import audit
 
+HOURS_FIELD_MAX = 400
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 DEMO_SESSION_TYPES = (("Individual", 50, 2500), ("Couples", 80, 4000), ("Teen", 45, 2000))
@@ -121,6 +122,8 @@ def parse_hours_field(text: str) -> dict[str, list[list[str]]]:
     """A weekly-hours form field: blank means Mon–Fri 09:00–17:00; else ``mon-fri 09:00-17:00; …``."""
     if not text.strip():
         return {day: [list(r) for r in ranges] for day, ranges in DEFAULT_WEEKLY_HOURS.items()}
+    if len(text) > HOURS_FIELD_MAX:
+        raise InvalidHours(f"weekly hours are at most {HOURS_FIELD_MAX} characters")
     hours = parse_weekly_hours(text)
     validate_weekly_hours(hours)
     return hours
