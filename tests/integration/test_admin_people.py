@@ -255,11 +255,18 @@ async def test_weekly_hours_change_only_with_valid_hours_and_a_new_link_code_is_
         assert response.status == 400 and 'class="error"' in await response.text()
     async with admin.runtime.uow() as uow:
         assert (await uow.session.get_one(Therapist, therapist.id)).weekly_hours == before
-    good = {"action": "hours", "hours": "sat 10:00-13:00"}
+    good = {"action": "hours", "hours": "sat 10:00-13:00; mon-tue 09:00-12:00; mon 13:00-17:00"}
     assert (await admin.post(f"/admin/practitioners/{therapist.id}", good)).status == 303
+    shown = "mon 09:00-12:00; mon 13:00-17:00; tue 09:00-12:00; sat 10:00-13:00"
+    assert f'value="{shown}"' in await (await admin.get("/admin/practitioners")).text()
+    unchanged = {"action": "hours", "hours": shown}  # the pre-filled field saved as it is
+    assert (await admin.post(f"/admin/practitioners/{therapist.id}", unchanged)).status == 303
     async with admin.runtime.uow() as uow:
         saved = await uow.session.get_one(Therapist, therapist.id)
-        assert saved.weekly_hours == {"sat": [["10:00", "13:00"]]}
+        morning = [["09:00", "12:00"]]
+        assert saved.weekly_hours == {
+            "sat": [["10:00", "13:00"]], "mon": [*morning, ["13:00", "17:00"]], "tue": morning,
+        }
     assert (await admin.post(f"/admin/practitioners/{therapist.id}", {"action": "link_code"})).status == 303
     async with admin.runtime.uow() as uow:
         code = (await uow.session.get_one(Therapist, therapist.id)).telegram_link_code
