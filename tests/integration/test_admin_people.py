@@ -185,6 +185,7 @@ async def test_failed_sms_show_only_the_last_four_digits_and_bad_filters_get_a_m
         ("email", "neema-at-example", "is not an e-mail address"),
         ("phone", "12345", "not a Kenyan mobile number"),
         ("hours", "mon-fri 17:00-09:00", "the end must be after the start"),
+        ("email", "neema\x00@example.org", "cannot contain control characters"),
     ],
 )
 async def test_adding_a_practitioner_with_bad_input_shows_why_and_adds_nothing(
@@ -288,10 +289,11 @@ async def test_clients_are_searched_by_name_or_phone_digits_with_phones_masked(a
     assert ESCAPED in page and HOSTILE not in page
     assert "********5678" in page and "254712345678" not in page
     assert "Baraka" in await (await admin.get("/admin/clients?q=bara")).text()
-    for query in ("q=123", "page=-1", f"q={'x' * 200}"):
+    for query in ("q=123", "page=-1", f"q={'x' * 200}", "q=ab%00c"):
         response = await admin.get(f"/admin/clients?{query}")
         assert response.status == 400, query
         assert 'class="error"' in await response.text()
+    assert (await admin.get("/admin/clients?q=%E2%80&page=%FF")).status < 500  # broken UTF-8: never a 500
     first_search = (await _access_entries(admin.runtime, "/admin/clients"))[0]
     assert first_search.details["filters"] == {"q": "5678", "page": 1}
 

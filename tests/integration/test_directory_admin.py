@@ -41,6 +41,9 @@ async def _add(runtime: Runtime, **fields: str) -> directory.TherapistView:
         ("phone", "12345", "not a Kenyan mobile number"),
         ("hours", "mon-fri 17:00-09:00", "the end must be after the start"),
         ("hours", "someday 09:00-17:00", "cannot read"),
+        ("name", "Ne\x00ema", "cannot contain control characters"),
+        ("email", "neema\x00@example.org", "cannot contain control characters"),
+        ("hours", "mon 09:00-17:00\x00", "cannot read"),
     ],
 )
 async def test_adding_a_practitioner_with_bad_input_says_why_and_adds_nothing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +67,16 @@ class TherapistView:
 def validate_email(email: str) -> str:
     """Return a trimmed e-mail address or raise DirectoryError."""
     email = email.strip()
+    if has_control_characters(email):
+        raise DirectoryError("an e-mail address cannot contain control characters")
     if not _EMAIL.match(email) or len(email) > 254:
         raise DirectoryError(f"'{email}' is not an e-mail address")
     return email
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds a control character (NUL, escape, …): never part of a name or address."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def validate_name(name: str) -> str:
@@ -76,6 +84,8 @@ def validate_name(name: str) -> str:
     name = " ".join(name.split())
     if not 2 <= len(name) <= 120:
         raise DirectoryError("a name must be 2 to 120 characters")
+    if has_control_characters(name):
+        raise DirectoryError("a name cannot contain control characters")
     return name
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.domain.phone import mask_phone
+from core.services.booking.directory import has_control_characters
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
@@ -112,6 +113,8 @@ def check_query(query: str) -> str:
     query = " ".join(query.split())
     if len(query) > QUERY_MAX:
         raise ClientRecordsError(f"a search is at most {QUERY_MAX} characters")
+    if has_control_characters(query):
+        raise ClientRecordsError("a search cannot contain control characters")
     if query:
         _search(query)
     return query
