@@ -100,7 +100,7 @@ def _search(query: str) -> Any:
     return func.lower(Client.name).like(pattern, escape="\\")
 
 
-def _clients(query: str, page: int) -> Select[tuple[Client]]:
+def _clients(query: str, page: int) -> Select[Client]:
     stmt = select(Client)
     if query:
         stmt = stmt.where(_search(query))
