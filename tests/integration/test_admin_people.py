@@ -22,6 +22,7 @@ from core.services.notifications import notify
 from core.services.notifications.email import SmtpSender
 from simulators.smtp import SmtpCaptureServer
 from tests.factories import make_attempt, make_booking, make_client, make_therapist
+from tests.integration.test_dialog_support import build_world
 from tests.support.admin import AdminSite, admin_app
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -242,6 +243,21 @@ async def test_a_deactivated_practitioner_is_not_offered_to_clients_until_reacti
     assert (await admin.post(f"/admin/practitioners/{leaving.id}", {"action": "erase"})).status == 400
     actions = ("therapist.deactivated", "therapist.reactivated")
     assert await _count(admin.runtime, AuditEntry.id, AuditEntry.action.in_(actions)) == 2
+
+
+async def test_a_practitioner_deactivated_on_the_site_is_no_longer_offered_in_the_booking_chat(
+    admin: AdminSite,
+) -> None:
+    world = await build_world(admin.runtime)
+    chat = world.chat()
+    await chat.send("/start")
+    await chat.press("Book a session")
+    assert set(chat.labels) == {world.therapist_name, world.sms_therapist_name}
+    response = await admin.post(f"/admin/practitioners/{world.sms_therapist_id}", {"action": "deactivate"})
+    assert response.status == 303
+    await chat.send("/start")
+    await chat.press("Book a session")
+    assert chat.labels == [world.therapist_name]
 
 
 async def test_weekly_hours_change_only_with_valid_hours_and_a_new_link_code_is_shown(
