@@ -36,6 +36,8 @@ def daily_revenue_and_success_svg(days: Sequence[DayFigures]) -> str:
         secondary_range=(0, 100),
         show_minor_x_labels=False,
         x_label_rotation=0,
+        truncate_label=-1,
+        legend_at_bottom_columns=2,
         legend_at_bottom=True,
         dots_size=2.5,
         allow_interruptions=True,  # days without finished attempts have no success rate
