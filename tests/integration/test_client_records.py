@@ -129,3 +129,22 @@ async def test_forgetting_a_client_needs_confirmation_then_clears_them_and_keeps
         await forget_client(runtime.uow(), client.id, confirmed=True, actor="admin:2")
     with pytest.raises(PrivacyError, match="no client with id 999"):
         await forget_client(runtime.uow(), 999, confirmed=True, actor="admin:2")
+
+
+async def test_a_client_with_a_payment_in_progress_is_not_forgotten_until_it_has_finished(
+    runtime: Runtime,
+) -> None:
+    async with runtime.uow() as uow:
+        client = await make_client(uow.session, name="Amina", phone="254712345678")
+        booking = await make_booking(uow.session, client=client, status=BookingStatus.APPROVED)
+        attempt = await make_attempt(uow.session, booking, status=PaymentStatus.AWAITING_CUSTOMER)
+        await uow.commit()
+    with pytest.raises(PrivacyError, match="has a payment in progress"):
+        await forget_client(runtime.uow(), client.id, confirmed=True, actor="admin:2")
+    async with runtime.uow() as uow:
+        assert (await uow.session.get_one(Client, client.id)).name == "Amina"
+        (await uow.session.get_one(PaymentAttempt, attempt.id)).status = str(PaymentStatus.CANCELLED)
+        await uow.commit()
+    await forget_client(runtime.uow(), client.id, confirmed=True, actor="admin:2")
+    async with runtime.uow() as uow:
+        assert (await uow.session.get_one(Client, client.id)).anonymised

@@ -4,7 +4,8 @@ Receipts, amounts and times stay (the practice must account for payments for 7 y
 the payer's phone on each attempt is reduced to its last four digits; conversation
 state and queued or failed messages to the client go (a failed one still names them and
 could be sent again from the admin site); the audit trail records the erasure.
-The admin site calls :func:`forget_client`, which asks for an explicit confirmation.
+Refused while one of the client's payments is in progress (settlement would write the payer's
+number back). The admin site calls :func:`forget_client`, which asks for an explicit confirmation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import delete, or_, select, update
 from core.db.models import Booking, Client, DialogState, Outbox, PaymentAttempt
 from core.db.uow import UnitOfWork
 from core.domain.phone import mask_phone
+from core.domain.states import LIVE_PAYMENT_STATUSES
 from core.services import audit
 
 
@@ -49,6 +51,11 @@ async def anonymise_client(uow: UnitOfWork, client_id: int, *, actor: str = "sys
         attempts = (
             await session.scalars(select(PaymentAttempt).where(PaymentAttempt.client_id == client_id))
         ).all()
+        if any(a.status in LIVE_PAYMENT_STATUSES for a in attempts):
+            # Settlement would write the payer's number back onto a forgotten client's attempt.
+            raise PrivacyError(
+                f"client {client_id} has a payment in progress; forget them once it has finished"
+            )
         for attempt in attempts:
             attempt.phone = mask_phone(attempt.phone)[-12:]
             if attempt.paid_phone:
