@@ -74,7 +74,7 @@ async def test_an_admin_adds_a_practitioner_after_fixing_a_typo(runtime: Runtime
         await expect(row).to_contain_text(HOSTILE_NAME)  # shown as text, never as markup
         await expect(row).to_contain_text("********5678")
         await expect(row).to_contain_text("active")
-        await expect(row.locator("input[name=hours]")).to_have_value(
+        await expect(row.locator("textarea[name=hours]")).to_have_value(
             "mon 08:00-12:00; tue 08:00-12:00; wed 08:00-12:00; thu 08:00-12:00; fri 08:00-12:00"
         )
         assert "254712345678" not in await page.content()

@@ -275,9 +275,11 @@ async def test_weekly_hours_change_only_with_valid_hours_and_a_new_link_code_is_
     good = {"action": "hours", "hours": "sat 10:00-13:00; mon-tue 09:00-12:00; mon 13:00-17:00"}
     assert (await admin.post(f"/admin/practitioners/{therapist.id}", good)).status == 303
     shown = "mon 09:00-12:00; mon 13:00-17:00; tue 09:00-12:00; sat 10:00-13:00"
-    assert f'value="{shown}"' in await (await admin.get("/admin/practitioners")).text()
+    assert f">{shown}</textarea>" in await (await admin.get("/admin/practitioners")).text()
     unchanged = {"action": "hours", "hours": shown}  # the pre-filled field saved as it is
     assert (await admin.post(f"/admin/practitioners/{therapist.id}", unchanged)).status == 303
+    one_per_line = {"action": "hours", "hours": shown.replace("; ", "\r\n")}  # typed in the textarea
+    assert (await admin.post(f"/admin/practitioners/{therapist.id}", one_per_line)).status == 303
     async with admin.runtime.uow() as uow:
         saved = await uow.session.get_one(Therapist, therapist.id)
         morning = [["09:00", "12:00"]]

@@ -129,12 +129,13 @@ async def add_therapist(
 
 
 def parse_hours_field(text: str) -> dict[str, list[list[str]]]:
-    """A weekly-hours form field: blank means Mon–Fri 09:00–17:00; else ``mon-fri 09:00-17:00; …``."""
+    """A weekly-hours form field: blank means Mon–Fri 09:00–17:00; else ``mon-fri 09:00-17:00; …``
+    (new lines separate like ``;``, for a textarea)."""
     if not text.strip():
         return {day: [list(r) for r in ranges] for day, ranges in DEFAULT_WEEKLY_HOURS.items()}
     if len(text) > HOURS_FIELD_MAX:
         raise InvalidHours(f"weekly hours are at most {HOURS_FIELD_MAX} characters")
-    hours = parse_weekly_hours(text)
+    hours = parse_weekly_hours(text.replace("\r", "").replace("\n", ";"))
     validate_weekly_hours(hours)
     return hours
 
