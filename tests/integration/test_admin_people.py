@@ -356,6 +356,7 @@ async def test_forgetting_a_client_needs_the_confirmation_then_erases_them_and_k
         await uow.commit()
     page = await (await admin.get(f"/admin/clients/{client.id}")).text()
     assert f'action="/admin/clients/{client.id}/forget"' in page and 'name="confirm"' in page
+    assert ESCAPED in page and HOSTILE not in page
 
     unconfirmed = await admin.post(f"/admin/clients/{client.id}/forget", {})
     assert unconfirmed.status == 400 and "tick the confirmation box" in await unconfirmed.text()
