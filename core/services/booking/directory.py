@@ -7,7 +7,6 @@ message fit to show, before anything is written.
 
 from __future__ import annotations
 
-import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db.models import SessionType, Therapist
 from core.db.uow import UnitOfWork
+from core.domain.email import InvalidEmail, normalise_email
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
 from core.domain.slots import (
     DEFAULT_WEEKLY_HOURS,
@@ -29,7 +29,6 @@ from core.domain.slots import (
 from core.services import audit
 
 HOURS_FIELD_MAX = 400
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 DEMO_SESSION_TYPES = (("Individual", 50, 2500), ("Couples", 80, 4000), ("Teen", 45, 2000))
 DEMO_THERAPISTS = (
@@ -65,13 +64,11 @@ class TherapistView:
 
 
 def validate_email(email: str) -> str:
-    """Return a trimmed e-mail address or raise DirectoryError."""
-    email = email.strip()
-    if has_control_characters(email):
-        raise DirectoryError("an e-mail address cannot contain control characters")
-    if not _EMAIL.match(email) or len(email) > 254:
-        raise DirectoryError(f"'{email}' is not an e-mail address")
-    return email
+    """Return the normalised e-mail address (core.domain.email) or raise DirectoryError."""
+    try:
+        return normalise_email(email)
+    except InvalidEmail:
+        raise DirectoryError("that is not an e-mail address") from None
 
 
 def has_control_characters(text: str) -> bool:

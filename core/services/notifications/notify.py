@@ -17,7 +17,6 @@ failure falls back to SMS. Templates and data keys: core/templates, docs/notific
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Outbox, Therapist
+from core.domain.email import email_or_none, is_valid_email
 from core.domain.phone import mask_phone
 from core.logging import mask_phones
 from core.services import audit
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
@@ -87,11 +86,6 @@ def chat_route(
     if phone:
         return "sms", phone, route
     return None
-
-
-def is_valid_email(address: str) -> bool:
-    """Whether ``address`` (already stripped) is worth handing to the SMTP server."""
-    return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
 async def _notify(
@@ -157,10 +151,10 @@ async def email_client(
     dedupe_key: str,
 ) -> bool:
     """Queue an e-mail when an address is known; True when one is (or already was) queued."""
-    address = (email or "").strip()
-    if not address or client.anonymised:
+    if not (email or "").strip() or client.anonymised:
         return False
-    if not is_valid_email(address):
+    address = email_or_none(email or "")
+    if address is None:
         log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
         return False
     await enqueue(
