@@ -219,7 +219,7 @@ def _clients(args: argparse.Namespace, settings: Settings) -> int:
     report = _run_db(settings, lambda rt: anonymise_client(rt.uow(), args.client_id, actor="system:cli"),
                      migrate=True)
     print(f"client {report.client_id} anonymised: {report.attempts_masked} payment(s) kept with masked "
-          f"phone, {report.messages_dropped} queued message(s) dropped")
+          f"phone, {report.messages_dropped} queued or failed message(s) dropped")
     return EXIT_OK
 
 
