@@ -232,3 +232,24 @@ async def test_a_failure_the_chat_did_not_follow_arrives_as_the_notice_with_both
         notice = await c.wait("Payment not completed")
         assert notice.button_labels() == BOTH and notice.text.startswith("[TEST MODE]")
         assert c.with_retry() == [notice]
+
+
+async def test_when_the_progress_message_cannot_be_edited_the_notice_is_given_back_and_sent(
+    database_url: str,
+):
+    async with chat(database_url) as c:
+        c.sim.fail_next("editMessageText", 1000, status=400)  # every edit is refused
+        c.sim.send_command(CLIENT, "pay")
+        await c.wait("Which M-Pesa number")
+        c.sim.send_text(CLIENT, CANCEL_PHONE)
+        progress = await c.wait("Check your phone")
+        notice = await c.wait("Payment not completed", within=8)  # due at once, not after the hold
+        assert notice.button_labels() == BOTH
+        assert "Check your phone" in progress.text and progress.history == []
+        assert c.with_retry() == [notice]
+        for _ in range(50):  # the dispatcher records the send just after the stand-in has it
+            [row] = await _notices(c.stack)
+            if row.status == "SENT":
+                break
+            await asyncio.sleep(0.1)
+        assert row.status == "SENT"
