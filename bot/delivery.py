@@ -5,6 +5,9 @@ and stops the conversation turn; "message is not modified" is success; an edit o
 message that is gone or too old becomes a new message; 429 is retried by PTB's
 AIORateLimiter before it ever reaches here; anything else is logged, never raised into
 PTB's update processing.
+
+A button press leaves no keyboard behind (DESIGN §4): the answer either replaces the pressed
+message (``edit_previous``) or the pressed message loses its inline keyboard first.
 """
 
 from __future__ import annotations
