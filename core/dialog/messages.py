@@ -215,7 +215,7 @@ EN: dict[str, Entry] = {
     },
     "pay_change_live": (
         "The M-Pesa prompt sent to {phone} is still open. If that is the wrong phone, wait for it to "
-        "expire (about 2 minutes) and then choose Retry payment."
+        "expire (about 2 minutes) and then choose Use another number."
     ),
     # -- cancelling a booking ----------------------------------------------------------------------------
     "cancel_confirm": "Cancel {reference} on {when}?",

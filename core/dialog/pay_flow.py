@@ -145,9 +145,8 @@ async def change_phone(turn: Turn, booking_id: int | None) -> Outcome:
         view = await turn.payments.latest_for_booking(booking.id)
         phone = view.phone_masked if view else ""
         text = turn.paymark(turn.say("pay_change_live", phone=phone))
-        return turn.idle(
-            Reply(text=text, options=(Option(turn.label("retry"), values.action(values.PAY, booking.id)),))
-        )
+        again = Option(turn.label("change_phone"), values.action(values.CHANGE_PHONE, booking.id))
+        return turn.idle(Reply(text=text, options=(again,)))
     return await _ask_phone(turn, booking)
 
 

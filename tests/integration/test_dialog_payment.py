@@ -191,7 +191,7 @@ async def test_changing_the_number_while_a_prompt_is_open_explains_why_not_yet(p
     await chat.choose(f"v1:pay:{paying.booking_id}")
     await chat.send(SUCCESS_PHONE)
     await chat.choose(f"v1:chphone:{paying.booking_id}")
-    assert "still open" in chat.text and chat.labels == ["Retry payment"]
+    assert "still open" in chat.text and chat.labels == ["Use another number"]
     await chat.choose(f"v1:pay:{paying.booking_id}")
     assert "already waiting" in chat.text
     assert len(paying.stack.pushes()) == 1
