@@ -26,7 +26,10 @@ from core.runtime import Runtime, build_runtime
 from core.services.callbacks import CallbackIntake, SettlementWorker
 from core.services.housekeeping import run_housekeeping
 from core.services.notifications import Dispatcher, Sender, run_due_reminders
-from core.services.payments import PaymentService
+from core.services.payments import DarajaGateway, PaymentService
+from core.services.settings.crypto import SettingsCipher
+from core.services.settings.gateway import ConfiguredDaraja
+from core.services.settings.mpesa import MpesaSettings
 from core.services.watchdog import Watchdog
 from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
@@ -52,12 +55,14 @@ class Services:
     """What the adapters share."""
 
     runtime: Runtime
-    daraja: DarajaClient
+    daraja: DarajaGateway
     payments: PaymentService
     settlement: SettlementWorker
     watchdog: Watchdog
     engine: DialogEngine
     extras: dict[str, Any] = field(default_factory=dict)  # bot handle, mail capture, …
+    # The saved M-Pesa mode and credentials (admin settings) with a Daraja client per configuration.
+    mpesa: ConfiguredDaraja | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -101,7 +106,9 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     local = settings.local_mode
 
-    client = daraja or DarajaClient.from_settings(settings)
+    # Saved admin settings win over the environment for every NEW payment, without a restart.
+    mpesa = ConfiguredDaraja(MpesaSettings(runtime, SettingsCipher(secret_key)))
+    client: DarajaGateway = daraja or mpesa
     payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
     settlement = SettlementWorker(
         runtime, confirm=client.stk_query if settings.mpesa_confirm_with_query else None
@@ -113,6 +120,7 @@ def create_app(
         settlement,
         Watchdog(runtime, client, payments),
         DialogEngine(runtime, payments),
+        mpesa=mpesa,
     )
     app[SERVICES] = services
 
@@ -134,8 +142,7 @@ def create_app(
         await prepare_database(runtime, auto_upgrade=local)
         yield
         await intake.close()
-        if daraja is None:
-            await client.aclose()
+        await mpesa.aclose()
         await runtime.close()
 
     async def payments_ctx(_app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from argon2 import PasswordHasher
@@ -49,3 +50,18 @@ async def verify_admin_password(uow: UnitOfWork, *, username: str, password: str
     except (VerificationError, InvalidHashError):
         return None
     return admin.id
+
+
+async def confirm_admin_password(uow: UnitOfWork, *, admin_id: int, password: str) -> bool:
+    """True when ``password`` is this admin's (asked again before sensitive changes, Property 80).
+
+    Argon2 takes tens of milliseconds of CPU: it runs in a worker thread, off the event loop.
+    """
+    async with uow:
+        stored = await uow.session.scalar(select(AdminUser.password_hash).where(AdminUser.id == admin_id))
+    if stored is None or not password:
+        return False
+    try:
+        return await asyncio.to_thread(_hasher.verify, stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
