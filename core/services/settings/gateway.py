@@ -23,7 +23,7 @@ ClientFactory = Callable[[MpesaConfig], DarajaClient]
 
 
 class StkGateway(Protocol):
-    """The two Daraja calls a payment needs (``core.services.payments.DarajaGateway``)."""
+    """The two Daraja calls a payment needs (``core.services.payments.initiate.DarajaGateway``)."""
 
     async def stk_push(
         self,

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from core.services import admins, audit
+from core.services import audit
+from core.services.ops import admins
 from core.services.settings.mpesa import (
     ENVIRONMENT_KEY,
     ENVIRONMENTS,

@@ -26,7 +26,7 @@ from core.db.models import Booking, Client, Outbox, Reminder, SessionType, Thera
 from core.domain.slots import format_nairobi
 from core.domain.states import BookingStatus
 from core.runtime import Runtime
-from core.services import outbox_store as store
+from core.services.notifications import outbox_store as store
 
 log = logging.getLogger(__name__)
 

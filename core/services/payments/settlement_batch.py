@@ -15,15 +15,15 @@ Python from one chain-tail read (under the same chain lock) and inserted at once
 INSERT each for reminders and outbox rows, one UPDATE of the inbox rows.
 
 The rows written are the ones ``settle_in_session`` writes for the same results; the
-values come from the same functions (``core.services.settlement``: attempt columns,
-reasons, message data and keys; ``core.services.reminders.plan_reminders``; the audit
+values come from the same functions (``core.services.payments.settlement``: attempt columns,
+reasons, message data and keys; ``core.services.notifications.reminders.plan_reminders``; the audit
 chain's ``sanitize_details``/``make_record``). The first row that is not the common case
 ends the prefix: the caller settles it one by one with ``settle_in_session`` and carries
 on, so rows are settled in inbox order either way. A compare-and-set that does not match
 raises ``TransitionConflict``; the caller rolls back and settles those rows one by one.
 
 Duplicated on purpose (no pure function to call in those modules yet): the chat routing
-rule of ``core.services.notifications`` and the details layout of
+rule of ``core.services.notifications.notify`` and the details layout of
 ``audit.record_transition``. tests/integration/test_settlement_batch.py settles the same
 callbacks through both paths, on SQLite and PostgreSQL, and compares every row written.
 """
@@ -58,11 +58,12 @@ from core.db.uow import TransitionConflict
 from core.domain.meeting import new_meeting_url
 from core.domain.states import BookingStatus, PaymentStatus
 from core.mpesa.result_codes import describe_result
-from core.services import audit, outbox_store
-from core.services.notifications import chat_route, is_valid_email
-from core.services.reminders import PENDING as REMINDER_PENDING
-from core.services.reminders import plan_reminders
-from core.services.settlement import (
+from core.services import audit
+from core.services.notifications import outbox_store
+from core.services.notifications.notify import chat_route, is_valid_email
+from core.services.notifications.reminders import PENDING as REMINDER_PENDING
+from core.services.notifications.reminders import plan_reminders
+from core.services.payments.settlement import (
     PAID_CLIENT_TEMPLATE,
     PAID_EMAIL_TEMPLATE,
     PAID_THERAPIST_TEMPLATE,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core.runtime import Runtime
 from core.services import audit
-from core.services.reconciliation import ENVIRONMENTS, ReconciliationReport, reconcile
+from core.services.reconciliation.reconcile import ENVIRONMENTS, ReconciliationReport, reconcile
 from core.services.settings.gateway import MpesaRouter
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # the admin form's limit (the CLI reads files up to 10 MB)
