@@ -85,7 +85,7 @@ async def change_mpesa_settings(
     """Apply ``request`` in one transaction, or refuse it whole (nothing changed)."""
     runtime = provider.runtime
     actor = f"admin:{admin_id}"
-    if not await admins.confirm_admin_password(runtime.uow(), admin_id=admin_id, password=current_password):
+    if not await admins.confirm_password(runtime, admin_id=admin_id, password=current_password):
         async with runtime.uow() as uow:
             await audit.record(
                 uow.session,
