@@ -14,10 +14,10 @@ from aiohttp import web
 from core.config import MpesaEnvironment
 from core.mpesa import DarajaClient
 from core.runtime import Runtime
-from core.services.admins import AdminIdentity
+from core.services.ops.admins import AdminIdentity
 
 if TYPE_CHECKING:  # only for the type: views must not need the payment stack to import
-    from core.services.payments import PaymentService
+    from core.services.payments.initiate import PaymentService
 
 PREFIX = "/admin"
 

@@ -21,7 +21,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from admin_web.context import PREFIX, runtime, set_current_admin
 from core.config import Settings
 from core.keys import ADMIN_SESSION_PURPOSE, derive_key
-from core.services.admins import AdminIdentity, session_admin
+from core.services.ops.admins import AdminIdentity, session_admin
 from webhooks.mpesa import source_ip
 
 log = logging.getLogger(__name__)

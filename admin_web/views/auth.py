@@ -9,7 +9,7 @@ from admin_web.context import PREFIX, current_admin, runtime
 from admin_web.formatting import nairobi_time
 from admin_web.pages import render
 from admin_web.security import client_ip, csrf_ok, safe_next, see_other, start_admin_session
-from core.services import admins
+from core.services.ops import admins
 
 routes = web.RouteTableDef()
 

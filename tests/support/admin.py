@@ -27,7 +27,7 @@ from admin_web.context import AdminDeps
 from admin_web.security import COOKIE_NAME
 from core.keys import ADMIN_SESSION_PURPOSE, derive_fernet_key
 from core.runtime import Runtime
-from core.services.admins import create_admin
+from core.services.ops.admins import create_admin
 
 TEST_SECRET_KEY = "admin-site-test-secret-key-0123456789-abcdefgh"
 USERNAME = "amina"
