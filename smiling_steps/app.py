@@ -41,7 +41,8 @@ from webhooks.sms import setup_sms_routes
 from webhooks.telegram import setup_telegram_webhook
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
+# 6 MB: the admin's statement upload (5 MB) plus its form; webhooks read with their own, smaller caps.
+MAX_BODY_BYTES = 6 * 1024 * 1024
 WATCHDOG_INTERVAL_S = 5
 REMINDER_INTERVAL_S = 30
 HOUSEKEEPING_INTERVAL_S = 60
@@ -134,7 +135,7 @@ def create_app(
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
-    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments), local)
+    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments, mpesa=mpesa), local)
 
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:

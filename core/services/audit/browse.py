@@ -1,5 +1,5 @@
 """The admin's view of the audit trail: filtered, paged browsing, chain verification and the
-streamed JSONL export (Property 70). Each read is itself audited (Property 69)."""
+streamed JSONL export (Property 70). The admin site audits each of these reads (Property 69)."""
 
 from __future__ import annotations
 
@@ -84,17 +84,13 @@ def parse_audit_filter(query: Mapping[str, str]) -> AuditFilter:
     return AuditFilter(action, actor, day_from, day_to, int(raw_page))
 
 
-async def browse_audit(runtime: Runtime, filters: AuditFilter, *, admin_id: int) -> AuditPage:
-    """One page of entries, newest first; the read is audited in the same transaction."""
+async def browse_audit(runtime: Runtime, filters: AuditFilter) -> AuditPage:
+    """One page of entries, newest first (the caller audits the read, Property 69)."""
     query = _filtered(select(AuditEntry), filters).order_by(AuditEntry.seq.desc())
     query = query.offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     async with runtime.uow() as uow:
         entries = list((await uow.session.scalars(query)).all())
-        rows = [_row(entry) for entry in entries[:PAGE_SIZE]]
-        await audit.record_admin_access(
-            uow.session, admin_id=admin_id, what="audit", filters={**filters.as_dict(), "page": filters.page}
-        )
-        await uow.commit()
+    rows = [_row(entry) for entry in entries[:PAGE_SIZE]]
     return AuditPage(filters, rows, has_next=len(entries) > PAGE_SIZE)
 
 
@@ -114,14 +110,11 @@ async def verify_audit_chain(runtime: Runtime, *, admin_id: int) -> audit.Verify
     return result
 
 
-async def export_audit(runtime: Runtime, write: Callable[[bytes], Awaitable[None]], *, admin_id: int) -> int:
+async def export_audit(runtime: Runtime, write: Callable[[bytes], Awaitable[None]]) -> int:
     """Stream the JSONL export (entries with their hashes) through ``write``; returns the count.
 
-    The export's own access entry is written first, so the file proves who took it.
+    The caller audits the export first, so the file itself shows who took it.
     """
-    async with runtime.uow() as uow:
-        await audit.record_admin_access(uow.session, admin_id=admin_id, what="audit.jsonl", filters={})
-        await uow.commit()
     buffer = _ChunkWriter(write)
     count = await audit.export_jsonl(runtime.uow(), buffer)
     await buffer.flush()

@@ -1,17 +1,14 @@
 """Encryption of stored settings (Property 45): Fernet (AES-128-CBC + HMAC-SHA256) under a key
-derived from SECRET_KEY with HKDF-SHA256 and its own info label, so this key is never the one
-that signs cookies or callback secrets."""
+derived from SECRET_KEY with HKDF (``core.keys``) and its own purpose label, so this key is never
+the one that signs cookies or callback secrets."""
 
 from __future__ import annotations
 
-import base64
-
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-HKDF_INFO = b"smiling-steps/settings-encryption/v1"
-HKDF_SALT = b"smiling-steps-settings"
+from core.keys import derive_fernet_key
+
+STORED_SETTINGS_PURPOSE = "smiling-steps/stored-settings/v1"
 
 
 class SettingUnreadable(ValueError):
@@ -19,13 +16,8 @@ class SettingUnreadable(ValueError):
 
 
 def settings_key(secret_key: str) -> bytes:
-    """The Fernet key (url-safe base64 of 32 bytes) for ``secret_key``."""
-    if not secret_key:
-        raise ValueError("SECRET_KEY is needed to encrypt settings")
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=HKDF_SALT, info=HKDF_INFO).derive(
-        secret_key.encode("utf-8")
-    )
-    return base64.urlsafe_b64encode(raw)
+    """The Fernet key for stored settings under ``secret_key``."""
+    return derive_fernet_key(secret_key, STORED_SETTINGS_PURPOSE)
 
 
 class SettingsCipher:
