@@ -28,7 +28,7 @@ async def audit_page(request: web.Request) -> web.Response:
         filters = parse_audit_filter(request.query)
     except AuditFilterError as exc:
         return await bad_input(request, TEMPLATE, str(exc), {"page": None, "query": request.query})
-    await audited_read(request, {**filters.as_dict(), "page": filters.page})
+    await audited_read(request, {**filters.as_dict(), "before": filters.before})
     page = await browse_audit(runtime(request), filters)
     return await render(request, TEMPLATE, {"page": page, "query": filters.as_dict(), **_links(page)})
 
@@ -62,11 +62,6 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 def _links(page: AuditPage) -> dict[str, str | None]:
     base = page.filters.as_dict()
-
-    def link(number: int) -> str:
-        return f"{PREFIX}/audit?{urlencode({**base, 'page': number})}"
-
-    return {
-        "previous_url": link(page.filters.page - 1) if page.filters.page > 1 else None,
-        "next_url": link(page.filters.page + 1) if page.has_next else None,
-    }
+    older = f"{PREFIX}/audit?{urlencode({**base, 'before': page.rows[-1].seq})}" if page.has_next else None
+    newest = f"{PREFIX}/audit?{urlencode(base)}" if page.filters.before is not None else None
+    return {"previous_url": newest, "next_url": older}

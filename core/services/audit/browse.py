@@ -18,7 +18,6 @@ from core.services import audit
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 PAGE_SIZE = 50
-MAX_PAGE = 100_000
 EXPORT_FLUSH_BYTES = 64 * 1024
 _ACTION = re.compile(r"^[a-z_]{1,30}(\.[a-z_]{1,30}){0,3}$")
 _ACTOR = re.compile(r"^(system(:[A-Za-z0-9_.\-]{1,50})?|(client|therapist|admin):[A-Za-z0-9_.\-]{1,48})$")
@@ -30,13 +29,17 @@ class AuditFilterError(ValueError):
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Browse filters: exact action and actor, Africa/Nairobi days (inclusive), 1-based page."""
+    """Browse filters: exact action and actor, Africa/Nairobi days (inclusive); ``before`` pages.
+
+    Paging is by sequence number (entries older than ``before``), not by offset: reading the
+    trail appends to it, so offset pages would shift under the reader.
+    """
 
     action: str | None = None
     actor: str | None = None
     day_from: date | None = None
     day_to: date | None = None
-    page: int = 1
+    before: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The filters as given (for links and for the audit entry of this read)."""
@@ -68,7 +71,7 @@ class AuditPage:
 
 
 def parse_audit_filter(query: Mapping[str, str]) -> AuditFilter:
-    """Read ``action``, ``actor``, ``from``, ``to``, ``page``; a bad value raises AuditFilterError."""
+    """Read ``action``, ``actor``, ``from``, ``to``, ``before``; a bad value raises AuditFilterError."""
     action = (query.get("action") or "").strip() or None
     if action is not None and not _ACTION.fullmatch(action):
         raise AuditFilterError("Action must look like payment.status_changed (lower-case words and dots).")
@@ -78,16 +81,17 @@ def parse_audit_filter(query: Mapping[str, str]) -> AuditFilter:
     day_from, day_to = _day(query, "from"), _day(query, "to")
     if day_from and day_to and day_from > day_to:
         raise AuditFilterError("The 'from' day is after the 'to' day.")
-    raw_page = (query.get("page") or "1").strip()
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= MAX_PAGE:
-        raise AuditFilterError(f"Page must be a whole number from 1 to {MAX_PAGE}.")
-    return AuditFilter(action, actor, day_from, day_to, int(raw_page))
+    raw_before = (query.get("before") or "").strip()
+    if raw_before and not (raw_before.isdigit() and len(raw_before) <= 18 and int(raw_before) >= 1):
+        raise AuditFilterError("'before' must be an entry number (a whole number from 1).")
+    return AuditFilter(action, actor, day_from, day_to, int(raw_before) if raw_before else None)
 
 
 async def browse_audit(runtime: Runtime, filters: AuditFilter) -> AuditPage:
     """One page of entries, newest first (the caller audits the read, Property 69)."""
-    query = _filtered(select(AuditEntry), filters).order_by(AuditEntry.seq.desc())
-    query = query.offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    query = _filtered(select(AuditEntry), filters).order_by(AuditEntry.seq.desc()).limit(PAGE_SIZE + 1)
+    if filters.before is not None:
+        query = query.where(AuditEntry.seq < filters.before)
     async with runtime.uow() as uow:
         entries = list((await uow.session.scalars(query)).all())
     rows = [_row(entry) for entry in entries[:PAGE_SIZE]]
