@@ -201,3 +201,57 @@ async def test_an_attempt_keeps_the_mode_it_was_made_in(database_url: str) -> No
         async with stack.runtime.uow() as uow:
             attempt = await uow.session.get_one(PaymentAttempt, view.attempt_id)
         assert attempt.environment == "sandbox"
+
+
+# Feature: mpesa-payment-integration, Property 78: Sandbox Mode Indicates Test Mode
+async def test_test_mode_marks_follow_the_attempts_mode_not_the_boot_mode(database_url: str) -> None:
+    live = {"consumer_key": "live-key-1", "consumer_secret": "live-secret-2", "passkey": "live-passkey-3"}
+    async with payment_stack(database_url) as stack:  # booted in simulator mode
+        admin_id = await create_admin(stack.runtime.uow(), username="ops", password=PASSWORD)
+        sim = stack.daraja  # the simulator plays production Daraja, with production credentials
+        sim.consumer_key, sim.consumer_secret, sim.passkey = (
+            live["consumer_key"],
+            live["consumer_secret"],
+            live["passkey"],
+        )
+        sim.short_code = "4123456"
+        form = {"environment": "production", "production_short_code": "4123456"}
+        form |= {f"production_{k}": v for k, v in live.items()}
+        form["production_callback_base_url"] = "https://pay.example.org"
+        await change_mpesa_settings(
+            stack.services.mpesa.settings,  # type: ignore[union-attr]
+            admin_id=admin_id,
+            current_password=PASSWORD,
+            request=parse_mpesa_form(form),
+        )
+        booking = await stack.approved_booking()
+        # Phone ending in 5: the simulator sends no callback (it could not reach pay.example.org).
+        view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, "0712345675")
+        assert not view.test_mode
+        attempt = await stack.attempt(view.attempt_id)
+        assert attempt.environment == "production"
+        callback_url = sim.transactions[attempt.checkout_request_id].callback_url
+        assert callback_url.startswith("https://pay.example.org/hooks/lnm/")
+        body = {
+            "Body": {
+                "stkCallback": {
+                    "MerchantRequestID": attempt.merchant_request_id,
+                    "CheckoutRequestID": attempt.checkout_request_id,
+                    "ResultCode": 0,
+                    "ResultDesc": "The service request is processed successfully.",
+                    "CallbackMetadata": {
+                        "Item": [
+                            {"Name": "Amount", "Value": attempt.amount_kes},
+                            {"Name": "MpesaReceiptNumber", "Value": "SLIVE00001"},
+                            {"Name": "TransactionDate", "Value": 20261126101500},
+                            {"Name": "PhoneNumber", "Value": 254712345675},
+                        ]
+                    },
+                }
+            }
+        }
+        response = await stack.post_callback(callback_url.rsplit("/", 1)[1], body)
+        assert response.status_code == 200
+        await stack.wait_status(attempt.id, PaymentStatus.PAID)
+        confirmations = await stack.outbox(template="payment_confirmed_client")
+        assert confirmations and all(row.data["test_mode"] is False for row in confirmations)

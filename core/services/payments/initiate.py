@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.config import is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt
 from core.db.uow import TransitionConflict, transition_payment
 from core.domain.phone import mask_phone, normalise_phone
@@ -449,4 +450,4 @@ class PaymentService:
 
 def _test_mode(attempt: PaymentAttempt) -> bool:
     """TEST MODE (Property 78) follows the mode the attempt was made in, not the process's boot mode."""
-    return attempt.environment != "production"
+    return is_test_environment(attempt.environment)
