@@ -51,15 +51,21 @@ async def run_reconciliation(
     runtime: Runtime, router: MpesaRouter, request: ReconciliationRequest, *, admin_id: int
 ) -> ReconciliationReport:
     """Compare and flag (``reconcile`` audits the run); a bad statement raises StatementError first."""
+    return await reconcile_with_saved_settings(runtime, router, request, actor=f"admin:{admin_id}")
+
+
+async def reconcile_with_saved_settings(
+    runtime: Runtime, router: MpesaRouter, request: ReconciliationRequest, *, actor: str
+) -> ReconciliationReport:
+    """``reconcile`` with the mode's saved credentials (STK Query) and short codes (statement check)."""
     route = await router.route_for(request.environment)
-    config = await _config_of(router, request.environment)
     return await reconcile(
         runtime,
         environment=request.environment,
         statement=request.statement,
         query=route.gateway.stk_query if request.use_query else None,
-        actor=f"admin:{admin_id}",
-        short_codes=config,
+        actor=actor,
+        short_codes=await statement_short_codes(router, request.environment),
     )
 
 
@@ -103,7 +109,7 @@ class ReportCache:
         return item[2]
 
 
-async def _config_of(router: MpesaRouter, environment: str) -> frozenset[str] | None:
+async def statement_short_codes(router: MpesaRouter, environment: str) -> frozenset[str] | None:
     """The short codes a statement must be for: the configured ones, not public defaults."""
     settings = getattr(router, "settings", None)
     if settings is None:
