@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--environment",
         choices=("production", "sandbox", "simulator"),
-        help="which payments to reconcile (default: the mode saved on the admin site, else MPESA_ENVIRONMENT)",
+        help="which payments to reconcile (default: the mode saved on the admin site, or MPESA_ENVIRONMENT)",
     )
 
     simulate = sub.add_parser("simulate", help="run a simulator on its own").add_subparsers(
