@@ -61,7 +61,7 @@ def runtime(request: web.Request) -> Runtime:
 
 def current_admin(request: web.Request) -> AdminIdentity:
     """The signed-in admin (every route but the login page has one; the middleware made sure)."""
-    admin = request.get(_ADMIN)
+    admin: AdminIdentity | None = request.get(_ADMIN)
     if admin is None:
         raise RuntimeError("no admin on this request: the route is not behind the auth middleware")
     return admin

@@ -212,9 +212,10 @@ async def _record_failure(
     uow.session.add(AdminLoginFailure(at=now, account_key=key, ip=ip))
     await uow.session.execute(delete(AdminLoginFailure).where(AdminLoginFailure.at < now - LOOKBACK))
     await uow.session.flush()
-    subject = {"subject_type": "admin", "subject_id": admin_id} if admin_id is not None else {}
+    subject_type = "admin" if admin_id is not None else None
     await audit.record(uow.session, actor="system", action="admin.login_failed",
-                       details={"ip": ip, "known_account": admin_id is not None}, at=now, **subject)
+                       subject_type=subject_type, subject_id=admin_id,
+                       details={"ip": ip, "known_account": admin_id is not None}, at=now)
     by_account, by_ip = await _failures(uow, key, ip, now)
     until = None
     for scope, times in (("account", by_account), ("ip", by_ip)):
@@ -222,5 +223,6 @@ async def _record_failure(
         if scope_until is not None:
             until = max(until or scope_until, scope_until)
             await audit.record(uow.session, actor="system", action="admin.login_locked",
-                               details={"scope": scope, "ip": ip, "until": scope_until}, at=now, **subject)
+                               subject_type=subject_type, subject_id=admin_id,
+                               details={"scope": scope, "ip": ip, "until": scope_until}, at=now)
     return until
