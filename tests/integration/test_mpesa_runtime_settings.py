@@ -16,6 +16,7 @@ from core.services.settings.mpesa_changes import (
     change_mpesa_settings,
     parse_mpesa_form,
 )
+from tests.integration.test_dialog_support import book, build_world
 from tests.support.payments import payment_stack
 
 PASSWORD = "correct horse battery"
@@ -255,3 +256,41 @@ async def test_test_mode_marks_follow_the_attempts_mode_not_the_boot_mode(databa
         await stack.wait_status(attempt.id, PaymentStatus.PAID)
         confirmations = await stack.outbox(template="payment_confirmed_client")
         assert confirmations and all(row.data["test_mode"] is False for row in confirmations)
+
+
+# Feature: mpesa-payment-integration, Property 78: Sandbox Mode Indicates Test Mode
+# Feature: mpesa-payment-integration, Property 79: Sandbox Mode Uses Test Phone Numbers
+async def test_the_chat_follows_a_switch_to_production_without_restart(database_url: str) -> None:
+    async with payment_stack(database_url) as stack:  # booted in simulator mode
+        admin_id = await create_admin(stack.runtime.uow(), username="ops", password=PASSWORD)
+        world = await build_world(stack.runtime, stack.services.payments)
+        chat = world.chat()
+        await book(chat, world)
+        [booking] = await world.bookings()
+        await world.therapist_chat().choose(f"v1:approve:{booking.id}")
+        await chat.choose(f"v1:pay:{booking.id}")
+        [ask] = chat.last
+        assert ask.text.startswith("[TEST MODE]") and "254708374149" in ask.phone_suggestions
+
+        sim = stack.daraja
+        sim.consumer_key, sim.consumer_secret, sim.passkey, sim.short_code = "lk-1", "ls-2", "lp-3", "4123456"
+        form = {
+            "environment": "production",
+            "production_consumer_key": "lk-1",
+            "production_consumer_secret": "ls-2",
+            "production_passkey": "lp-3",
+            "production_short_code": "4123456",
+            "production_callback_base_url": "https://pay.example.org",
+        }
+        await change_mpesa_settings(
+            stack.services.mpesa.settings,  # type: ignore[union-attr]
+            admin_id=admin_id,
+            current_password=PASSWORD,
+            request=parse_mpesa_form(form),
+        )
+        await chat.choose(f"v1:pay:{booking.id}")
+        [ask] = chat.last
+        assert not ask.text.startswith("[TEST MODE]") and "254708374149" not in ask.phone_suggestions
+        await chat.send("0712345675")  # no callback from the simulator (it cannot reach pay.example.org)
+        assert chat.text.startswith("Check your phone") and "TEST MODE" not in chat.text
+        assert stack.pushes()[-1]["body"]["BusinessShortCode"] == "4123456"

@@ -175,6 +175,10 @@ class PaymentService:
 
     # -- internals -------------------------------------------------------------------
 
+    async def active_environment(self) -> str:
+        """The M-Pesa mode a payment started now would use (saved admin settings win)."""
+        return (await self._active_route()).environment
+
     async def _active_route(self) -> MpesaRoute:
         """The M-Pesa mode and credentials a NEW payment uses (saved admin settings win)."""
         if isinstance(self.gateway, MpesaRouter):
