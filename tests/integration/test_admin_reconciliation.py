@@ -21,7 +21,9 @@ from core.services.ops.admins import create_admin
 from core.services.reconciliation.runs import MAX_UPLOAD_BYTES
 from smiling_steps.app import MAX_BODY_BYTES
 from tests.factories import make_attempt, make_booking
+from tests.integration.test_admin_settings import site_with_simulator
 from tests.support.admin import PASSWORD, TEST_SECRET_KEY, USERNAME, AdminSite, read_session, sign_in
+from tests.support.daraja import make_client, running_simulator
 
 T = datetime(2024, 3, 12, 7, 15, tzinfo=UTC)  # 10:15 in Nairobi
 
@@ -176,3 +178,57 @@ async def test_the_page_is_an_audited_read(admin: AdminSite) -> None:
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "admin.accessed")
         )
     assert count == 1
+
+
+# Feature: mpesa-payment-integration, Property 57: Reconciliation Compares Transactions
+# Feature: mpesa-payment-integration, Property 58: Discrepancy Flags Transaction
+async def test_stk_query_reconciliation_asks_daraja_with_the_saved_credentials_and_flags(
+    database_url: str,
+) -> None:
+    async with (
+        running_simulator(prefix=None) as sim,
+        site_with_simulator(database_url, sim.base_url) as admin,
+    ):
+        # A push that was paid on the phone but whose callback never came (simulator outcome 5).
+        async with make_client(sim.base_url) as daraja:
+            accepted = await daraja.stk_push(
+                phone="254712345675",
+                amount=2500,
+                callback_url="http://127.0.0.1:9/hooks/lnm/x",
+                transaction_desc="SS1",
+            )
+        await sim.wait_for(
+            lambda: sim.state.transactions[accepted.checkout_request_id].transaction_date is not None
+        )
+        async with admin.runtime.uow() as uow:
+            booking = await make_booking(uow.session)
+            lost = await make_attempt(
+                uow.session,
+                booking,
+                status=PaymentStatus.AWAITING_CUSTOMER,
+                checkout_request_id=accepted.checkout_request_id,
+                deadline_at=admin.runtime.clock() - timedelta(minutes=5),
+            )
+            await uow.commit()
+        # Safaricom rotates the credentials; the admin saves the new ones; the query must use them.
+        sim.state.consumer_key, sim.state.passkey = "rotated-key-7777", "rotated-passkey-8888"
+        saved = await admin.post(
+            "/admin/settings/mpesa",
+            {
+                "environment": "simulator",
+                "simulator_consumer_key": "rotated-key-7777",
+                "simulator_passkey": "rotated-passkey-8888",
+                "current_password": PASSWORD,
+            },
+        )
+        assert saved.status == 303
+        queries_before = len(sim.requests("stk_query"))
+        response = await admin.post("/admin/reconciliation", {"environment": "simulator", "use_query": "on"})
+        page = await response.text()
+        assert response.status == 200, page
+        assert "against 1 STK Queries" in page and "1 missing on our side" in page
+        assert len(sim.requests("stk_query")) == queries_before + 1
+        async with admin.runtime.uow() as uow:
+            flagged = await uow.session.get_one(PaymentAttempt, lost.id)
+        assert flagged.status == PaymentStatus.NEEDS_REVIEW
+        assert flagged.review_reason and "STK Query reports the payment completed" in flagged.review_reason
