@@ -23,7 +23,7 @@ from core.services.settings.mpesa import MpesaConfig, MpesaSettings
 from tests.conftest import make_settings
 from tests.support.admin import PASSWORD, TEST_SECRET_KEY, AdminSite, admin_site
 from tests.support.daraja import RunningSimulator, closed_port, running_simulator
-from tests.support.payments import payment_stack
+from tests.support.payments import Clock, payment_stack
 
 SANDBOX = {
     "environment": "sandbox",
@@ -257,3 +257,24 @@ async def test_credentials_saved_on_the_page_reach_daraja_with_the_next_payment(
         assert view.status == PaymentStatus.AWAITING_CUSTOMER
         assert stack.pushes()[-1]["body"]["BusinessShortCode"] == "600999"
         await stack.wait_status(view.attempt_id, PaymentStatus.PAID)
+
+
+# Feature: mpesa-payment-integration, Property 80: Mode Switching Requires Admin Authentication
+async def test_five_wrong_passwords_lock_settings_changes_for_fifteen_minutes(database_url: str) -> None:
+    clock = Clock()
+    runtime = build_runtime(make_settings(database_url), clock=clock)
+    try:
+        async with admin_site(runtime) as admin:
+            for _ in range(5):
+                wrong = await admin.post("/admin/settings/mpesa", {**SANDBOX, "current_password": "guess"})
+                assert wrong.status == 400
+            right = await admin.post("/admin/settings/mpesa", {**SANDBOX, "current_password": PASSWORD})
+            assert right.status == 400 and "Too many wrong passwords" in await right.text()
+            assert await stored(admin) == []
+            clock.advance(16 * 60)
+            page = await flash_after(
+                admin, await admin.post("/admin/settings/mpesa", {**SANDBOX, "current_password": PASSWORD})
+            )
+            assert "switched from simulator to sandbox" in page
+    finally:
+        await runtime.close()

@@ -8,7 +8,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
+from core.db.models import AuditEntry
+from core.domain.throttle import LOOKBACK, locked_until
+from core.runtime import Runtime
 from core.services import audit
 from core.services.ops import admins
 from core.services.settings.mpesa import (
@@ -24,6 +30,9 @@ from core.services.settings.mpesa import (
 )
 from core.services.settings.store import read_settings, write_settings
 
+REFUSED_ACTION = "settings.mpesa_refused"
+WRONG_PASSWORD = "current password wrong"
+NAIROBI = ZoneInfo("Africa/Nairobi")
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,200}$")  # no spaces or control characters
 _SHORT_CODE = re.compile(r"^\d{5,7}$")
 MAX_URL = 200
@@ -85,15 +94,17 @@ async def change_mpesa_settings(
     """Apply ``request`` in one transaction, or refuse it whole (nothing changed)."""
     runtime = provider.runtime
     actor = f"admin:{admin_id}"
+    await _check_not_locked(runtime, actor)
     if not await admins.confirm_password(runtime, admin_id=admin_id, password=current_password):
         async with runtime.uow() as uow:
             await audit.record(
                 uow.session,
                 actor=actor,
-                action="settings.mpesa_refused",
+                action=REFUSED_ACTION,
                 subject_type="settings",
                 subject_id="mpesa",
-                details={"reason": "current password wrong", "wanted": request.environment},
+                details={"reason": WRONG_PASSWORD, "wanted": request.environment},
+                at=runtime.clock(),
             )
             await uow.commit()
         raise SettingsRefused("The current password is not correct. Nothing was changed.")
@@ -126,6 +137,31 @@ async def change_mpesa_settings(
         )
         await uow.commit()
     return MpesaChangeDone(previous, request.environment, tuple(request.changed_keys))
+
+
+async def _check_not_locked(runtime: Runtime, actor: str) -> None:
+    """The login throttle's rule for the password asked again: 5 wrong in 15 minutes lock 15 minutes.
+
+    A stolen session must not become a way to guess the password; the wrong tries are the
+    ``settings.mpesa_refused`` audit entries, so the rule holds across processes.
+    """
+    now = runtime.clock()
+    async with runtime.uow() as uow:
+        times = (
+            await uow.session.scalars(
+                select(AuditEntry.at).where(
+                    AuditEntry.action == REFUSED_ACTION,
+                    AuditEntry.actor == actor,
+                    AuditEntry.at >= now - LOOKBACK,
+                )
+            )
+        ).all()
+    until = locked_until(times, now)
+    if until is not None:
+        raise SettingsRefused(
+            "Too many wrong passwords: changes are locked until "
+            f"{until.astimezone(NAIROBI).strftime('%H:%M')} (Nairobi time). Nothing was changed."
+        )
 
 
 def _check_target(provider: MpesaSettings, request: MpesaChangeRequest, saved: Mapping[str, object]) -> None:
