@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyKeyboardMarkup
 from telegram.constants import ChatAction, ParseMode
@@ -61,15 +61,23 @@ class TelegramOut:
         self, chat_id: int, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None
     ) -> EditResult:
         """Replace a bot message's text and inline keyboard (None removes the keyboard)."""
+        return await self._edited(chat_id, self.bot.edit_message_text(
+            html,
+            chat_id=chat_id,
+            message_id=message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            link_preview_options=NO_PREVIEW,
+        ))
+
+    async def remove_buttons(self, chat_id: int, message_id: int) -> EditResult:
+        """Take the inline keyboard off a bot message, keeping its text."""
+        call = self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None)
+        return await self._edited(chat_id, call)
+
+    async def _edited(self, chat_id: int, call: Awaitable[object]) -> EditResult:
         try:
-            await self.bot.edit_message_text(
-                html,
-                chat_id=chat_id,
-                message_id=message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                link_preview_options=NO_PREVIEW,
-            )
+            await call
             return "edited"
         except Forbidden as exc:
             await self._blocked(chat_id, exc)
@@ -103,7 +111,7 @@ class TelegramOut:
         return False
 
 
-class ProgressRegistry:
+class ProgressRegistry(Protocol):
     """Where payment-progress messages are reported (implemented by bot.progress)."""
 
     def track(

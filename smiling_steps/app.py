@@ -114,7 +114,7 @@ def create_app(
     client: DarajaGateway = daraja or mpesa
     payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
     settlement = SettlementWorker(
-        runtime, confirm=client.stk_query if settings.mpesa_confirm_with_query else None
+        runtime, confirm=client.stk_query if settings.confirm_success_by_query else None
     )
     services = Services(
         runtime,

@@ -258,6 +258,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from core.services.reconciliation.report import ReconciliationReport
     from core.services.reconciliation.runs import ReconciliationRequest, reconcile_with_saved_settings
     from core.services.reconciliation.statement_csv import StatementError
     from core.services.settings.crypto import SettingsCipher
@@ -275,7 +276,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("smiling-steps: nothing to compare: give --statement or allow STK Query")
     secret_key = ensure_secret_key(settings)
 
-    async def _go(rt: Runtime):  # type: ignore[no-untyped-def]
+    async def _go(rt: Runtime) -> ReconciliationReport:
         # The mode and credentials saved on the admin settings page win, as for payments.
         gateway = ConfiguredDaraja(MpesaSettings(rt, SettingsCipher(secret_key)))
         try:

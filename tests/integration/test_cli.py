@@ -25,7 +25,7 @@ SANDBOX = {
     "MPESA_ENVIRONMENT": "sandbox",
     "MPESA_CONSUMER_KEY": "test-consumer-key",
     "MPESA_CONSUMER_SECRET": "test-consumer-secret",
-    "SECRET_KEY": "a-long-random-test-secret-key-0123456789",
+    "SECRET_KEY": "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY",  # secrets.token_urlsafe(32)
 }
 DEMO_PHONES = [phone for _name, _email, phone in DEMO_THERAPISTS]
 
@@ -251,6 +251,28 @@ def test_admin_create_stores_an_argon2id_hash_and_refuses_duplicates_and_empty_s
 
 
 # -- refusing an old schema outside local mode ---------------------------------------------------------
+
+
+STATEMENT_HEADER = (
+    "Account Holder:,SMILING STEPS LTD\n"
+    "Short Code:,4123456\n"
+    "Time Period:,From 01-03-2024 00:00:00 To 31-03-2024 23:59:59\n"
+    "\n"
+    "Receipt No.,Completion Time,Initiation Time,Details,Transaction Status,Paid In,Withdrawn,Balance,"
+    "Balance Confirmed,Reason Type,Other Party Info,Linked Transaction ID,A/C No.\n"
+)
+
+
+def test_reconcile_compares_a_statement_and_writes_the_report(workdir):
+    (workdir / "statement.csv").write_text(STATEMENT_HEADER, encoding="utf-8")
+    result = run(
+        workdir, "reconcile", "--statement", "statement.csv", "--no-query", "--report", "report.csv",
+        DATABASE_URL=sqlite_url(workdir / "cli.db"), MPESA_BUSINESS_SHORT_CODE="4123456",
+    )
+    out = assert_ok(result)
+    assert "0 matched" in out and "Everything agrees with M-Pesa." in out
+    report = (workdir / "report.csv").read_text(encoding="utf-8").splitlines()
+    assert report[0].startswith("category,receipt,")
 
 
 def test_an_unmigrated_sqlite_database_outside_local_mode_asks_for_db_upgrade(workdir):

@@ -33,7 +33,7 @@ SANDBOX = {
     "MPESA_ENVIRONMENT": "sandbox",
     "MPESA_CONSUMER_KEY": "test-consumer-key",
     "MPESA_CONSUMER_SECRET": "test-consumer-secret",
-    "SECRET_KEY": "a-long-random-test-secret-key-0123456789",
+    "SECRET_KEY": "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY",  # secrets.token_urlsafe(32)
 }
 
 
@@ -224,6 +224,8 @@ def test_serve_answers_healthz_and_stops_cleanly(tmp_path: Path):
         assert banner or json.loads(line), line
     secret = tmp_path / SECRET_FILE_NAME  # local mode generated its secret key here, privately
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    database = tmp_path / "serve.db"  # created by `serve` itself: personal data, owner-only
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

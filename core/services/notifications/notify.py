@@ -17,13 +17,13 @@ failure falls back to SMS. Templates and data keys: core/templates, docs/notific
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Therapist
+from core.domain.email import email_or_none, is_valid_email
 from core.services.notifications.dispatcher import OUTBOX_WORKER, Dispatcher, backoff
 from core.services.notifications.outbox_store import (
     CANCELLED,
@@ -50,7 +50,6 @@ from core.services.notifications.reminders import (
 from core.templates import TEMPLATES, TemplateError, render
 
 log = logging.getLogger(__name__)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
@@ -75,11 +74,6 @@ def chat_route(
     if phone:
         return "sms", phone, route
     return None
-
-
-def is_valid_email(address: str) -> bool:
-    """Whether ``address`` (already stripped) is worth handing to the SMTP server."""
-    return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
 async def _notify(
@@ -145,10 +139,10 @@ async def email_client(
     dedupe_key: str,
 ) -> bool:
     """Queue an e-mail when an address is known; True when one is (or already was) queued."""
-    address = (email or "").strip()
-    if not address or client.anonymised:
+    if not (email or "").strip() or client.anonymised:
         return False
-    if not is_valid_email(address):
+    address = email_or_none(email or "")
+    if address is None:
         log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
         return False
     await enqueue(

@@ -55,12 +55,13 @@ from core.db.models import (
 )
 from core.db.types import utcnow
 from core.db.uow import TransitionConflict
+from core.domain.email import email_or_none
 from core.domain.meeting import new_meeting_url
 from core.domain.states import BookingStatus, PaymentStatus
 from core.mpesa.result_codes import describe_result
 from core.services import audit
 from core.services.notifications import outbox_store
-from core.services.notifications.notify import chat_route, is_valid_email
+from core.services.notifications.notify import chat_route
 from core.services.notifications.reminders import PENDING as REMINDER_PENDING
 from core.services.notifications.reminders import plan_reminders
 from core.services.payments.settlement import (
@@ -266,9 +267,10 @@ def _plan_paid(item: BatchItem, row: Any, *, settings: Settings, now: datetime) 
               row.client_phone, PAID_CLIENT_TEMPLATE, data, f"{key}:client")
     _chat(messages, "therapist", row.therapist_id, row.therapist_telegram, row.therapist_unreachable,
           row.therapist_phone, PAID_THERAPIST_TEMPLATE, data, f"{key}:therapist")
-    address = (row.booking_email or row.client_email or "").strip()
-    if address and not row.client_anonymised:
-        if is_valid_email(address):
+    given = (row.booking_email or row.client_email or "").strip()
+    if given and not row.client_anonymised:
+        address = email_or_none(given)  # the same rule as notifications.email_client
+        if address is not None:
             route = {"role": "client", "id": row.client_id}
             messages.append(_message("email", address, PAID_EMAIL_TEMPLATE, data, route, f"{key}:email"))
         else:
