@@ -31,6 +31,7 @@ COOKIE_NAME = "ss_admin"
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
+EXPIRED = "expired"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({f"{PREFIX}/login"})
 STATIC_PREFIX = f"{PREFIX}/static/"
@@ -79,6 +80,8 @@ def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault(name, value)
     if not request.path.startswith(STATIC_PREFIX):
         response.headers["Cache-Control"] = "no-store"
+    if runtime(request).settings.base_url.lower().startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
 
 
 def streaming_headers() -> dict[str, str]:
@@ -112,6 +115,7 @@ async def _session_owner(request: web.Request, session: Session) -> AdminIdentit
     now = _now(request)
     if now - _at(issued) > ABSOLUTE_TIMEOUT or now - _at(seen) > IDLE_TIMEOUT:
         session.invalidate()
+        session[EXPIRED] = True  # the login page says why (and this is all the cookie keeps)
         return None
     admin = await session_admin(runtime(request), admin_id=admin_id, issued_at=_at(issued))
     if admin is None:

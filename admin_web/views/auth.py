@@ -8,19 +8,22 @@ from aiohttp_session import get_session
 from admin_web.context import PREFIX, current_admin, runtime
 from admin_web.formatting import nairobi_time
 from admin_web.pages import render
-from admin_web.security import client_ip, csrf_ok, safe_next, see_other, start_admin_session
+from admin_web.security import EXPIRED, client_ip, csrf_ok, safe_next, see_other, start_admin_session
 from core.services.ops import admins
 
 routes = web.RouteTableDef()
 
 WRONG = "Wrong username or password."
 STALE_FORM = "The form was out of date. Please try again."
+EXPIRED_NOTICE = "Your session expired. Please sign in again."
 MAX_USERNAME = 200
 
 
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
-    return await render(request, "login.html", {"next": safe_next(request.query.get("next"))})
+    expired = (await get_session(request)).pop(EXPIRED, False)
+    context = {"next": safe_next(request.query.get("next")), "notice": EXPIRED_NOTICE if expired else None}
+    return await render(request, "login.html", context)
 
 
 @routes.post("/login")

@@ -238,6 +238,9 @@ async def test_a_session_idle_for_thirty_minutes_ends(clocked: tuple[Runtime, Cl
         clock.advance(30 * 60 + 1)
         response = await site.get("/admin/")
         assert response.status == 303 and response.headers["Location"].startswith("/admin/login")
+        login_page = await (await site.get(response.headers["Location"])).text()
+        assert "Your session expired. Please sign in again." in login_page
+        assert (await site.get("/admin/")).status == 303  # and it stays over
 
 
 async def test_a_session_ends_twelve_hours_after_login_however_active(clocked: tuple[Runtime, Clock]) -> None:
@@ -271,13 +274,14 @@ async def test_the_session_cookie_is_httponly_strict_and_scoped_to_admin(runtime
     assert "Secure" not in header  # plain http in local mode; https sets it (next test)
 
 
-async def test_the_session_cookie_is_secure_behind_https(database_url: str) -> None:
+async def test_the_session_cookie_is_secure_and_hsts_is_sent_behind_https(database_url: str) -> None:
     settings = make_settings(database_url, PUBLIC_BASE_URL="https://pay.example.org")
     rt = build_runtime(settings)
     try:
         async with TestClient(TestServer(admin_app(rt))) as client:
-            header = (await client.get("/admin/login")).headers["Set-Cookie"]
-        assert "Secure" in header
+            response = await client.get("/admin/login")
+        assert "Secure" in response.headers["Set-Cookie"]
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     finally:
         await rt.close()
 

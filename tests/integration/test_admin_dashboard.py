@@ -24,7 +24,7 @@ from tests.support.payments import Clock
 NOW = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 NAIROBI_MIDNIGHT = datetime(2030, 3, 3, 21, 0, tzinfo=UTC)
 SANDBOX = {"MPESA_ENVIRONMENT": "sandbox", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s",
-           "SECRET_KEY": "a-long-random-test-secret-key-0123456789"}
+           "SECRET_KEY": "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY"}
 
 
 @pytest.fixture
