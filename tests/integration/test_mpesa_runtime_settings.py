@@ -294,3 +294,39 @@ async def test_the_chat_follows_a_switch_to_production_without_restart(database_
         await chat.send("0712345675")  # no callback from the simulator (it cannot reach pay.example.org)
         assert chat.text.startswith("Check your phone") and "TEST MODE" not in chat.text
         assert stack.pushes()[-1]["body"]["BusinessShortCode"] == "4123456"
+
+
+# Feature: mpesa-payment-integration, Property 78: Sandbox Mode Indicates Test Mode
+async def test_the_approval_message_follows_the_saved_mode(database_url: str) -> None:
+    async with payment_stack(database_url) as stack:  # booted in simulator mode
+        admin_id = await create_admin(stack.runtime.uow(), username="ops", password=PASSWORD)
+        world = await build_world(stack.runtime, stack.services.payments)
+        first, second = world.chat(), world.chat()
+        await book(first, world)
+        [booking] = await world.bookings()
+        await world.therapist_chat().choose(f"v1:approve:{booking.id}")
+        form = {
+            "environment": "production",
+            "production_consumer_key": "lk-1",
+            "production_consumer_secret": "ls-2",
+            "production_passkey": "lp-3",
+            "production_short_code": "4123456",
+            "production_callback_base_url": "https://pay.example.org",
+        }
+        await change_mpesa_settings(
+            stack.services.mpesa.settings,  # type: ignore[union-attr]
+            admin_id=admin_id,
+            current_password=PASSWORD,
+            request=parse_mpesa_form(form),
+        )
+        await book(second, world)
+        later = next(b for b in await world.bookings() if b.id != booking.id)
+        await world.therapist_chat().choose(f"v1:approve:{later.id}")
+        approvals = {
+            row.dedupe_key: row.data["test_mode"]
+            for row in await stack.outbox(template="booking_approved_client")
+        }
+        assert approvals == {
+            f"booking:{booking.id}:approved:client": True,
+            f"booking:{later.id}:approved:client": False,
+        }

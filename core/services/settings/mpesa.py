@@ -14,13 +14,18 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.config import (
     DARAJA_BASE_URLS,
     SANDBOX_PASSKEY,
     SANDBOX_SHORT_CODE,
     SIMULATOR_CONSUMER_KEY,
     SIMULATOR_CONSUMER_SECRET,
+    is_test_environment,
 )
+from core.db.models import Setting
 from core.runtime import Runtime
 from core.services.settings.crypto import SettingsCipher
 from core.services.settings.store import StoredSetting, read_settings
@@ -143,6 +148,14 @@ class MpesaSettings:
     async def _saved(self) -> dict[str, StoredSetting]:
         async with self.runtime.uow() as uow:
             return await read_settings(uow.session, self.cipher, KEY_PREFIX)
+
+
+async def active_test_mode(session: AsyncSession, runtime: Runtime) -> bool:
+    """TEST MODE (Property 78) for a message about a payment yet to be made: the saved mode, else
+    MPESA_ENVIRONMENT. Reads one plain row inside the caller's transaction (no decryption)."""
+    saved = await session.scalar(select(Setting.value).where(Setting.key == ENVIRONMENT_KEY))
+    mode = saved if saved in ENVIRONMENTS else runtime.settings.mpesa_environment
+    return is_test_environment(mode)
 
 
 def simulator_available(runtime: Runtime) -> bool:
