@@ -254,7 +254,7 @@ async def test_credentials_saved_on_the_page_reach_daraja_with_the_next_payment(
         assert "saved: simulator.consumer_key" in page
         booking = await stack.approved_booking()
         view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, "0708374149")
-        assert view.status == PaymentStatus.AWAITING_CUSTOMER
+        assert view.status in (PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.PAID)  # callback may be in
         assert stack.pushes()[-1]["body"]["BusinessShortCode"] == "600999"
         await stack.wait_status(view.attempt_id, PaymentStatus.PAID)
 

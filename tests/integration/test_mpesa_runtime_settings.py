@@ -21,6 +21,7 @@ from tests.support.payments import payment_stack
 
 PASSWORD = "correct horse battery"
 SUCCESS_PHONE = "0708374149"
+ACCEPTED = (PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.PAID)  # pushed; perhaps settled already
 NEW = {
     "consumer_key": "rotated-consumer-key-9f3a",
     "consumer_secret": "rotated-consumer-secret-77c1",
@@ -39,7 +40,7 @@ async def test_a_saved_credential_is_used_by_the_next_payment_without_restart(da
         admin_id = await create_admin(stack.runtime.uow(), username="ops", password=PASSWORD)
         first = await stack.approved_booking()
         before = await stack.services.payments.initiate_payment(first.id, first.client_id, SUCCESS_PHONE)
-        assert before.status == PaymentStatus.AWAITING_CUSTOMER
+        assert before.status in ACCEPTED  # the simulator's callback may already have settled it
         assert stack.pushes()[-1]["body"]["BusinessShortCode"] == "174379"
 
         # Safaricom issues new credentials: the old ones stop working at once.
@@ -56,7 +57,7 @@ async def test_a_saved_credential_is_used_by_the_next_payment_without_restart(da
 
         second = await stack.approved_booking()
         after = await stack.services.payments.initiate_payment(second.id, second.client_id, SUCCESS_PHONE)
-        assert after.status == PaymentStatus.AWAITING_CUSTOMER, after
+        assert after.status in ACCEPTED, after
         push = stack.pushes()[-1]
         assert push["status"] == 200 and push["body"]["BusinessShortCode"] == NEW["short_code"]
         assert stack.sim.requests("oauth")[-1]["status"] == 200  # the new key and secret were accepted

@@ -177,7 +177,9 @@ class PaymentService:
 
     async def active_environment(self) -> str:
         """The M-Pesa mode a payment started now would use (saved admin settings win)."""
-        return (await self._active_route()).environment
+        if isinstance(self.gateway, MpesaRouter):
+            return await self.gateway.active_environment()
+        return self.runtime.settings.mpesa_environment
 
     async def _active_route(self) -> MpesaRoute:
         """The M-Pesa mode and credentials a NEW payment uses (saved admin settings win)."""

@@ -51,6 +51,8 @@ class MpesaRoute:
 class MpesaRouter(Protocol):
     """A gateway that can say which mode is active and route each mode to its own credentials."""
 
+    async def active_environment(self) -> str: ...
+
     async def active_route(self) -> MpesaRoute: ...
 
     async def route_for(self, environment: str) -> MpesaRoute: ...
@@ -77,6 +79,9 @@ class ConfiguredDaraja:
         self._factory = client_factory
         self._clients: dict[str, DarajaClient] = {}
         self._lock = asyncio.Lock()
+
+    async def active_environment(self) -> str:
+        return await self.settings.active_environment()
 
     async def route_for(self, environment: str) -> MpesaRoute:
         config = await self.settings.config_for(environment)

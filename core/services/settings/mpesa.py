@@ -125,7 +125,10 @@ class MpesaSettings:
         self.cipher = cipher
 
     async def active_environment(self) -> str:
-        return _active(self.runtime, await self._saved())
+        """The mode new payments use (one plain row: asked on every admin page and chat turn)."""
+        async with self.runtime.uow() as uow:
+            saved = await uow.session.scalar(select(Setting.value).where(Setting.key == ENVIRONMENT_KEY))
+        return saved if saved in ENVIRONMENTS else self.runtime.settings.mpesa_environment
 
     async def config_for(self, environment: str) -> MpesaConfig:
         if environment not in ENVIRONMENTS:
