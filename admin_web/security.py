@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 from aiohttp_session import Session, get_session, new_session
@@ -22,7 +22,7 @@ from admin_web.context import PREFIX, runtime, set_current_admin
 from core.config import Settings
 from core.keys import ADMIN_SESSION_PURPOSE, derive_key
 from core.services.ops.admins import AdminIdentity, session_admin
-from webhooks.mpesa import source_ip
+from webhooks.source_address import caller_address
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,8 @@ def safe_next(value: str | None) -> str:
         return default
     if parts.path != PREFIX and not parts.path.startswith(f"{PREFIX}/"):
         return default
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):  # /admin/../sim
+        return default
     if parts.path == f"{PREFIX}/login":
         return default
     return value
@@ -167,7 +169,7 @@ def safe_next(value: str | None) -> str:
 
 def client_ip(request: web.Request) -> str:
     """The caller's address (X-Forwarded-For believed only from MPESA_TRUSTED_PROXIES)."""
-    return source_ip(request, runtime(request).settings) or "unknown"
+    return caller_address(request, runtime(request).settings.trusted_proxy_networks) or "unknown"
 
 
 def see_other(location: str) -> web.Response:

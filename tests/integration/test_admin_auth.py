@@ -15,12 +15,21 @@ from core.db.models import AdminLoginFailure, AuditEntry
 from core.runtime import Runtime, build_runtime
 from core.services.ops.admins import create_admin
 from tests.conftest import make_settings
-from tests.support.admin import PASSWORD, USERNAME, AdminSite, admin_app, admin_site, sign_in
+from tests.support.admin import (
+    PASSWORD,
+    USERNAME,
+    AdminSite,
+    admin_app,
+    admin_site,
+    login_form_token,
+    sign_in,
+)
 from tests.support.payments import Clock
 
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 WRONG = "Wrong username or password."
 LOCKED = "Too many failed sign-in attempts"
+STRONG_SECRET = "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY"  # secrets.token_urlsafe(32)
 
 
 @pytest.fixture
@@ -104,6 +113,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_page(runtime: Runtim
         ("https://evil.example/admin/", "/admin/"),
         ("/\\evil.example", "/admin/"),
         ("/sim/", "/admin/"),
+        ("/admin/../sim/", "/admin/"),
+        ("/admin/%2e%2e/sim/", "/admin/"),
+        ("/admin/login", "/admin/"),
         ("javascript:alert(1)", "/admin/"),
         ("", "/admin/"),
     ],
@@ -298,3 +310,48 @@ def _cookie(client: TestClient) -> str:
 
 def _without_token(html: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
+
+
+@pytest.mark.parametrize("mode", ["simulator", "sandbox"])
+async def test_the_application_serves_the_admin_site_in_every_mode(database_url: str, mode: str) -> None:
+    from smiling_steps.app import create_app
+
+    extra = {} if mode == "simulator" else {
+        "MPESA_ENVIRONMENT": "sandbox", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s"
+    }
+    rt = build_runtime(make_settings(database_url, SECRET_KEY=STRONG_SECRET, **extra))
+    app = create_app(rt.settings, rt, with_bot=False, with_notifications=False)
+    async with TestClient(TestServer(app)) as client:
+        home = await client.get("/", allow_redirects=False)
+        bare = await client.get("/admin", allow_redirects=False)
+        page = await client.get("/admin/", allow_redirects=False)
+        form = await client.get("/admin/login")
+        form_html = await form.text()
+    assert home.headers["Location"] == ("/sim/" if mode == "simulator" else "/admin/")
+    assert bare.status == 303 and bare.headers["Location"] == "/admin/"
+    assert page.status == 303 and page.headers["Location"].startswith("/admin/login?next=")
+    assert form.status == 200 and 'name="csrf_token"' in form_html
+
+
+async def _sign_in_from(client: TestClient, forwarded_for: str, username: str, password: str) -> int:
+    form = {"username": username, "password": password, "csrf_token": await login_form_token(client)}
+    response = await client.post(
+        "/admin/login", data=form, headers={"X-Forwarded-For": forwarded_for}, allow_redirects=False
+    )
+    return response.status
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(database_url: str) -> None:
+    settings = make_settings(database_url, MPESA_TRUSTED_PROXIES="127.0.0.1/32")
+    rt = build_runtime(settings, clock=Clock(start=START))
+    try:
+        await create_admin(rt.uow(), username=USERNAME, password=PASSWORD)
+        async with TestClient(TestServer(admin_app(rt))) as client:
+            for number in range(5):
+                await _sign_in_from(client, "203.0.113.5", f"guess{number}", "wrong password!")
+            assert await _sign_in_from(client, "203.0.113.5", USERNAME, PASSWORD) == 429
+            # another person behind the same proxy is not locked out
+            assert await _sign_in_from(client, "198.51.100.7", USERNAME, PASSWORD) == 303
+        assert await _count(rt, AdminLoginFailure, ip="203.0.113.5") == 5
+    finally:
+        await rt.close()

@@ -6,7 +6,9 @@ Create Date: 2026-12-04 03:00:00.000000
 
 ``admin_login_failures`` holds recent failed admin logins (per account key and per address)
 so that the 5-in-15-minutes lock holds across processes; ``admin_users.sessions_revoked_at``
-lets a logout end the admin's cookie sessions issued before it.
+lets a logout end the admin's cookie sessions issued before it. The never-used per-account
+counters ``admin_users.failed_logins`` and ``locked_until`` go: the failures table is the one
+place for the rule.
 """
 
 from collections.abc import Sequence
@@ -39,10 +41,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("sessions_revoked_at", core.db.types.UTCDateTime(timezone=True), nullable=True)
         )
+        batch_op.drop_column("failed_logins")
+        batch_op.drop_column("locked_until")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("admin_users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("locked_until", core.db.types.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
         batch_op.drop_column("sessions_revoked_at")
     with op.batch_alter_table("admin_login_failures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_admin_login_failures_at"))
