@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from core.config import MpesaEnvironment
-from core.mpesa import DarajaClient
 from core.runtime import Runtime
 from core.services.ops.admins import AdminIdentity
 from core.services.reconciliation.runs import ReportCache
@@ -21,7 +20,7 @@ from core.services.settings.gateway import ConfiguredDaraja
 from core.services.settings.mpesa import MpesaSettings
 
 if TYPE_CHECKING:  # only for the type: views must not need the payment stack to import
-    from core.services.payments.initiate import PaymentService
+    from core.services.payments.initiate import DarajaGateway, PaymentService
 
 PREFIX = "/admin"
 
@@ -32,7 +31,7 @@ class AdminDeps:
 
     runtime: Runtime
     secret_key: str
-    daraja: DarajaClient | None = None  # connectivity check, STK-Query reconciliation
+    daraja: DarajaGateway | None = None  # the payments' gateway (settings and reconciliation use mpesa)
     payments: PaymentService | None = None
     # Saved M-Pesa mode and credentials with a Daraja client per configuration (settings,
     # connectivity test, STK-Query reconciliation); built from runtime + secret_key when not given.
