@@ -184,7 +184,7 @@
       self.version = -1;
       q("chat-title").textContent = user
         ? "Telegram: " + user.first_name + " (id " + user.id + ")" : "No Telegram account on this phone.";
-      q("text").disabled = q("send").disabled = !user;
+      q("chat-text").disabled = q("send").disabled = !user;
       q("sms-title").textContent = number
         ? "SMS between " + local(number) + " and " + config.shortcode : "No number on this phone.";
       q("sms-text").disabled = q("sms-send").disabled = !number || !config.sms;
@@ -195,9 +195,9 @@
 
     q("send-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const text = q("text").value;
+      const text = q("chat-text").value;
       if (!text.trim() || self.userId === null) return;
-      q("text").value = "";
+      q("chat-text").value = "";
       act(() => telegram("POST", "users/" + self.userId + "/text", {text: text}));
     });
     q("sms-form").addEventListener("submit", (event) => {
