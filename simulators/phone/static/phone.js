@@ -117,7 +117,6 @@
     }
     function renderMessages(messages) {
       const box = q("messages");
-      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
       box.replaceChildren();
       for (const m of messages) {
         const item = el("div", "msg " + (m.from_bot ? "bot" : "me"));
@@ -132,7 +131,6 @@
         item.appendChild(el("div", "meta", (m.edit_date ? "edited " : "") + when));
         box.appendChild(item);
       }
-      if (atBottom) box.scrollTop = box.scrollHeight;
     }
     function renderKeyboard(markup) {
       const box = q("keyboard");
@@ -158,6 +156,7 @@
       self.version = data.version;
       renderMessages(data.messages);
       renderKeyboard((await telegram("GET", "chats/" + self.userId + "/keyboard")).reply_keyboard);
+      q("messages").scrollTop = q("messages").scrollHeight;  // like a phone: the newest in view
     };
 
     function renderSms(messages) {
@@ -331,7 +330,7 @@
   }
 
   // -- mailbox
-  let openMail = null;
+  let openMail = null, newestMail = 0;
   function showMail(m) {
     openMail = m.id;
     for (const b of $("mail-list").querySelectorAll("button")) {
@@ -367,7 +366,9 @@
       list.appendChild(item);
     }
     if (!messages.length) list.appendChild(el("li", "hint", "No e-mail yet."));
-    const current = messages.find((m) => m.id === openMail) || messages[0];
+    const newest = messages.length ? messages[0].id : 0;
+    const current = (newest > newestMail ? null : messages.find((m) => m.id === openMail)) || messages[0];
+    newestMail = newest;
     if (current) showMail(current);
   }
 
