@@ -127,9 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(_args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from smiling_steps.app import NotMigrated, create_app, prepare_database
+    from smiling_steps.server import run_server
 
     ensure_secret_key(settings)
     try:  # check the schema before binding the port, so a refusal is one clean line
@@ -141,7 +140,7 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
         f"(M-Pesa: {settings.mpesa_environment})",
         file=sys.stderr,
     )
-    web.run_app(create_app(settings), host=settings.bind_host, port=settings.port, print=None)
+    run_server(create_app(settings), settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
 
 
