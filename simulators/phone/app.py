@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from simulators.africastalking import AfricasTalkingSimulator
 from simulators.daraja import CHOICES, DarajaSimulator
@@ -89,9 +91,18 @@ def _error(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+# What reading a body may raise when the caller sent garbage (bad JSON, charset, nesting,
+# framing or compression, size): the caller's fault, a 400.
+_UNREADABLE = (
+    ValueError, LookupError, RecursionError, RequestPayloadError, HttpProcessingError,
+    web.HTTPRequestEntityTooLarge,
+)
+
+
 async def _json(request: web.Request) -> dict[str, Any] | None:
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        body = await request.json()
+    """The JSON object sent, or None for anything else."""
+    with contextlib.suppress(*_UNREADABLE):
+        body = json.loads(await request.read())
         if isinstance(body, dict):
             return body
     return None
