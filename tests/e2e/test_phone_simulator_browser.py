@@ -239,6 +239,15 @@ async def test_a_booking_typed_into_the_sms_thread(database_url: str, in_tmp_cwd
         await expect(practitioner(page).locator(".msg.bot", has_text="New booking request")).to_have_count(1)
         await screenshot(page, "phone-simulator-sms.png")
 
+        await practitioner(page).locator(".msg.bot button.inline", has_text="Approve").click()
+        await expect(thread.locator(".msg.in").last).to_contain_text("PAY")
+        await send_sms(phone, "PAY")
+        await expect(thread.locator(".msg.in").last).to_contain_text("[TEST MODE]")
+        await send_sms(phone, "1")  # the number this SMS came from
+        await pay_on_the_card(page)
+        await expect(thread.locator(".msg.in", has_text="KES 2,500")).not_to_have_count(0)
+        await expect(thread.locator(".msg.in").last).to_contain_text(re.compile(r"paid|received|confirmed", re.I))
+
 
 async def test_markup_in_a_name_an_sms_and_an_e_mail_subject_is_shown_as_text_and_never_runs(
     database_url: str, in_tmp_cwd: Path

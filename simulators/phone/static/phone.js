@@ -16,6 +16,10 @@
   }
   function isWebUrl(url) { return typeof url === "string" && /^https?:\/\//i.test(url); }
   function time(iso) { const d = new Date(iso); return isNaN(d) ? "" : d.toLocaleTimeString(); }
+  function kenyan(raw) {  // "0712 345 678", "+254712345678" -> "254712345678", else null
+    const match = /^(?:\+?254|0)?([17]\d{8})$/.exec(String(raw).replace(/[\s\-()]/g, ""));
+    return match ? "254" + match[1] : null;
+  }
   function local(number) { return "0" + String(number).slice(3); }  // 254708374149 -> 0708374149
 
   async function call(method, path, body) {
@@ -205,8 +209,9 @@
       if (!text.trim() || !self.number) return;
       q("sms-text").value = "";
       act(async () => {
-        await call("POST", "phone/api/sms", {from: self.number, text: text});
+        const sent = await call("POST", "phone/api/sms", {from: self.number, text: text});
         await self.refreshSms();
+        if (sent.hook_status !== 200) throw new Error("The service's SMS hook answered HTTP " + sent.hook_status);
       });
     });
 
@@ -286,11 +291,9 @@
     });
     $("custom-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const digits = $("custom-number").value.replace(/[\s\-()]/g, "");
-      const match = /^(?:\+?254|0)?([17]\d{8})$/.exec(digits);
-      if (!match) { client.status("Type a Kenyan mobile number, like 0712 345 678."); return; }
-      const number = "254" + match[1];
-      const id = 3000000000 + Number(match[1].slice(1));  // a stable Telegram id for this number
+      const number = kenyan($("custom-number").value);
+      if (!number) { client.status("Type a Kenyan mobile number, like 0712 345 678."); return; }
+      const id = 3000000000 + Number(number.slice(4));  // a stable Telegram id for this number
       choosePersona(custom, id, $("custom-name").value.trim() || "Guest", number)
         .catch((err) => client.status(err.message));
     });
@@ -317,6 +320,13 @@
     await practitioner.hold(user, user ? user.phone_number : null);
   }
   $("practitioners").addEventListener("change", () => holdPractitioner().catch((e) => practitioner.status(e.message)));
+  $("practitioner-sms-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = kenyan($("practitioner-number").value);
+    if (!number) { practitioner.status("Type a Kenyan mobile number, like 0712 345 678."); return; }
+    practitioner.hold(null, number).then(() => practitioner.show("sms"))
+      .catch((err) => practitioner.status(err.message));
+  });
 
   // -- M-Pesa prompts: on the phone holding that number, else on the client's
   async function refreshPrompts() {
