@@ -45,7 +45,7 @@ CLIENTS = (
     {"telegram_id": 1002, "name": "Otieno", "phone": "254722000118"},
 )
 TICK_S = 0.25
-HEARTBEAT_S = 15.0
+HEARTBEAT_S = 5.0  # also how soon a closed page gives its number back to the last-digit rule
 
 
 @dataclass
@@ -94,7 +94,11 @@ def _error(message: str, status: int = 400) -> web.Response:
 # What reading a body may raise when the caller sent garbage (bad JSON, charset, nesting,
 # framing or compression, size): the caller's fault, a 400.
 _UNREADABLE = (
-    ValueError, LookupError, RecursionError, RequestPayloadError, HttpProcessingError,
+    ValueError,
+    LookupError,
+    RecursionError,
+    RequestPayloadError,
+    HttpProcessingError,
     web.HTTPRequestEntityTooLarge,
 )
 

@@ -246,7 +246,9 @@ async def test_a_booking_typed_into_the_sms_thread(database_url: str, in_tmp_cwd
         await send_sms(phone, "1")  # the number this SMS came from
         await pay_on_the_card(page)
         await expect(thread.locator(".msg.in", has_text="KES 2,500")).not_to_have_count(0)
-        await expect(thread.locator(".msg.in").last).to_contain_text(re.compile(r"paid|received|confirmed", re.I))
+        await expect(thread.locator(".msg.in").last).to_contain_text(
+            re.compile(r"paid|received|confirmed", re.I)
+        )
 
 
 async def test_markup_in_a_name_an_sms_and_an_e_mail_subject_is_shown_as_text_and_never_runs(
@@ -255,6 +257,9 @@ async def test_markup_in_a_name_an_sms_and_an_e_mail_subject_is_shown_as_text_an
     async with local_app(database_url) as (base_url, smtp_port), browser_page() as page:
         await open_simulator(page, base_url)
         phone = client(page)
+        await phone.get_by_role("button", name="Otieno · 0722000118").click()  # personas: one click
+        await expect(phone.locator(".chat-title")).to_contain_text("Otieno (id 1002)")
+        await expect(page.locator("#live")).to_contain_text("M-Pesa prompts for 0722000118")
         await phone.get_by_role("button", name="Custom number…").click()
         await page.fill("#custom-name", HOSTILE_NAME)
         await page.fill("#custom-number", "0708 374 159")
