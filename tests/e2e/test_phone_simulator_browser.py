@@ -205,6 +205,9 @@ async def test_cancel_on_the_card_brings_a_failure_message_then_retry_and_pay(
 ):
     async with local_app(database_url) as (base_url, _smtp), browser_page() as page:
         await open_simulator(page, base_url)
+        await page.fill("#extra-number", "0711 000 222")  # a relative's handset, on the same page
+        await page.get_by_role("button", name="Add handset").click()
+        await expect(page.locator("#live")).to_contain_text("M-Pesa prompts for 0708374149, 0711000222")
         await book(client(page))
         await approve(page)
         await share_number(page)

@@ -187,6 +187,23 @@ async def test_the_decision_route_takes_the_choice_and_nothing_else():
         assert len(await s.prompts()) == 1  # still waiting: nothing was decided
 
 
+async def test_a_page_can_hold_more_handsets_and_answers_their_prompts_too():
+    async with stage() as s:
+        async with s.http.stream(
+            "GET", "/sim/phone/api/events", params={"handle": "0708374149,+254711000222,not-a-number"}
+        ) as stream:
+            lines = stream.aiter_lines()
+            assert await anext(lines) == "event: hello"
+            assert json.loads((await anext(lines)).removeprefix("data: ")) == {
+                "handled": ["254708374149", "254711000222"]
+            }
+            checkout = await s.push("254711000222")  # 2: cancelled, were it not for the person
+            [prompt] = await s.prompts()
+            assert prompt["phone"] == "254711000222"
+            await s.http.post(f"/sim/phone/api/prompts/{checkout}", json={"choice": "pay"})
+            assert await s.result_code() == 0
+
+
 async def test_numbers_no_page_handles_keep_the_last_digit_rule():
     async with stage() as s:
         async with page_open(s.http):

@@ -258,6 +258,7 @@
   const client = Phone($("client-phone"));
   const practitioner = Phone($("practitioner-phone"));
   let events = null;
+  const extraNumbers = new Set();  // more handsets whose prompts appear on the client phone
 
   async function ensureUser(id, name, phone) {
     return telegram("POST", "users", {id: id, first_name: name, phone_number: phone, started: true});
@@ -320,6 +321,14 @@
     await practitioner.hold(user, user ? user.phone_number : null);
   }
   $("practitioners").addEventListener("change", () => holdPractitioner().catch((e) => practitioner.status(e.message)));
+  $("extra-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = kenyan($("extra-number").value);
+    if (!number) { client.status("Type a Kenyan mobile number, like 0712 345 678."); return; }
+    if (extraNumbers.size < 8) extraNumbers.add(number);
+    $("extra-number").value = "";
+    connect();
+  });
   $("practitioner-sms-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const number = kenyan($("practitioner-number").value);
@@ -433,10 +442,11 @@
   };
   function connect() {
     if (events) events.close();
-    const handle = [client.number].filter(Boolean).join(",");
+    const handle = [client.number, ...extraNumbers].filter(Boolean).join(",");
     events = new EventSource("phone/api/events?handle=" + encodeURIComponent(handle));
     events.addEventListener("hello", () => {
-      $("live").textContent = "live" + (handle ? " · M-Pesa prompts for " + local(handle) + " appear here" : "");
+      const numbers = handle ? handle.split(",").map(local).join(", ") : "";
+      $("live").textContent = "live" + (numbers ? " · M-Pesa prompts for " + numbers + " appear here" : "");
       refreshAll();
     });
     events.addEventListener("change", (event) => {
