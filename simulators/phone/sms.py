@@ -17,7 +17,7 @@ import aiohttp
 
 from simulators.africastalking import AfricasTalkingSimulator
 
-_KENYAN = re.compile(r"(?:\+?254|0)?([17]\d{8})")
+_KENYAN = re.compile(r"(?:\+?254|0)?([17]\d{8})", re.ASCII)
 MAX_SMS_CHARS = 1000
 _TIMEOUT = aiohttp.ClientTimeout(total=15)
 
