@@ -251,7 +251,9 @@ async def test_the_mailbox_serves_html_e_mail_sandboxed_with_its_own_csp():
         assert "default-src 'none'" in csp and "sandbox" in csp and "script-src" not in csp
         page = await s.http.get("/sim/")
         assert page.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self';")
-        assert "<script>" not in page.text.replace('<script src="phone/static/phone.js" defer></script>', "")
+        assert "<script>" not in page.text.replace(
+            '<script type="module" src="phone/static/main.js"></script>', ""
+        )
         assert 'sandbox=""' in page.text
 
 
