@@ -181,8 +181,13 @@ async def test_book_approve_and_pay_on_one_page_then_read_the_receipt_and_the_e_
         await book(client(page), email="wanjiru@example.org")
         await approve(page)
         await share_number(page)
-        await expect(client(page).locator(".mpesa")).to_be_visible()
+        card = client(page).locator(".mpesa")
+        await expect(card).to_be_visible()
         await screenshot(page, "phone-simulator-mpesa-prompt.png")
+        await card.locator(".mpesa-pin").fill("12")  # checked on the page: nothing is sent
+        await card.get_by_role("button", name="Pay", exact=True).click()
+        await expect(card.locator(".mpesa-error")).to_have_text("Enter a 4-digit PIN (any 4 digits).")
+        await expect(card).to_be_visible()
         await pay_on_the_card(page)
         await expect(client(page).locator(".msg.bot", has_text="Payment received")).not_to_have_count(0)
 
