@@ -268,10 +268,14 @@ async def test_an_sms_typed_on_the_page_goes_through_the_real_sms_hook(
         await web.TCPSite(runner, "127.0.0.1", runtime.settings.port).start()
         base = f"http://127.0.0.1:{runtime.settings.port}"
         assert (await wait_healthy(base)).status_code == 200
-        async with httpx.AsyncClient(base_url=base, trust_env=False) as http:
+        async with (
+            httpx.AsyncClient(base_url=base, trust_env=False) as http,
+            page_open(http, "254712345678") as events,
+        ):
             sent = await http.post("/sim/phone/api/sms", json={"from": "0712 345 678", "text": "HELP"})
             assert sent.status_code == 200, sent.text
             assert sent.json() == {"number": "254712345678", "hook_status": 200}
+            await next_change(events, "sms")  # the page hears of it without asking
 
             async def thread() -> list[dict]:
                 answer = await http.get("/sim/phone/api/sms", params={"number": "+254712345678"})
