@@ -139,6 +139,14 @@ class PaymentAttempt(Timestamped, Base):
         ),
         Index("ix_payment_attempts_status_deadline", "status", "deadline_at"),
         Index("ix_payment_attempts_created_at", "created_at"),
+        # The admin transaction list: newest first within an environment (Property 81), by status.
+        Index("ix_payment_attempts_environment_created_at", "environment", "created_at"),
+        Index("ix_payment_attempts_environment_status_created_at", "environment", "status", "created_at"),
+        # Search by the last digits of a phone scans these small indexes instead of the table.
+        Index("ix_payment_attempts_phone", "phone"),
+        Index("ix_payment_attempts_paid_phone", "paid_phone"),
+        # The practitioner filter: that practitioner's bookings' attempts in one environment.
+        Index("ix_payment_attempts_booking_id_environment", "booking_id", "environment"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -223,6 +231,8 @@ class AuditEntry(Base):
     """Append-only, hash-chained log: hash = SHA-256(prev_hash ‖ canonical JSON)."""
 
     __tablename__ = "audit_entries"
+    # One attempt's or booking's timeline on the admin detail page.
+    __table_args__ = (Index("ix_audit_entries_subject", "subject_type", "subject_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -258,10 +268,29 @@ class AdminUser(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(60), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Logging out ends every session of the admin issued before this moment (cookies cannot be recalled).
+    sessions_revoked_at: Mapped[datetime | None]
+
+
+class AdminLoginFailure(Base):
+    """One failed admin login, kept ~30 minutes for throttling (core/domain/throttle.py).
+
+    ``account_key`` is the SHA-256 of the lower-cased username tried, so unknown names
+    lock like real ones and what people typed is not kept; ``ip`` is the caller's address.
+    """
+
+    __tablename__ = "admin_login_failures"
+    __table_args__ = (
+        Index("ix_admin_login_failures_account_at", "account_key", "at"),
+        Index("ix_admin_login_failures_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    account_key: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45))
 
 
 class Setting(Base):
