@@ -221,13 +221,18 @@ def _mount_simulators(
 ) -> tuple[str | None, str]:
     """Local mode: the outside systems' stand-ins under /sim/ (only those not configured for real)."""
     from simulators import africastalking, smtp, telegram_api, telegram_chat
+    from simulators import phone as phone_sim
     from simulators.daraja import create_app as daraja_app
+    from simulators.daraja import simulator_state
     from simulators.index import index_page, to_index
 
     base = f"http://127.0.0.1:{settings.port}"
     mounted: set[str] = set()
+    sources = phone_sim.PhoneSources(None, None, None, None, None, shortcode=settings.at_shortcode or "22384")
     if settings.mpesa_api_base_url is None:
-        app.add_subapp("/sim/daraja", daraja_app())
+        daraja_sim = daraja_app()
+        app.add_subapp("/sim/daraja", daraja_sim)
+        sources.daraja = simulator_state(daraja_sim)
         mounted.add("daraja")
     bot_base_url = settings.telegram_api_base_url
     if bot_token is None:
@@ -239,20 +244,24 @@ def _mount_simulators(
             state.add_user(user_id, first_name, phone_number=phone, started=True)
         app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
         services.extras["telegram_sim_state"] = state
+        sources.telegram = state
         mounted.add("telegram")
         bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
     if settings.at_api_base_url is None and not settings.at_username:
         report_url = f"{base}/hooks/sms/{sms_secret}/delivery" if sms_secret else None
-        app.add_subapp(
-            "/sim/at", africastalking.AfricasTalkingSimulator(delivery_report_url=report_url).app()
-        )
+        sources.at = africastalking.AfricasTalkingSimulator(delivery_report_url=report_url)
+        sources.sms_inbound_url = f"{base}/hooks/sms/{sms_secret}/inbound" if sms_secret else None
+        app.add_subapp("/sim/at", sources.at.app())
         mounted.add("at")
     if not settings.smtp_host:
         capture = smtp.SmtpCaptureServer()
         services.extras["mail_capture"] = capture
         app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
+        sources.mailbox = capture.mailbox
         mounted.add("mail")
-    app.router.add_get("/sim/", index_page(mounted))
+    app.add_subapp("/sim/phone", phone_sim.create_app(sources))  # the phone page's API and files
+    app.router.add_get("/sim/", phone_sim.page)
+    app.router.add_get("/sim/stand-ins", index_page(mounted))
     app.router.add_get("/sim", to_index)
     return bot_token, bot_base_url
 
