@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.config import Settings
+from core.config import Settings, is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import transition_booking, transition_payment
 from core.domain.meeting import new_meeting_url
@@ -235,7 +235,7 @@ async def _flag(
             "reference": booking.reference,
             "amount_kes": attempt.amount_kes,
             "receipt": details.get("mpesa_receipt"),
-            "test_mode": settings.test_mode,
+            "test_mode": is_test_environment(attempt.environment),
         },
         dedupe_key=f"payment:{attempt.id}:review:client",
     )
@@ -308,7 +308,12 @@ async def _settle_failure(
             extra={"attempt": attempt.id, "result_code": str(result.result_code)},
         )
     await notify_payment_failed(
-        session, attempt, booking, reason=info.message, test_mode=settings.test_mode, now=now
+        session,
+        attempt,
+        booking,
+        reason=info.message,
+        test_mode=is_test_environment(attempt.environment),
+        now=now,
     )
     return Settled.FAILED
 
@@ -328,7 +333,7 @@ async def _notify_paid(
         session_type_name=session_type.name,
         minutes=session_type.minutes,
         result=result,
-        test_mode=settings.test_mode,
+        test_mode=is_test_environment(attempt.environment),  # the attempt's mode, not the boot mode
     )
     key = paid_dedupe_key(attempt.id)
     await notifications.notify_client(
