@@ -234,7 +234,10 @@ def _progress(
     shown = messages.display_phone(msisdn)
     tag = progress_tag(view.attempt_id)
     price = messages.price(view.amount_kes)
-    retry_option = (Option(turn.label("retry"), values.action(values.PAY, booking.id)),)
+    retry_option = (  # a failure offers both (DESIGN §4)
+        Option(turn.label("retry"), values.action(values.PAY, booking.id)),
+        Option(turn.label("change_phone"), values.action(values.CHANGE_PHONE, booking.id)),
+    )
     if view.reused:
         return [
             Reply(
