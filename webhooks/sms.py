@@ -35,10 +35,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core.db.models import CallbackInbox
+from core.db.models import INBOX_UNIQUE, CallbackInbox
+from core.db.statements import insert_ignore
 from core.dialog.engine import DialogEngine
 from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, render_sms
 from core.dialog.types import Inbound
@@ -142,11 +141,9 @@ class SmsWebhook:
         raw = json.dumps(dict(form), ensure_ascii=False)
         async with self.runtime.uow() as uow:
             session = uow.session
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             stmt = (
-                insert(CallbackInbox)
+                insert_ignore(session, CallbackInbox, unique=INBOX_UNIQUE)
                 .values(provider=PROVIDER, provider_id=message_id, raw_body=raw, received_at=now, attempts=0)
-                .on_conflict_do_nothing(index_elements=["provider", "provider_id"])
                 .returning(CallbackInbox.id)
             )
             if (await session.execute(stmt)).scalar_one_or_none() is not None:

@@ -354,6 +354,99 @@ def _reject_raw_phones(value: Any, where: str) -> None:
 # -- writing --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An entry checked and sanitised, waiting for its place on the chain (seq, time, hashes)."""
+
+    actor: str
+    action: str
+    subject_type: str | None
+    subject_id: str | None
+    details: dict[str, Any]
+
+
+def draft(
+    *,
+    actor: str,
+    action: str,
+    subject_type: str | None = None,
+    subject_id: str | int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Draft:
+    """Check an entry's fields and sanitise its details (``ValueError`` for a bad one)."""
+    _check_text("actor", actor)
+    if not _ACTOR.match(actor):
+        raise ValueError(f"audit actor '{actor}' must be system, client:<id>, therapist:<id> or admin:<id>")
+    _check_text("action", action)
+    if subject_type is not None:
+        _check_text("subject_type", subject_type)
+    sid = None if subject_id is None else str(subject_id)
+    if sid is not None:
+        _check_text("subject_id", sid)
+    return Draft(actor, action, subject_type, sid, sanitize_details(details))
+
+
+def transition_draft(
+    *,
+    actor: str,
+    subject_type: str,
+    subject_id: str | int,
+    previous: str,
+    new: str,
+    reason: str,
+    **extra: Any,
+) -> Draft:
+    """A status-change entry: previous, new and reason (Property 68)."""
+    details = transition_details(previous, new, reason, **extra)
+    return draft(
+        actor=actor,
+        action=f"{subject_type}.status_changed",
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
+
+
+async def chain_tail(session: AsyncSession) -> tuple[int, str]:
+    """(next seq, previous hash) at the end of the chain; call under :func:`lock_chain`."""
+    last = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    tail = (await session.execute(last)).first()
+    return (tail[0] + 1, tail[1]) if tail else (1, GENESIS_HASH)
+
+
+def chain_rows(
+    drafts: Iterable[Draft], *, seq: int, prev_hash: str, clock: Callable[[], datetime] = utcnow
+) -> list[dict[str, Any]]:
+    """The ``audit_log`` rows of ``drafts`` appended after (``seq``, ``prev_hash``), in order."""
+    rows: list[dict[str, Any]] = []
+    for entry in drafts:
+        rec = make_record(
+            prev_hash,
+            seq=seq,
+            at=clock(),
+            actor=entry.actor,
+            action=entry.action,
+            subject_type=entry.subject_type,
+            subject_id=entry.subject_id,
+            details=entry.details,
+        )
+        rows.append(
+            {
+                "seq": rec.seq,
+                "at": rec.at,
+                "actor": rec.actor,
+                "action": rec.action,
+                "subject_type": rec.subject_type,
+                "subject_id": rec.subject_id,
+                "details": rec.details,
+                "prev_hash": rec.prev_hash,
+                "hash": rec.hash,
+            }
+        )
+        seq, prev_hash = seq + 1, rec.hash
+    return rows
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -365,48 +458,24 @@ async def record(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Append an entry inside the caller's transaction (the caller commits)."""
-    _check_text("actor", actor)
-    if not _ACTOR.match(actor):
-        raise ValueError(f"audit actor '{actor}' must be system, client:<id>, therapist:<id> or admin:<id>")
-    _check_text("action", action)
-    if subject_type is not None:
-        _check_text("subject_type", subject_type)
-    sid = None if subject_id is None else str(subject_id)
-    if sid is not None:
-        _check_text("subject_id", sid)
-    clean = sanitize_details(details)
+    entry = draft(
+        actor=actor, action=action, subject_type=subject_type, subject_id=subject_id, details=details
+    )
     if at is not None and at.tzinfo is None:
         raise ValueError("audit time must be timezone-aware")
+    return await record_draft(session, entry, at=at)
 
+
+async def record_draft(session: AsyncSession, entry: Draft, *, at: datetime | None = None) -> AuditEntry:
+    """Append a checked entry inside the caller's transaction (the caller commits)."""
     await lock_chain(session)
-    last = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    tail = (await session.execute(last)).first()
-    seq, prev_hash = (tail[0] + 1, tail[1]) if tail else (1, GENESIS_HASH)
+    seq, prev_hash = await chain_tail(session)
     # Stamp the time under the lock so that time never goes backwards along the chain.
-    rec = make_record(
-        prev_hash,
-        seq=seq,
-        at=at or utcnow(),
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=sid,
-        details=clean,
-    )
-    entry = AuditEntry(
-        seq=rec.seq,
-        at=rec.at,
-        actor=rec.actor,
-        action=rec.action,
-        subject_type=rec.subject_type,
-        subject_id=rec.subject_id,
-        details=rec.details,
-        prev_hash=rec.prev_hash,
-        hash=rec.hash,
-    )
-    session.add(entry)
+    (row,) = chain_rows([entry], seq=seq, prev_hash=prev_hash, clock=(lambda: at) if at else utcnow)
+    audit_entry = AuditEntry(**row)
+    session.add(audit_entry)
     await session.flush()
-    return entry
+    return audit_entry
 
 
 def transition_details(previous: str, new: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -427,15 +496,11 @@ async def record_transition(
     **extra: Any,
 ) -> AuditEntry:
     """Audit a status change: previous, new and reason (Property 68)."""
-    details = transition_details(previous, new, reason, **extra)
-    return await record(
-        session,
-        actor=actor,
-        action=f"{subject_type}.status_changed",
-        subject_type=subject_type,
-        subject_id=subject_id,
-        details=details,
+    entry = transition_draft(
+        actor=actor, subject_type=subject_type, subject_id=subject_id, previous=previous, new=new,
+        reason=reason, **extra,
     )
+    return await record_draft(session, entry)
 
 
 async def record_payment_transition(

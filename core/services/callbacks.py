@@ -28,11 +28,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from core.db.models import CallbackInbox, PaymentAttempt
+from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
+from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
 from core.runtime import Runtime
@@ -198,7 +197,9 @@ class CallbackIntake:
                     if found[pending.secret_hash].checkout_request_id is None:
                         unknown_ids.append((attempt_id, checkout))
             if rows:
-                await uow.session.execute(_insert_ignore(uow.session.bind.dialect.name, rows))
+                await uow.session.execute(
+                    insert_ignore(uow.session, CallbackInbox, unique=INBOX_UNIQUE).values(rows)
+                )
                 for attempt_id, checkout in unknown_ids:  # usually none: one UPDATE only when needed
                     # A push whose answer was lost (time-out) learns its id from the callback.
                     await uow.session.execute(
@@ -254,11 +255,6 @@ def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] 
     return IntakeAnswer(200, ACCEPTED), (row.id, checkout)
 
 
-def _insert_ignore(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert(CallbackInbox).values(rows).on_conflict_do_nothing(index_elements=["provider", "provider_id"])
-    )
 
 
 def result_from_callback(callback: StkCallback) -> StkResult:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,7 +56,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
     "TEMPLATES", "Attachment", "Button", "Dispatcher", "RenderedMessage", "SendResult", "Sender",
-    "TemplateError", "backoff", "cancel_reminders", "chat_route", "create_reminders", "email_client",
+    "PlannedMessage", "TemplateError", "backoff", "cancel_reminders", "chat_message", "chat_route",
+    "create_reminders", "email_client", "email_message",
     "enqueue", "failed_notifications", "is_valid_email", "list_failed_notifications", "notify_client",
     "notify_therapist", "outbox_counts", "plan_reminders", "record_delivery_report", "render",
     "run_due_reminders", "start_reminder_scheduler",
@@ -82,8 +84,18 @@ def is_valid_email(address: str) -> bool:
     return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
-async def _notify(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One message to queue: what :func:`enqueue` takes (the data carries its ``_route``)."""
+
+    channel: str
+    recipient: str
+    template: str
+    data: dict[str, Any]
+    dedupe_key: str
+
+
+def chat_message(
     *,
     role: str,
     person_id: int,
@@ -93,7 +105,12 @@ async def _notify(
     template: str,
     data: Mapping[str, Any],
     dedupe_key: str,
-) -> str | None:
+    anonymised: bool = False,
+) -> PlannedMessage | None:
+    """The chat message to a client or practitioner (rule: :func:`chat_route`), or None when
+    there is nobody to tell (anonymised, or no way to reach them)."""
+    if anonymised:
+        return None
     target = chat_route(
         role=role, person_id=person_id, telegram_user_id=telegram_user_id,
         telegram_unreachable=telegram_unreachable, phone=phone,
@@ -101,11 +118,34 @@ async def _notify(
     if target is None:
         return None
     channel, recipient, route = target
+    return PlannedMessage(channel, recipient, template, {**data, "_route": route}, dedupe_key)
+
+
+def email_message(
+    *,
+    client_id: int,
+    anonymised: bool,
+    email: str | None,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+) -> PlannedMessage | None:
+    """The e-mail to a client when a valid address is known, else None (an invalid one is logged)."""
+    address = (email or "").strip()
+    if not address or anonymised:
+        return None
+    if not is_valid_email(address):
+        log.warning("not e-mailing an invalid address", extra={"client": client_id, "template": template})
+        return None
+    route = {"role": "client", "id": client_id}
+    return PlannedMessage("email", address, template, {**data, "_route": route}, dedupe_key)
+
+
+async def _enqueue(session: AsyncSession, message: PlannedMessage) -> None:
     await enqueue(
-        session, channel=channel, recipient=recipient, template=template,
-        data={**data, "_route": route}, dedupe_key=dedupe_key,
+        session, channel=message.channel, recipient=message.recipient, template=message.template,
+        data=message.data, dedupe_key=message.dedupe_key,
     )
-    return channel
 
 
 async def notify_client(
@@ -115,24 +155,30 @@ async def notify_client(
 
     A repeated ``dedupe_key`` queues nothing new (the channel is still returned).
     """
-    if client.anonymised:
-        return None
-    return await _notify(
-        session, role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
+    message = chat_message(
+        role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
         telegram_unreachable=bool(client.telegram_unreachable), phone=client.phone,
-        template=template, data=data, dedupe_key=dedupe_key,
+        template=template, data=data, dedupe_key=dedupe_key, anonymised=bool(client.anonymised),
     )
+    if message is None:
+        return None
+    await _enqueue(session, message)
+    return message.channel
 
 
 async def notify_therapist(
     session: AsyncSession, therapist: Therapist, *, template: str, data: Mapping[str, Any], dedupe_key: str
 ) -> str | None:
     """Queue a chat message to a therapist (same rule as :func:`notify_client`)."""
-    return await _notify(
-        session, role="therapist", person_id=therapist.id, telegram_user_id=therapist.telegram_user_id,
+    message = chat_message(
+        role="therapist", person_id=therapist.id, telegram_user_id=therapist.telegram_user_id,
         telegram_unreachable=bool(therapist.telegram_unreachable), phone=therapist.phone,
         template=template, data=data, dedupe_key=dedupe_key,
     )
+    if message is None:
+        return None
+    await _enqueue(session, message)
+    return message.channel
 
 
 async def email_client(
@@ -145,14 +191,11 @@ async def email_client(
     dedupe_key: str,
 ) -> bool:
     """Queue an e-mail when an address is known; True when one is (or already was) queued."""
-    address = (email or "").strip()
-    if not address or client.anonymised:
-        return False
-    if not is_valid_email(address):
-        log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
-        return False
-    await enqueue(
-        session, channel="email", recipient=address, template=template,
-        data={**data, "_route": {"role": "client", "id": client.id}}, dedupe_key=dedupe_key,
+    message = email_message(
+        client_id=client.id, anonymised=bool(client.anonymised), email=email,
+        template=template, data=data, dedupe_key=dedupe_key,
     )
+    if message is None:
+        return False
+    await _enqueue(session, message)
     return True

@@ -1,8 +1,8 @@
 """Settle an STK result (from a callback or an STK Query) in one transaction.
 
-The rules (DESIGN.md §2, "Decisions"): a success pays the attempt and confirms the
-booking only when the amount and receipt check out and the booking is still unpaid;
-anything doubtful goes to NEEDS_REVIEW, never PAID on trust and never dropped. A
+Whether a success pays, is flagged or is a duplicate is decided by
+:func:`core.domain.settlement_rules.judge_success` (the batch path asks the same function);
+this module carries the verdict out. A
 failure ends a live attempt with the code stored, leaves the booking APPROVED and tells
 the client how to retry. Every state change is a compare-and-set plus an audit entry;
 losing a race rolls the whole transaction back and the caller re-reads.
@@ -11,10 +11,9 @@ losing a race rolls the whole transaction back and the caller re-reads.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +25,18 @@ from core.db.uow import transition_booking, transition_payment
 from core.domain.meeting import new_meeting_url
 from core.domain.money import format_kes
 from core.domain.phone import mask_phone
+from core.domain.settlement_rules import (
+    AttemptFacts,
+    BookingFacts,
+    Duplicate,
+    Flag,
+    NotReady,
+    Paid,
+    StkResult,
+    booking_paid_reason,
+    judge_success,
+    paid_reason,
+)
 from core.domain.slots import format_nairobi
 from core.domain.states import (
     BookingEvent,
@@ -56,22 +67,6 @@ class Settled(StrEnum):
     UNKNOWN_ATTEMPT = "unknown_attempt"
 
 
-@dataclass(frozen=True)
-class StkResult:
-    """A final STK answer from Safaricom, whichever way it came."""
-
-    checkout_request_id: str
-    result_code: int | str
-    result_desc: str | None
-    source: Literal["callback", "query"]
-    amount: int | None = None
-    amount_raw: Any = None
-    receipt: str | None = None
-    transaction_time: datetime | None = None
-    phone: str | None = None
-    query_disagrees: bool = False  # MPESA_CONFIRM_WITH_QUERY: STK Query did not confirm a success
-
-
 async def settle_in_session(
     session: AsyncSession, result: StkResult, *, settings: Settings, now: datetime
 ) -> Settled:
@@ -97,20 +92,36 @@ async def settle_in_session(
 async def _settle_success(
     session: AsyncSession, attempt: PaymentAttempt, result: StkResult, *, settings: Settings, now: datetime
 ) -> Settled:
-    if attempt.status == PaymentStatus.PAID:
+    booking = await session.get_one(Booking, attempt.booking_id)
+    verdict = judge_success(
+        attempt_facts(attempt),
+        BookingFacts(status=booking.status),
+        result,
+        await receipt_owner(session, result.receipt, attempt.id),
+    )
+    if isinstance(verdict, NotReady):
+        return Settled.NOT_READY
+    if isinstance(verdict, Duplicate):
         await _complete_paid_details(session, attempt, result)
         return Settled.DUPLICATE
-    booking = await session.get_one(Booking, attempt.booking_id)
-    problems = await _success_problems(session, attempt, booking, result)
-    receipt_is_free = not any(p.startswith("receipt") for p in problems)
-    details = success_values(result, now=now, receipt_is_free=receipt_is_free)
-    if problems:
-        return await _flag(
-            session, attempt, booking, "; ".join(problems), details, settings=settings, now=now
-        )
+    if isinstance(verdict, Flag):
+        details = success_values(result, now=now, receipt_is_free=verdict.receipt_is_free)
+        return await _flag(session, attempt, booking, verdict.reason, details, settings=settings, now=now)
+    return await _settle_paid(session, attempt, booking, result, verdict, settings=settings, now=now)
 
-    previous = attempt.status
-    await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **details)
+
+async def _settle_paid(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    result: StkResult,
+    verdict: Paid,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> Settled:
+    previous = verdict.previous
+    await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **success_values(result, now=now))
     meeting_url = new_meeting_url(settings.meeting_url_template)
     await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
     await audit.record_payment_transition(
@@ -140,32 +151,20 @@ async def _settle_success(
     return Settled.PAID
 
 
-async def _success_problems(
-    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, result: StkResult
-) -> list[str]:
-    problems: list[str] = []
-    if result.source == "callback":
-        if result.amount is None:
-            problems.append(f"success without a whole Amount ({result.amount_raw!r})")
-        elif result.amount != attempt.amount_kes:
-            problems.append(f"amount {result.amount} differs from the expected {attempt.amount_kes}")
-        if not result.receipt:
-            problems.append("receipt missing from a success callback")
-    if result.receipt:
-        other = await session.scalar(
-            select(PaymentAttempt.id).where(
-                PaymentAttempt.mpesa_receipt == result.receipt, PaymentAttempt.id != attempt.id
-            )
+def attempt_facts(attempt: PaymentAttempt) -> AttemptFacts:
+    """The attempt as the success decision sees it."""
+    return AttemptFacts(id=attempt.id, status=attempt.status, amount_kes=attempt.amount_kes)
+
+
+async def receipt_owner(session: AsyncSession, receipt: str | None, attempt_id: int) -> int | None:
+    """The other attempt that already holds ``receipt``, if any."""
+    if not receipt:
+        return None
+    return await session.scalar(
+        select(PaymentAttempt.id).where(
+            PaymentAttempt.mpesa_receipt == receipt, PaymentAttempt.id != attempt_id
         )
-        if other is not None:
-            problems.append(f"receipt {result.receipt} already recorded on attempt {other}")
-    if result.query_disagrees:
-        problems.append("STK Query does not confirm the success the callback reported")
-    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
-        problems.append("booking already paid: possible double payment, refund or credit")
-    elif booking.status != BookingStatus.APPROVED:
-        problems.append(f"money received for a booking in status {booking.status}: refund or rebook")
-    return problems
+    )
 
 
 async def _flag(
@@ -359,17 +358,6 @@ def success_values(result: StkResult, *, now: datetime, receipt_is_free: bool = 
         "result_desc": (result.result_desc or "")[:300],
         "settled_at": now,
     }
-
-
-def paid_reason(result: StkResult, previous: str) -> str:
-    """The audit reason of an attempt's move to PAID (a late success names the status it left)."""
-    late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
-    return f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
-
-
-def booking_paid_reason(attempt_id: int) -> str:
-    """The audit reason of a booking's move to CONFIRMED."""
-    return f"paid by attempt {attempt_id}"
 
 
 def paid_dedupe_key(attempt_id: int) -> str:
