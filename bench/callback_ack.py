@@ -47,7 +47,7 @@ from core.config import load_settings  # noqa: E402
 from core.db.migrate import upgrade  # noqa: E402
 from core.db.models import CallbackInbox  # noqa: E402
 from core.runtime import build_runtime  # noqa: E402
-from core.services.payments import callback_secret_hash  # noqa: E402
+from core.services.payments.initiate import callback_secret_hash  # noqa: E402
 
 SECRET_KEY = "bench-secret-key-0123456789abcdef"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
@@ -133,7 +133,7 @@ def bare_server(port: int) -> None:
 def app_server(port: int, database_url: str) -> None:
     """Our application as ``serve`` runs it, but with the settlement worker paused (diagnostic)."""
     from core.logging import configure_logging
-    from core.services.callbacks import SettlementWorker
+    from core.services.payments.intake import SettlementWorker
     from smiling_steps.app import create_app
 
     async def paused(_self: SettlementWorker, stop: asyncio.Event) -> None:

@@ -46,8 +46,8 @@ from core.db.models import (  # noqa: E402
 )
 from core.domain.slots import DEFAULT_WEEKLY_HOURS  # noqa: E402
 from core.runtime import Runtime, build_runtime  # noqa: E402
-from core.services.callbacks import PROVIDER, SETTLE_BATCH, SettlementWorker, inbox_key  # noqa: E402
-from core.services.settlement import Settled  # noqa: E402
+from core.services.payments.intake import PROVIDER, SETTLE_BATCH, SettlementWorker, inbox_key  # noqa: E402
+from core.services.payments.settlement import Settled  # noqa: E402
 
 TARGET_PER_S = 2000
 PRICE = 2500

@@ -38,7 +38,7 @@ from bot.reachability import mark_telegram_unreachable
 from core.db.models import Therapist
 from core.dialog.messages import say
 from core.runtime import Runtime
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from webhooks.telegram import TELEGRAM_WEBHOOK, WEBHOOK_PATH, TelegramWebhook
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from core.dialog.messages import label, price, say
 from core.dialog.types import Option
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
-from core.services.payments import PaymentService, PaymentView
+from core.services.payments.initiate import PaymentService, PaymentView
 
 log = logging.getLogger(__name__)
 

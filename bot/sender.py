@@ -17,7 +17,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from core.config import Settings
-from core.services.outbox_types import Button, RenderedMessage, SendResult
+from core.services.notifications.outbox_types import Button, RenderedMessage, SendResult
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from core.db.migrate import current_revision, head_revision, is_up_to_date, upgr
 from core.dialog.engine import DialogEngine
 from core.mpesa import DarajaClient
 from core.runtime import Runtime, build_runtime
-from core.services.callbacks import CallbackIntake, SettlementWorker
-from core.services.housekeeping import run_housekeeping
-from core.services.notifications import Dispatcher, Sender, run_due_reminders
-from core.services.payments import PaymentService
-from core.services.watchdog import Watchdog
+from core.services.booking.housekeeping import run_housekeeping
+from core.services.notifications.notify import Dispatcher, Sender, run_due_reminders
+from core.services.payments.initiate import PaymentService
+from core.services.payments.intake import CallbackIntake, SettlementWorker
+from core.services.payments.watchdog import Watchdog
 from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
 from webhooks.metrics import setup_metrics
@@ -248,8 +248,8 @@ async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
 
 async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     from bot.sender import TelegramSender
-    from core.services.email import SmtpSender
-    from core.services.sms import SmsSender, build_sms_gateway
+    from core.services.notifications.email import SmtpSender
+    from core.services.notifications.sms import SmsSender, build_sms_gateway
 
     senders: dict[str, Sender] = {}
     capture = services.extras.get("mail_capture")

@@ -22,9 +22,9 @@ from core.domain.phone import InvalidPhoneNumber, mask_phone
 from core.domain.slots import InvalidHours, format_weekly_hours, parse_weekly_hours
 from core.logging import configure_logging
 from core.runtime import Runtime, build_runtime
-from core.services.admins import AdminError, create_admin
-from core.services.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
-from core.services.privacy import PrivacyError
+from core.services.booking.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
+from core.services.ops.admins import AdminError, create_admin
+from core.services.ops.privacy import PrivacyError
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -201,7 +201,7 @@ def _seed(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _clients(args: argparse.Namespace, settings: Settings) -> int:
-    from core.services.privacy import anonymise_client
+    from core.services.ops.privacy import anonymise_client
 
     report = _run_db(settings, lambda rt: anonymise_client(rt.uow(), args.client_id, actor="system:cli"),
                      migrate=True)
@@ -246,7 +246,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from core.mpesa import DarajaClient
     from core.services.reconciliation import reconcile
-    from core.services.statement_csv import StatementError
+    from core.services.reconciliation.statement_csv import StatementError
 
     statement = None
     if args.statement:

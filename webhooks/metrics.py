@@ -8,7 +8,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.runtime import Runtime
-from core.services.metrics import collect, render_prometheus
+from core.services.ops.metrics import collect, render_prometheus
 
 RUNTIME = web.AppKey("metrics_runtime", Runtime)
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4

@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from core.config import Settings
-from core.services.callbacks import CallbackIntake
+from core.services.payments.intake import CallbackIntake
 
 log = logging.getLogger(__name__)
 

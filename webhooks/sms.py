@@ -43,7 +43,7 @@ from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, ren
 from core.dialog.types import Inbound
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
 from core.runtime import Runtime
-from core.services.notifications import enqueue, record_delivery_report
+from core.services.notifications.notify import enqueue, record_delivery_report
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 from core.dialog import messages, values
 from core.dialog.turn import CONFIRM, DAY, EMAIL, SESSION_TYPE, THERAPIST, TIME, Outcome, Turn
 from core.dialog.types import Reply
-from core.services.booking import create_booking
-from core.services.booking_queries import (
+from core.services.booking.directory import DirectoryError, validate_email
+from core.services.booking.lifecycle import create_booking
+from core.services.booking.queries import (
     active_session_types,
     available_days,
     available_slots,
@@ -16,8 +17,7 @@ from core.services.booking_queries import (
     session_type_ref,
     therapist_ref,
 )
-from core.services.booking_types import BookingError
-from core.services.directory import DirectoryError, validate_email
+from core.services.booking.types import BookingError
 
 MAX_THERAPISTS = 20
 DAY_PAGE = {"sms": 7, "telegram": 15}

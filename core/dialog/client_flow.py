@@ -2,7 +2,7 @@
 
 A client may cancel a booking that is waiting for approval or payment; a paid (CONFIRMED)
 one only until ``CLIENT_CANCEL_WINDOW_HOURS`` before it starts (unset: never), and then
-the practice arranges the refund (:func:`core.services.booking.client_cancel_refusal`).
+the practice arranges the refund (:func:`core.services.booking.lifecycle.client_cancel_refusal`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from core.dialog import messages, values
 from core.dialog.turn import CANCEL, Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.domain.states import FAILED_PAYMENT_STATUSES, LIVE_PAYMENT_STATUSES, BookingStatus
-from core.services.booking import cancel_booking, client_cancel_refusal
-from core.services.booking_queries import client_booking, list_client_bookings
-from core.services.booking_types import BookingError, BookingView
+from core.services.booking.lifecycle import cancel_booking, client_cancel_refusal
+from core.services.booking.queries import client_booking, list_client_bookings
+from core.services.booking.types import BookingError, BookingView
 
 SHOWN = {"sms": 4, "telegram": 10}
 

@@ -30,7 +30,7 @@ from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PHONE, PROMPT, Outcome, Turn
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from core.templates.gsm import discreet
 
 log = logging.getLogger(__name__)

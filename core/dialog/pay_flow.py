@@ -15,9 +15,9 @@ from core.dialog.turn import PHONE, PROMPT, Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.domain.phone import InvalidPhoneNumber, is_probably_safaricom, mask_phone, normalise_phone
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentStatus
-from core.services.booking_queries import client_booking, last_payment_phone, payable_bookings
-from core.services.booking_types import BookingView
-from core.services.payments import RETRY_UNAVAILABLE_AFTER, PaymentRefused, PaymentView
+from core.services.booking.queries import client_booking, last_payment_phone, payable_bookings
+from core.services.booking.types import BookingView
+from core.services.payments.initiate import RETRY_UNAVAILABLE_AFTER, PaymentRefused, PaymentView
 
 SANDBOX_TEST_MSISDN = "254708374149"  # Safaricom's published sandbox test number
 MAX_PAYABLE_SHOWN = 5

@@ -14,14 +14,14 @@ from dataclasses import replace
 from core.dialog import messages, values
 from core.dialog.turn import Outcome, Turn
 from core.dialog.types import Option, Reply
-from core.services.booking import (
+from core.services.booking.lifecycle import (
     approve_booking,
     booking_id_for_code,
     decline_booking,
     link_therapist_telegram,
 )
-from core.services.booking_queries import SCOPES, list_therapist_sessions, pending_requests
-from core.services.booking_types import BookingError, BookingView, TherapistRef
+from core.services.booking.queries import SCOPES, list_therapist_sessions, pending_requests
+from core.services.booking.types import BookingError, BookingView, TherapistRef
 
 MAX_REQUESTS_SHOWN = 5
 MAX_LINES = {"sms": 6, "telegram": 30}

@@ -18,9 +18,9 @@ from core.dialog import messages, values
 from core.dialog.sms import TEL
 from core.dialog.store import IDLE, Snapshot
 from core.dialog.types import Inbound, Option, Reply
-from core.services.booking import find_or_create_client
-from core.services.booking_queries import therapist_for_user
-from core.services.booking_types import ClientRef, TherapistRef
+from core.services.booking.lifecycle import find_or_create_client
+from core.services.booking.queries import therapist_for_user
+from core.services.booking.types import ClientRef, TherapistRef
 
 if TYPE_CHECKING:
     from core.dialog.engine import DialogEngine

@@ -22,8 +22,8 @@ from core.dialog.engine import DialogEngine
 from core.dialog.types import OPTION_VALUE_MAX_BYTES
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime
-from core.services.notifications import Dispatcher
-from core.services.outbox_types import RenderedMessage, SendResult
+from core.services.notifications.notify import Dispatcher
+from core.services.notifications.outbox_types import RenderedMessage, SendResult
 from simulators.telegram_api import SimMessage, TelegramApiSimulator
 from tests.factories import make_session_type, make_therapist
 from tests.support.payments import payment_stack

@@ -17,9 +17,9 @@ from core.domain.slots import NAIROBI
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
-from core.services.booking import cancel_booking
-from core.services.booking_types import BookingError
-from core.services.reminders import create_reminders
+from core.services.booking.lifecycle import cancel_booking
+from core.services.booking.types import BookingError
+from core.services.notifications.reminders import create_reminders
 from core.templates import render
 from core.templates.gsm import contains_forbidden, segments
 from tests.conftest import make_settings

@@ -14,7 +14,7 @@ from core.domain.slots import NAIROBI
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime
 from core.services.audit import verify_chain
-from core.services.booking import (
+from core.services.booking.lifecycle import (
     approve_booking,
     cancel_booking,
     create_booking,
@@ -24,8 +24,8 @@ from core.services.booking import (
     list_client_bookings,
     list_therapist_sessions,
 )
-from core.services.booking_queries import available_days, available_slots
-from core.services.booking_types import BookingError
+from core.services.booking.queries import available_days, available_slots
+from core.services.booking.types import BookingError
 from core.templates import render
 from core.templates.gsm import contains_forbidden
 from tests.factories import make_attempt, make_booking, make_client, make_session_type, make_therapist

@@ -15,7 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from core.db.migrate import head_revision
-from core.services.directory import DEMO_THERAPISTS
+from core.services.booking.directory import DEMO_THERAPISTS
 from tests.factories import create_pg_database, drop_pg_database
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")

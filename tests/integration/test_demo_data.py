@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from core.db.models import SessionType, Therapist
 from core.runtime import Runtime
-from core.services.directory import seed_demo_data
+from core.services.booking.directory import seed_demo_data
 from tests.factories import make_therapist
 
 

@@ -12,8 +12,8 @@ from core.dialog.types import OPTION_VALUE_MAX_BYTES, Reply
 from core.domain.slots import NAIROBI
 from core.domain.states import BookingStatus
 from core.runtime import Runtime
-from core.services.booking import create_booking, find_or_create_client
-from core.services.booking_queries import available_days, available_slots
+from core.services.booking.lifecycle import create_booking, find_or_create_client
+from core.services.booking.queries import available_days, available_slots
 from core.templates import render
 from tests.integration.test_dialog_support import THERAPIST_TELEGRAM_ID, World, book, build_world
 

@@ -16,8 +16,8 @@ from core.dialog import messages, values
 from core.domain.slots import NAIROBI
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
-from core.services.booking import find_or_create_client
-from core.services.reminders import create_reminders
+from core.services.booking.lifecycle import find_or_create_client
+from core.services.notifications.reminders import create_reminders
 from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking
 from tests.integration.test_dialog_support import (

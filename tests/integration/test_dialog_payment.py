@@ -17,7 +17,7 @@ from core.domain.phone import ACCEPTED_FORMATS
 from core.domain.states import BookingStatus, PaymentStatus
 from core.mpesa.client import StkPushAccepted
 from core.runtime import build_runtime
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from tests.conftest import make_settings
 from tests.integration.test_dialog_support import Chat, World, book, build_world
 from tests.support.payments import PaymentStack, payment_stack

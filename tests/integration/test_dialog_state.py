@@ -15,7 +15,7 @@ from core.dialog.engine import DialogEngine
 from core.dialog.store import DialogStore
 from core.dialog.types import Inbound
 from core.runtime import Runtime, build_runtime
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from tests.conftest import make_settings
 from tests.integration.test_dialog_support import NoGateway, World, book, build_world
 from tests.support.payments import Clock

@@ -18,7 +18,7 @@ from core.dialog import messages
 from core.dialog.engine import DialogEngine
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from tests.factories import make_session_type, make_therapist
 
 THERAPIST_TELEGRAM_ID = 7001

@@ -25,9 +25,9 @@ from sqlalchemy import select
 
 from core.db.models import Outbox
 from core.runtime import Runtime
-from core.services import notifications
-from core.services.email import SmtpSender
-from core.services.notifications import Dispatcher
+from core.services.notifications import notify as notifications
+from core.services.notifications.email import SmtpSender
+from core.services.notifications.notify import Dispatcher
 from core.templates import render
 from simulators.smtp import Mailbox, SmtpCaptureServer, create_app
 from tests.factories import make_client

@@ -17,7 +17,7 @@ from core.db.models import AuditEntry, Booking, DialogState, Outbox, PaymentAtte
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
-from core.services.housekeeping import HousekeepingResult, run_housekeeping
+from core.services.booking.housekeeping import HousekeepingResult, run_housekeeping
 from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking, make_client
 from tests.support.payments import Clock, payment_stack

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from core.db.models import Client, Outbox, Therapist
 from core.db.types import utcnow
 from core.runtime import Runtime, build_runtime
-from core.services import notifications
-from core.services.notifications import Dispatcher, RenderedMessage, SendResult
+from core.services.notifications import notify as notifications
+from core.services.notifications.notify import Dispatcher, RenderedMessage, SendResult
 from tests.factories import make_client, make_therapist
 
 DATA = {

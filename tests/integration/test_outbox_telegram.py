@@ -17,9 +17,9 @@ from bot.sender import TelegramSender
 from core.config import load_settings
 from core.db.models import Client, Outbox
 from core.runtime import Runtime
-from core.services import notifications
-from core.services.notifications import Dispatcher
-from core.services.sms import AfricasTalkingGateway, SmsSender
+from core.services.notifications import notify as notifications
+from core.services.notifications.notify import Dispatcher
+from core.services.notifications.sms import AfricasTalkingGateway, SmsSender
 from core.templates import render
 from simulators.africastalking import AfricasTalkingSimulator
 from tests.factories import make_client

@@ -24,10 +24,10 @@ from core.mpesa import DarajaClient, StkPushAccepted, StkQueryResult
 from core.runtime import Runtime, build_runtime
 from core.services import audit
 from core.services.audit import verify_chain
-from core.services.callbacks import CallbackIntake, SettlementWorker
-from core.services.payments import PaymentService, callback_secret_hash
-from core.services.settlement import StkResult, settle_in_session
-from core.services.watchdog import REVIEW_AFTER, Watchdog, query_delay
+from core.services.payments.initiate import PaymentService, callback_secret_hash
+from core.services.payments.intake import CallbackIntake, SettlementWorker
+from core.services.payments.settlement import StkResult, settle_in_session
+from core.services.payments.watchdog import REVIEW_AFTER, Watchdog, query_delay
 from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking
 from tests.support.daraja import RunningSimulator, closed_port, make_client, running_simulator

@@ -14,7 +14,7 @@ import pytest
 
 from core.domain.states import BookingStatus, PaymentStatus
 from core.services.audit import verify_chain
-from core.services.payments import PaymentRefused
+from core.services.payments.initiate import PaymentRefused
 from tests.support.payments import payment_stack
 
 SUCCESS_PHONE = "0708374149"

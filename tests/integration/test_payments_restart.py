@@ -31,7 +31,7 @@ from core.db.types import utcnow
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
-from core.services.payments import PaymentService
+from core.services.payments.initiate import PaymentService
 from tests.conftest import make_settings
 from tests.factories import make_booking
 from tests.support.daraja import RunningSimulator, closed_port, make_client, running_simulator

@@ -58,11 +58,11 @@ from core.mpesa import (
     StkQueryResult,
 )
 from core.runtime import Runtime, build_runtime
-from core.services import callbacks as callbacks_module
 from core.services.audit import ChainRecord, ChainVerifier, verify_chain
-from core.services.callbacks import PROVIDER, CallbackIntake, SettlementWorker, inbox_key
-from core.services.payments import PaymentRefused, PaymentService
-from core.services.watchdog import Watchdog
+from core.services.payments import intake as callbacks_module
+from core.services.payments.initiate import PaymentRefused, PaymentService
+from core.services.payments.intake import PROVIDER, CallbackIntake, SettlementWorker, inbox_key
+from core.services.payments.watchdog import Watchdog
 from tests.conftest import make_settings
 from tests.factories import make_booking
 from tests.support.payments import Clock

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from core.db.models import Booking, PaymentAttempt
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
-from core.services.payments import PaymentService
-from core.services.watchdog import Watchdog, query_delay
+from core.services.payments.initiate import PaymentService
+from core.services.payments.watchdog import Watchdog, query_delay
 from tests.conftest import make_settings
 from tests.factories import make_booking
 from tests.support.daraja import RunningSimulator, closed_port, make_client, running_simulator

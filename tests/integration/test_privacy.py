@@ -10,8 +10,8 @@ from core.db.types import utcnow
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
 from core.services.audit import verify_chain
-from core.services.notifications import notify_client
-from core.services.privacy import PrivacyError, anonymise_client
+from core.services.notifications.notify import notify_client
+from core.services.ops.privacy import PrivacyError, anonymise_client
 from tests.factories import make_attempt, make_booking, make_client
 
 

@@ -16,8 +16,8 @@ from core.db.models import AuditEntry, PaymentAttempt
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
 from core.services import audit
-from core.services.reconciliation import StatementError, reconcile
-from core.services.reconciliation_compare import Category
+from core.services.reconciliation.compare import Category
+from core.services.reconciliation.reconcile import StatementError, reconcile
 from tests.factories import make_attempt, make_booking
 
 # The statement covers March 2024 (Africa/Nairobi); payments land on 12 March.

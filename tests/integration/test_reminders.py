@@ -15,9 +15,9 @@ from core.db.models import Booking, Outbox, Reminder
 from core.db.types import utcnow
 from core.domain.states import BookingStatus
 from core.runtime import Runtime, build_runtime
-from core.services import notifications
-from core.services.notifications import Dispatcher, RenderedMessage, SendResult
-from core.services.reminders import plan_reminders, start_reminder_scheduler
+from core.services.notifications import notify as notifications
+from core.services.notifications.notify import Dispatcher, RenderedMessage, SendResult
+from core.services.notifications.reminders import plan_reminders, start_reminder_scheduler
 from tests.factories import make_booking, make_client, make_therapist
 
 MEETING = "https://meet.jit.si/SmilingSteps-AbCdEfGhIjKlMnOpQrStUv"

@@ -34,10 +34,10 @@ from core.db.models import (
 )
 from core.domain.slots import DEFAULT_WEEKLY_HOURS
 from core.runtime import Runtime, build_runtime
-from core.services import settlement_batch
 from core.services.audit import verify_chain
-from core.services.callbacks import PROVIDER, SettlementWorker, inbox_key
-from core.services.settlement import Settled
+from core.services.payments import settlement_batch
+from core.services.payments.intake import PROVIDER, SettlementWorker, inbox_key
+from core.services.payments.settlement import Settled
 from tests.conftest import PG_URL, make_settings
 from tests.factories import create_pg_database, drop_pg_database
 

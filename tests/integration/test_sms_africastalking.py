@@ -18,9 +18,9 @@ from sqlalchemy import select
 from core.config import load_settings
 from core.db.models import Outbox
 from core.runtime import Runtime
-from core.services import notifications
-from core.services.notifications import Dispatcher
-from core.services.sms import AfricasTalkingGateway, SmsSender, at_base_url, build_sms_gateway
+from core.services.notifications import notify as notifications
+from core.services.notifications.notify import Dispatcher
+from core.services.notifications.sms import AfricasTalkingGateway, SmsSender, at_base_url, build_sms_gateway
 from simulators.africastalking import AfricasTalkingSimulator
 from tests.factories import make_client
 

@@ -17,7 +17,7 @@ from core.db.engine import create_engine, session_factory
 from core.db.migrate import current_revision, head_revision, upgrade
 from core.db.models import Booking, Client
 from core.runtime import Runtime, build_runtime
-from core.services.booking import find_or_create_client
+from core.services.booking.lifecycle import find_or_create_client
 from tests.conftest import make_settings
 from tests.factories import create_pg_database, drop_pg_database, make_booking, make_client
 from tests.integration.test_cli import SANDBOX, assert_one_line_failure, run

@@ -23,7 +23,7 @@ from core.db.types import utcnow
 from core.dialog.types import Inbound, Reply
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
-from core.services.payments import PaymentView
+from core.services.payments.initiate import PaymentView
 from simulators.telegram_api import SIMULATOR_TOKEN, TelegramApiSimulator, create_app, simulator_state
 
 LOCAL_PREFIX = "/sim/telegram"  # where `serve` mounts the stand-in in local mode

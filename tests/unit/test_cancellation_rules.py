@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from core.dialog import messages
 from core.domain.states import BookingStatus
-from core.services.booking import client_cancel_refusal
+from core.services.booking.lifecycle import client_cancel_refusal
 from core.templates import render
 from core.templates.gsm import contains_forbidden, is_gsm7, segments
 from tests.unit.test_templates import HOSTILE_NAME, LONG_NAME, SAMPLE

@@ -7,10 +7,10 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.services.email import build_email
-from core.services.outbox_dispatcher import backoff
-from core.services.outbox_store import DEDUPE_KEY_MAX, fit_dedupe_key
-from core.services.sms import _interpret
+from core.services.notifications.dispatcher import backoff
+from core.services.notifications.email import build_email
+from core.services.notifications.outbox_store import DEDUPE_KEY_MAX, fit_dedupe_key
+from core.services.notifications.sms import _interpret
 from core.templates import render
 
 DATA = {

@@ -12,16 +12,16 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.services.reconciliation import merge_reason
-from core.services.reconciliation_compare import (
+from core.services.reconciliation.compare import (
     DISCREPANCIES,
     Category,
     OurPayment,
     classify_query,
     compare,
 )
-from core.services.reconciliation_report import CSV_COLUMNS, ReconciliationReport
-from core.services.statement_csv import StatementRow
+from core.services.reconciliation.reconcile import merge_reason
+from core.services.reconciliation.report import CSV_COLUMNS, ReconciliationReport
+from core.services.reconciliation.statement_csv import StatementRow
 
 START = datetime(2024, 2, 29, 21, 0, tzinfo=UTC)
 END = datetime(2024, 3, 31, 21, 0, tzinfo=UTC)

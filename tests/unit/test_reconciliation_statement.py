@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.services.statement_csv import MAX_STATEMENT_BYTES, StatementError, parse_statement
+from core.services.reconciliation.statement_csv import MAX_STATEMENT_BYTES, StatementError, parse_statement
 
 # Shaped like a real org-portal export: preamble, blank line, header, payments with their
 # charge rows (same receipt), a failed transaction and a trailing note.

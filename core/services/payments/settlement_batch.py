@@ -17,8 +17,8 @@ Python from one chain-tail read (under the same chain lock) and inserted at once
 INSERT each for reminders and outbox rows, one UPDATE of the inbox rows.
 
 The rows come from the builders the one-by-one path uses: attempt columns, reasons,
-message data and keys (``settlement``), recipients and channels
-(``notifications.chat_message`` / ``email_message``), outbox rows (``outbox_store.outbox_row``),
+message data and keys (``payments.settlement``), recipients and channels
+(``notifications.notify.chat_message`` / ``email_message``), outbox rows (``outbox_store.outbox_row``),
 reminder rows (``reminders.new_reminder_rows``), audit entries (``audit.transition_draft`` and
 ``audit.chain_rows``). The first row that is not the common case ends the prefix: the caller
 settles it one by one with ``settle_in_session`` and carries on, so rows are settled in
@@ -66,11 +66,12 @@ from core.domain.settlement_rules import (
 )
 from core.domain.states import BookingEvent, BookingStatus, PaymentEvent, PaymentStatus
 from core.mpesa.result_codes import describe_result
-from core.services import audit, outbox_store
-from core.services.notifications import chat_message, email_message
-from core.services.outbox_store import DEDUPE_UNIQUE
-from core.services.reminders import REMINDER_UNIQUE, new_reminder_rows
-from core.services.settlement import (
+from core.services import audit
+from core.services.notifications import outbox_store
+from core.services.notifications.notify import chat_message, email_message
+from core.services.notifications.outbox_store import DEDUPE_UNIQUE
+from core.services.notifications.reminders import REMINDER_UNIQUE, new_reminder_rows
+from core.services.payments.settlement import (
     PAID_CLIENT_TEMPLATE,
     PAID_EMAIL_TEMPLATE,
     PAID_THERAPIST_TEMPLATE,

@@ -3,8 +3,8 @@
 Every function is one unit of work (one transaction). State changes use the
 compare-and-set of :func:`core.db.uow.transition_booking`, write an audit entry and queue
 their notifications in the same transaction, then wake the outbox after the commit.
-Read-only queries live in :mod:`core.services.booking_queries`; views and the error type
-in :mod:`core.services.booking_types`.
+Read-only queries live in :mod:`core.services.booking.queries`; views and the error type
+in :mod:`core.services.booking.types`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime
-from core.services import audit, notifications
-from core.services.booking_queries import (
+from core.services import audit
+from core.services.booking.directory import DirectoryError, validate_email
+from core.services.booking.queries import (
     busy_intervals,
     list_client_bookings,
     list_therapist_sessions,
     payment_facts,
     view_of,
 )
-from core.services.booking_types import (
+from core.services.booking.types import (
     BookingError,
     BookingView,
     ClientRef,
@@ -40,7 +41,7 @@ from core.services.booking_types import (
     new_approval_code,
     new_reference,
 )
-from core.services.directory import DirectoryError, validate_email
+from core.services.notifications import notify as notifications
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.runtime import Runtime
-from core.services import outbox_store as store
-from core.services.outbox_types import Sender, SendResult
+from core.services.notifications import outbox_store as store
+from core.services.notifications.outbox_types import Sender, SendResult
 from core.templates import TEMPLATES, parse_time, render
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapi
 from core.domain.slots import BOOKING_HORIZON_DAYS, NAIROBI, Interval, bookable_days, free_slots
 from core.domain.states import LIVE_BOOKING_STATUSES, BookingStatus, PaymentStatus
 from core.runtime import Runtime
-from core.services.booking_types import BookingView, SessionTypeRef, TherapistRef
+from core.services.booking.types import BookingView, SessionTypeRef, TherapistRef
 
 Scope = Literal["today", "upcoming", "all"]
 SCOPES: tuple[Scope, ...] = ("today", "upcoming", "all")

@@ -36,8 +36,9 @@ from core.mpesa import (
 )
 from core.mpesa.stk_request import safe_transaction_desc
 from core.runtime import Runtime
-from core.services import audit, notifications
-from core.services.settlement import notify_payment_failed
+from core.services import audit
+from core.services.notifications import notify as notifications
+from core.services.payments.settlement import notify_payment_failed
 
 log = logging.getLogger(__name__)
 

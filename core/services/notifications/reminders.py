@@ -25,7 +25,7 @@ from core.db.statements import dialect_name, insert_ignore
 from core.domain.slots import format_nairobi
 from core.domain.states import BookingStatus
 from core.runtime import Runtime
-from core.services import outbox_store as store
+from core.services.notifications import outbox_store as store
 
 log = logging.getLogger(__name__)
 

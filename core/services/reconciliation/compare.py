@@ -17,7 +17,7 @@ from typing import Protocol
 
 from core.domain.states import PaymentStatus
 from core.logging import mask_phones
-from core.services.statement_csv import StatementRow
+from core.services.reconciliation.statement_csv import StatementRow
 
 # How long after an STK Push its payment may complete (prompt life plus slack).
 HINT_WINDOW_AFTER = timedelta(minutes=10)

@@ -23,7 +23,7 @@ from core.db.types import utcnow
 from core.db.uow import TransitionConflict, UnitOfWork, transition_payment
 from core.domain.states import PaymentEvent, PaymentStatus, payment_sources
 from core.services import audit
-from core.services.reconciliation_compare import (
+from core.services.reconciliation.compare import (
     HINT_CLOCK_SKEW,
     HINT_WINDOW_AFTER,
     OurPayment,
@@ -32,8 +32,8 @@ from core.services.reconciliation_compare import (
     classify_query,
     compare,
 )
-from core.services.reconciliation_report import ReconciliationReport
-from core.services.statement_csv import Statement, StatementError, parse_statement
+from core.services.reconciliation.report import ReconciliationReport
+from core.services.reconciliation.statement_csv import Statement, StatementError, parse_statement
 
 __all__ = ["ENVIRONMENTS", "QueryFn", "ReconciliationReport", "StatementError", "reconcile"]
 

@@ -23,8 +23,8 @@ from core.domain.states import PaymentEvent, PaymentStatus
 from core.mpesa import DarajaError
 from core.runtime import Runtime
 from core.services import audit
-from core.services.payments import DarajaGateway, PaymentService
-from core.services.settlement import Settled, StkResult, settle_in_session
+from core.services.payments.initiate import DarajaGateway, PaymentService
+from core.services.payments.settlement import Settled, StkResult, settle_in_session
 
 log = logging.getLogger(__name__)
 

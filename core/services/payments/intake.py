@@ -12,7 +12,7 @@ Settlement (``SettlementWorker``): inbox rows are settled right after the commit
 a periodic sweep; a processing error rolls back and is retried with exponential
 back-off (Properties 72, 73); the inbox row stays until it is settled. Runs of plain
 success callbacks are settled up to ``SETTLE_BATCH`` per transaction by
-``core.services.settlement_batch`` (same rows, far fewer statements); everything else,
+``core.services.payments.settlement_batch`` (same rows, far fewer statements); everything else,
 and any batch that loses a race, goes one by one through ``settle_in_session``.
 """
 
@@ -35,9 +35,9 @@ from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
 from core.runtime import Runtime
-from core.services.payments import callback_secret_hash
-from core.services.settlement import Settled, StkResult, settle_in_session
-from core.services.settlement_batch import BatchItem, may_batch, settle_batch
+from core.services.payments.initiate import callback_secret_hash
+from core.services.payments.settlement import Settled, StkResult, settle_in_session
+from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Therapist
-from core.services.outbox_dispatcher import OUTBOX_WORKER, Dispatcher, backoff
-from core.services.outbox_store import (
+from core.services.notifications.dispatcher import OUTBOX_WORKER, Dispatcher, backoff
+from core.services.notifications.outbox_store import (
     CANCELLED,
     DELIVERED,
     EXPIRED,
@@ -40,8 +40,8 @@ from core.services.outbox_store import (
     outbox_counts,
     record_delivery_report,
 )
-from core.services.outbox_types import Attachment, Button, RenderedMessage, Sender, SendResult
-from core.services.reminders import (
+from core.services.notifications.outbox_types import Attachment, Button, RenderedMessage, Sender, SendResult
+from core.services.notifications.reminders import (
     cancel_reminders,
     create_reminders,
     plan_reminders,

@@ -46,7 +46,8 @@ from core.domain.states import (
 )
 from core.mpesa.redact import redact_checkout_id
 from core.mpesa.result_codes import describe_result
-from core.services import audit, notifications
+from core.services import audit
+from core.services.notifications import notify as notifications
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ async def _notify_paid(
     )
 
 
-# -- what a paid settlement writes (shared with core.services.settlement_batch) -------------
+# -- what a paid settlement writes (shared with core.services.payments.settlement_batch) -------------
 
 PAID_CLIENT_TEMPLATE = "payment_confirmed_client"
 PAID_THERAPIST_TEMPLATE = "payment_received_therapist"

@@ -29,7 +29,7 @@ from africastalking.SMS import SMSService
 
 from core.config import Settings
 from core.domain.phone import mask_phone
-from core.services.outbox_types import RenderedMessage, SendResult
+from core.services.notifications.outbox_types import RenderedMessage, SendResult
 
 log = logging.getLogger(__name__)
 

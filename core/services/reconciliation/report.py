@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TextIO
 
-from core.services.reconciliation_compare import DISCREPANCIES, Category, ReportLine, format_amount
-from core.services.statement_csv import NAIROBI
+from core.services.reconciliation.compare import DISCREPANCIES, Category, ReportLine, format_amount
+from core.services.reconciliation.statement_csv import NAIROBI
 
 CSV_COLUMNS = (
     "category",

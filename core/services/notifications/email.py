@@ -17,7 +17,7 @@ import aiosmtplib
 
 from core.config import Settings
 from core.db.types import utcnow
-from core.services.outbox_types import RenderedMessage, SendResult
+from core.services.notifications.outbox_types import RenderedMessage, SendResult
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from core.dialog.store import DialogStore
 from core.domain.slots import format_nairobi
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime
-from core.services import audit, notifications
+from core.services import audit
+from core.services.notifications import notify as notifications
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.models import AuditEntry, Booking, CallbackInbox, Outbox, PaymentAttempt, Reminder
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime
-from core.services import reminders
-from core.services.outbox_store import STATUSES as OUTBOX_STATUSES
+from core.services.notifications import reminders
+from core.services.notifications.outbox_store import STATUSES as OUTBOX_STATUSES
 
 REMINDER_STATUSES = (reminders.PENDING, reminders.SENT, reminders.SKIPPED)
 

@@ -1,0 +1,1 @@
+"""Bookings: the lifecycle (request, approve, decline, cancel, expire), queries, the directory."""

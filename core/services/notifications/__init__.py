@@ -1,0 +1,1 @@
+"""Notifications: what to tell whom, the outbox, its dispatcher, reminders and senders."""

@@ -1,0 +1,1 @@
+"""Operations: admin accounts, privacy (forgetting a client), metrics."""

@@ -1,0 +1,1 @@
+"""Reconciliation: compare our payments with Daraja (STK Query) or an M-Pesa statement."""
