@@ -43,12 +43,14 @@ from core.services.audit.record import (
     transition_draft,
 )
 from core.services.audit.redact import canonical_json_default, redact_phones, sanitize_details
+from core.services.audit.transition import Applied, Machine, apply_transition
 
 __all__ = [
-    "AUDIT_LOCK_KEY", "BATCH_SIZE", "GENESIS_HASH", "AsyncTextWriter", "ChainRecord", "ChainVerifier",
-    "Draft", "Source", "VerifyResult", "canonical_json", "canonical_json_default", "chain_rows", "chain_tail",
-    "compute_hash", "draft", "entry_payload", "export_jsonl", "format_at", "format_verify_result",
-    "lock_chain", "make_record", "record", "record_admin_access", "record_draft", "record_payment_initiated",
+    "AUDIT_LOCK_KEY", "Applied", "AsyncTextWriter", "BATCH_SIZE", "ChainRecord", "ChainVerifier",
+    "Draft", "GENESIS_HASH", "Machine", "Source", "VerifyResult", "apply_transition",
+    "canonical_json", "canonical_json_default", "chain_rows", "chain_tail", "compute_hash", "draft",
+    "entry_payload", "export_jsonl", "format_at", "format_verify_result", "lock_chain",
+    "make_record", "record", "record_admin_access", "record_draft", "record_payment_initiated",
     "record_payment_transition", "record_transition", "redact_phones", "sanitize_details",
     "transition_details", "transition_draft", "verify_chain", "verify_jsonl", "verify_records",
 ]

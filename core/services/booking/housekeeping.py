@@ -13,8 +13,8 @@ One run (:func:`run_housekeeping`, every minute from ``serve``):
 
 Bookings are handled in batches of :data:`BATCH_SIZE`, one transaction each, so a large
 backlog never holds SQLite's single write lock for long. Each change is a compare-and-set
-(:func:`core.db.uow.transition_booking`) plus an audit entry; a booking someone else changed
-in the meantime is skipped. A late M-Pesa success for an expired booking is not lost:
+plus an audit entry (:func:`core.services.audit.apply_transition`); a booking someone else
+changed in the meantime is skipped. A late M-Pesa success for an expired booking is not lost:
 settlement flags it NEEDS_REVIEW ("money received for a booking in status EXPIRED").
 """
 
@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Exists, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import TransitionConflict, transition_booking
+from core.db.uow import TransitionConflict
 from core.dialog.store import DialogStore
 from core.domain.slots import format_nairobi
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
@@ -139,21 +139,13 @@ async def _run_batch(runtime: Runtime, now: datetime, batch_size: int, counts: d
             event = BookingEvent.COMPLETE if previous is _B.CONFIRMED else BookingEvent.EXPIRE
             reason = REASONS[previous]
             try:
-                new = await transition_booking(
-                    session, booking.id, event, only_from=[previous], status_reason=reason
+                await audit.apply_transition(
+                    session, "booking", booking.id, event, previous=previous, actor="system", reason=reason,
+                    only_from=[previous], status_reason=reason,
                 )
             except TransitionConflict:
                 counts["conflicts"] += 1
                 continue
-            await audit.record_transition(
-                session,
-                actor="system",
-                subject_type="booking",
-                subject_id=booking.id,
-                previous=previous,
-                new=new,
-                reason=reason,
-            )
             if previous is _B.CONFIRMED:
                 counts["completed"] += 1
                 continue

@@ -1,7 +1,7 @@
 """Booking use cases: request, approve, decline, cancel; clients and practitioner links.
 
-Every function is one unit of work (one transaction). State changes use the
-compare-and-set of :func:`core.db.uow.transition_booking`, write an audit entry and queue
+Every function is one unit of work (one transaction). State changes go through
+:func:`core.services.audit.apply_transition` (compare-and-set plus audit entry) and queue
 their notifications in the same transaction, then wake the outbox after the commit.
 Read-only queries live in :mod:`core.services.booking.queries`; views and the error type
 in :mod:`core.services.booking.types`.
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import TransitionConflict, transition_booking
+from core.db.uow import TransitionConflict
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
@@ -274,8 +274,10 @@ async def _decide(
         if booking.starts_at <= now:
             raise BookingError("too_late", "the start time has passed", reference=booking.reference)
         try:
-            new = await transition_booking(
-                session, booking.id, event, status_reason=reason[:200] if reason else None
+            await audit.apply_transition(
+                session, "booking", booking.id, event, previous=_PENDING, actor=f"therapist:{therapist_id}",
+                reason="approved by the practitioner" if approve else "declined by the practitioner",
+                status_reason=reason[:200] if reason else None,
             )
         except TransitionConflict:
             await session.refresh(booking)  # someone else decided first
@@ -285,15 +287,6 @@ async def _decide(
         therapist = await session.get_one(Therapist, booking.therapist_id)
         client = await session.get_one(Client, booking.client_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
-        await audit.record_transition(
-            session,
-            actor=f"therapist:{therapist_id}",
-            subject_type="booking",
-            subject_id=booking.id,
-            previous=_PENDING,
-            new=new,
-            reason="approved by the practitioner" if approve else "declined by the practitioner",
-        )
         data = _common_data(booking, therapist, session_type, client)
         if approve:
             await _notify_approved(session, booking, client, data, test_mode=runtime.settings.test_mode)
@@ -423,8 +416,9 @@ async def cancel_booking(
         default = "cancelled by the client" if by_client else "cancelled by an admin"
         why = (reason or default)[:200]
         try:
-            new = await transition_booking(
-                session, booking.id, BookingEvent.CANCEL, only_from=[previous], status_reason=why
+            await audit.apply_transition(
+                session, "booking", booking.id, BookingEvent.CANCEL, previous=previous, actor=actor,
+                reason=why, only_from=[previous], status_reason=why,
             )
         except TransitionConflict:
             await session.refresh(booking)
@@ -434,15 +428,6 @@ async def cancel_booking(
         await session.refresh(booking)
         if previous is BookingStatus.CONFIRMED:
             await notifications.cancel_reminders(session, booking.id)
-        await audit.record_transition(
-            session,
-            actor=actor,
-            subject_type="booking",
-            subject_id=booking.id,
-            previous=previous,
-            new=new,
-            reason=why,
-        )
         paid = await _record_refunds_due(session, booking, actor=actor)
         therapist = await session.get_one(Therapist, booking.therapist_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt
-from core.db.uow import TransitionConflict, transition_payment
+from core.db.uow import TransitionConflict
 from core.domain.phone import mask_phone, normalise_phone
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEvent, PaymentStatus
 from core.mpesa import (
@@ -278,25 +278,16 @@ class PaymentService:
 
     async def _mark_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> None:
         async with self.runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
-                await transition_payment(
-                    uow.session,
-                    attempt.id,
-                    PaymentEvent.SENT,
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, PaymentEvent.SENT,
+                    previous=PaymentStatus.QUEUED, actor="system", reason="STK Push accepted by Daraja",
                     checkout_request_id=accepted.checkout_request_id,
                     merchant_request_id=accepted.merchant_request_id,
                     next_check_at=None,
                 )
             except TransitionConflict:
                 return
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=PaymentStatus.QUEUED,
-                new=PaymentStatus.AWAITING_CUSTOMER,
-                reason="STK Push accepted by Daraja",
-            )
             await uow.commit()
         self.runtime.wake("settlement")  # a callback may have raced the push answer
 
@@ -347,23 +338,15 @@ class PaymentService:
 
     async def _mark_unclear(self, attempt: PaymentAttempt, why: str) -> None:
         async with self.runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
-                await transition_payment(
-                    uow.session,
-                    attempt.id,
-                    PaymentEvent.PUSH_OUTCOME_UNKNOWN,
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, PaymentEvent.PUSH_OUTCOME_UNKNOWN,
+                    previous=PaymentStatus.QUEUED, actor="system",
+                    reason=f"push outcome unknown ({why}); never re-pushed, the watchdog will query",
                     next_check_at=attempt.deadline_at,
                 )
             except TransitionConflict:
                 return
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=PaymentStatus.QUEUED,
-                new=PaymentStatus.UNCLEAR,
-                reason=f"push outcome unknown ({why}); never re-pushed, the watchdog will query",
-            )
             await uow.commit()
         log.warning("stk push outcome unknown", extra={"attempt": attempt.id, "why": why})
 
@@ -397,13 +380,9 @@ class PaymentService:
         **values: object,
     ) -> None:
         """QUEUED → FAILED without a prompt having reached the phone; the client may retry."""
-        await transition_payment(session, attempt.id, PaymentEvent.REFUSED, **values)
-        await audit.record_payment_transition(
-            session,
-            attempt.id,
-            previous=PaymentStatus.QUEUED,
-            new=PaymentStatus.FAILED,
-            reason=audit_reason,
+        await audit.apply_transition(
+            session, "payment", attempt.id, PaymentEvent.REFUSED,
+            previous=PaymentStatus.QUEUED, actor="system", reason=audit_reason, **values,
         )
         booking = await session.get_one(Booking, attempt.booking_id)
         await notify_payment_failed(

@@ -21,7 +21,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.config import Settings
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import transition_booking, transition_payment
 from core.domain.meeting import new_meeting_url
 from core.domain.money import format_kes
 from core.domain.phone import mask_phone
@@ -122,26 +121,17 @@ async def _settle_paid(
     now: datetime,
 ) -> Settled:
     previous = verdict.previous
-    await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **success_values(result, now=now))
-    meeting_url = new_meeting_url(settings.meeting_url_template)
-    await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=PaymentStatus.PAID,
-        reason=paid_reason(result, previous),
-        receipt=result.receipt,
-        amount_kes=result.amount,
+    await audit.apply_transition(
+        session, "payment", attempt.id, PaymentEvent.SUCCEED,
+        previous=previous, actor="system", reason=paid_reason(result, previous),
+        audit_details={"receipt": result.receipt, "amount_kes": result.amount},
+        **success_values(result, now=now),
     )
-    await audit.record_transition(
-        session,
-        actor="system",
-        subject_type="booking",
-        subject_id=booking.id,
-        previous=booking.status,
-        new=BookingStatus.CONFIRMED,
-        reason=booking_paid_reason(attempt.id),
+    meeting_url = new_meeting_url(settings.meeting_url_template)
+    await audit.apply_transition(
+        session, "booking", booking.id, BookingEvent.PAY,
+        previous=booking.status, actor="system", reason=booking_paid_reason(attempt.id),
+        meeting_url=meeting_url,
     )
     # Keep the loaded object in step with the UPDATE without scheduling a second one.
     set_committed_value(booking, "meeting_url", meeting_url)
@@ -198,14 +188,9 @@ async def _flag(
                 details={"receipt": attempt.mpesa_receipt, "amount_kes": attempt.paid_amount_kes},
             )
         return Settled.FLAGGED
-    previous = attempt.status
-    await transition_payment(session, attempt.id, PaymentEvent.FLAG, review_reason=reason[:300], **details)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=PaymentStatus.NEEDS_REVIEW,
-        reason=reason,
+    await audit.apply_transition(
+        session, "payment", attempt.id, PaymentEvent.FLAG,
+        previous=attempt.status, actor="system", reason=reason, review_reason=reason[:300], **details,
     )
     client = await session.get_one(Client, attempt.client_id)
     await notifications.notify_client(
@@ -256,23 +241,15 @@ async def _settle_failure(
         return Settled.DUPLICATE  # already ended; a failure never overrides a result
     info = describe_result(result.result_code)
     event = FAILURE_EVENTS[info.outcome]
-    previous = attempt.status
-    new = await transition_payment(
-        session,
-        attempt.id,
-        event,
+    await audit.apply_transition(
+        session, "payment", attempt.id, event,
+        previous=attempt.status, actor="system",
+        reason=f"{result.source} ResultCode {result.result_code}: {info.title}",
         result_code=str(result.result_code)[:20],
         result_desc=(result.result_desc or "")[:300],
         settled_at=now,
     )
     booking = await session.get_one(Booking, attempt.booking_id)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=new,
-        reason=f"{result.source} ResultCode {result.result_code}: {info.title}",
-    )
     log.info(
         "payment failed",
         extra={

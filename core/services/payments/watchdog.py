@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from core.db.models import PaymentAttempt
-from core.db.uow import TransitionConflict, transition_payment
+from core.db.uow import TransitionConflict
 from core.domain.states import PaymentEvent, PaymentStatus
 from core.mpesa import DarajaError
 from core.runtime import Runtime
@@ -187,22 +187,15 @@ class Watchdog:
         if review:
             values["review_reason"] = reason
         async with self._runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock, as settlement does
             try:
                 # Only from the status this decision was based on: if a callback settled the
                 # attempt meanwhile (e.g. while our STK Query was in flight), stand back.
-                new = await transition_payment(
-                    uow.session, attempt.id, event, only_from=(PaymentStatus(attempt.status),), **values
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, event, previous=attempt.status, actor="system",
+                    reason=reason, only_from=(attempt.status,), **values,
                 )
             except TransitionConflict:
                 return "raced"
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=attempt.status,
-                new=new,
-                reason=reason,
-            )
             await uow.commit()
         if review:
             log.warning("payment needs review", extra={"attempt": attempt.id, "reason": reason})

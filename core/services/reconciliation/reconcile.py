@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, PaymentAttempt
 from core.db.types import utcnow
-from core.db.uow import TransitionConflict, UnitOfWork, transition_payment
+from core.db.uow import TransitionConflict, UnitOfWork
 from core.domain.states import PaymentEvent, PaymentStatus, payment_sources
 from core.services import audit
 from core.services.reconciliation.compare import (
@@ -268,22 +268,14 @@ async def _flag(session: AsyncSession, line: ReportLine, *, actor: str) -> bool:
         return False  # flagged by an earlier run: nothing twice
     if status in _FLAG_SOURCES:
         try:
-            await transition_payment(
-                session, line.attempt_id, PaymentEvent.FLAG, only_from=[status], review_reason=merged
+            await audit.apply_transition(
+                session, "payment", line.attempt_id, PaymentEvent.FLAG, previous=status.value, actor=actor,
+                reason=line.flag_reason, only_from=[status], audit_details={"category": line.category.value},
+                review_reason=merged,
             )
         except TransitionConflict:
             log.warning("attempt changed during reconciliation", extra={"attempt_id": line.attempt_id})
             return False
-        await audit.record_transition(
-            session,
-            actor=actor,
-            subject_type="payment",
-            subject_id=line.attempt_id,
-            previous=status.value,
-            new=PaymentStatus.NEEDS_REVIEW.value,
-            reason=line.flag_reason,
-            category=line.category.value,
-        )
         return True
     # PAID never changes (nor does an attempt already in review): only the reason is added.
     result = await session.execute(
