@@ -4,7 +4,7 @@ When the engine sends a reply tagged ``payment_progress:<attempt id>``, the mess
 became is followed here: while the attempt is QUEUED / AWAITING_CUSTOMER / UNCLEAR the
 message is edited at least every ``interval`` seconds (< 3 s) with the elapsed time and a
 "typing…" chat action is kept up; when the payment service reports a change
-(``runtime.wake("payments")``, set by ``PaymentService.on_change`` and by settlement) the
+(``runtime.wake(Wake.PAYMENTS)``, set by ``PaymentService.on_change`` and by settlement) the
 status is read at once and the same message is edited to the result — paid with the
 receipt, or the failure reason with a "Retry payment" button (``v1:pay:<booking id>``).
 At the attempt's deadline (120 s) it says the payment is being checked, then keeps
@@ -31,12 +31,12 @@ from bot.render import escape, inline_keyboard
 from core.dialog.messages import label, price, say
 from core.dialog.types import Option
 from core.domain.states import PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.payments.initiate import PaymentService, PaymentView
 
 log = logging.getLogger(__name__)
 
-PAYMENTS_WAKEUP = "payments"
+PAYMENTS_WAKEUP = Wake.PAYMENTS
 WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
 MAX_TRACKED = 2000
 # Every sentence shown here comes from the catalogue (core/dialog/messages.py, "tg_progress_*").

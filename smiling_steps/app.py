@@ -22,7 +22,7 @@ from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
 from core.mpesa import DarajaClient
-from core.runtime import Runtime, build_runtime
+from core.runtime import Runtime, Wake, build_runtime
 from core.services.booking.housekeeping import run_housekeeping
 from core.services.notifications.notify import Dispatcher, Sender, run_due_reminders
 from core.services.payments.initiate import PaymentService
@@ -102,7 +102,7 @@ def create_app(
     local = settings.local_mode
 
     client = daraja or DarajaClient.from_settings(settings)
-    payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
+    payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake(Wake.PAYMENTS))
     settlement = SettlementWorker(
         runtime, confirm=client.stk_query if settings.mpesa_confirm_with_query else None
     )
@@ -149,7 +149,7 @@ def create_app(
         jobs.start()
         yield
         await jobs.stop()
-        await _stop_task(settler, stop, runtime, "settlement")
+        await _stop_task(settler, stop, runtime, Wake.SETTLEMENT)
 
     async def notifications_ctx(_app: web.Application) -> AsyncIterator[None]:
         capture = services.extras.get("mail_capture")
@@ -163,7 +163,7 @@ def create_app(
         jobs.start()
         yield
         await jobs.stop()
-        await _stop_task(dispatcher, stop, runtime, "outbox")
+        await _stop_task(dispatcher, stop, runtime, Wake.OUTBOX)
         if capture is not None:
             await capture.stop()
 
@@ -268,7 +268,7 @@ async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     return senders
 
 
-async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Runtime, worker: str) -> None:
+async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Runtime, worker: Wake) -> None:
     stop.set()
     runtime.wake(worker)
     try:
@@ -281,4 +281,4 @@ async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Run
 
 async def _queue_due_reminders(runtime: Runtime) -> None:
     if await run_due_reminders(runtime):
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)

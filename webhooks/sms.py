@@ -42,7 +42,7 @@ from core.dialog.engine import DialogEngine
 from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, render_sms
 from core.dialog.types import Inbound
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications.notify import enqueue, record_delivery_report
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class SmsWebhook:
                         .execution_options(synchronize_session=False)
                     )
                     await uow.commit()
-            self.runtime.wake("outbox")
+            self.runtime.wake(Wake.OUTBOX)
         except Exception as exc:
             log.error(
                 "inbound SMS not answered",

@@ -32,7 +32,7 @@ from core.db.uow import TransitionConflict
 from core.dialog.store import DialogStore
 from core.domain.slots import format_nairobi
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.notifications import notify as notifications
 
@@ -83,7 +83,7 @@ async def run_housekeeping(
     purged = await DialogStore(runtime).purge(older_than=dialog_retention)
     result = HousekeepingResult(held_by_live_payment=held, dialogs_purged=purged, **counts)
     if result.expired_pending or result.expired_unpaid:
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
     if result.changed or result.conflicts or result.dialogs_purged:
         log.info(
             "housekeeping done",

@@ -23,7 +23,7 @@ from core.db.uow import TransitionConflict
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.booking.directory import DirectoryError, validate_email
 from core.services.booking.queries import (
@@ -90,7 +90,7 @@ async def create_booking(
             )
         except _CodeCollision:
             continue  # a reference or approval code collided: draw new ones
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
         return view
     raise BookingError("slot_taken", "could not store the booking")
 
@@ -306,7 +306,7 @@ async def _decide(
             )
         await uow.commit()
         view = view_of(booking, therapist, session_type, client)
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
     return view
 
 
@@ -445,7 +445,7 @@ async def cancel_booking(
         await uow.commit()
         facts = await payment_facts(session, [booking.id])
         view = view_of(booking, therapist, session_type, client, facts.get(booking.id))
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
     return view
 
 

@@ -1,12 +1,12 @@
 """Notifications that are never lost: the API services call, in their own transaction.
 
 Call these inside the transaction that makes the change the message is about; after the
-commit call ``runtime.wake("outbox")`` so the dispatcher sends at once::
+commit call ``runtime.wake(Wake.OUTBOX)`` so the dispatcher sends at once::
 
     await notifications.notify_client(session, client, template="payment_confirmed_client",
                                       data=data, dedupe_key=f"payment:{attempt.id}:confirmed:client")
     await uow.commit()
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
 
 Chat channel rule (clients and therapists alike): Telegram when the person has a Telegram
 id and has not blocked the bot, else SMS when a phone is known, else nothing. A Telegram

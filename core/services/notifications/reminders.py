@@ -24,7 +24,7 @@ from core.db.models import Booking, Client, Outbox, Reminder, SessionType, Thera
 from core.db.statements import dialect_name, insert_ignore
 from core.domain.slots import format_nairobi
 from core.domain.states import BookingStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications import outbox_store as store
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ async def _reminder_job(runtime: Runtime) -> None:
         return
     if queued:
         log.info("reminders queued", extra={"count": queued})
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
 
 
 def start_reminder_scheduler(

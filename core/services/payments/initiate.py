@@ -35,7 +35,7 @@ from core.mpesa import (
     describe_result,
 )
 from core.mpesa.stk_request import safe_transaction_desc
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.notifications import notify as notifications
 from core.services.payments.settlement import notify_payment_failed
@@ -289,7 +289,7 @@ class PaymentService:
             except TransitionConflict:
                 return
             await uow.commit()
-        self.runtime.wake("settlement")  # a callback may have raced the push answer
+        self.runtime.wake(Wake.SETTLEMENT)  # a callback may have raced the push answer
 
     async def _queue_for_retry(self, attempt: PaymentAttempt, error: str) -> None:
         now = self.runtime.clock()
@@ -333,7 +333,7 @@ class PaymentService:
                     dedupe_key=f"payment:{attempt.id}:delayed:{current.query_count}",
                 )
             await uow.commit()
-        self.runtime.wake("outbox")
+        self.runtime.wake(Wake.OUTBOX)
         log.warning("daraja unavailable, payment queued", extra={"attempt": attempt.id})
 
     async def _mark_unclear(self, attempt: PaymentAttempt, why: str) -> None:
@@ -367,7 +367,7 @@ class PaymentService:
             except TransitionConflict:
                 return
             await uow.commit()
-        self.runtime.wake("outbox")
+        self.runtime.wake(Wake.OUTBOX)
         log.error("stk push refused", extra={"attempt": attempt.id, "error": detail})
 
     async def _refuse(

@@ -34,7 +34,7 @@ from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
 from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.payments.initiate import callback_secret_hash
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
 from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
@@ -301,11 +301,11 @@ class SettlementWorker:
 
     def notify(self, checkout_ids: Sequence[str]) -> None:
         """Called by the intake after a commit: settle these soon."""
-        self._runtime.wake("settlement")
+        self._runtime.wake(Wake.SETTLEMENT)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set: settle everything unprocessed, then wait for a wake-up."""
-        wakeup = self._runtime.wakeup("settlement")
+        wakeup = self._runtime.wakeup(Wake.SETTLEMENT)
         while not stop.is_set():
             wakeup.clear()
             try:
@@ -369,8 +369,8 @@ class SettlementWorker:
             counts[outcome] = counts.get(outcome, 0) + 1
             i += 1
         if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
-            self._runtime.wake("outbox")
-            self._runtime.wake("payments")
+            self._runtime.wake(Wake.OUTBOX)
+            self._runtime.wake(Wake.PAYMENTS)
         return counts
 
     def _batchable_run(

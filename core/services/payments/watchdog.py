@@ -21,7 +21,7 @@ from core.db.models import PaymentAttempt
 from core.db.uow import TransitionConflict
 from core.domain.states import PaymentEvent, PaymentStatus
 from core.mpesa import DarajaError
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.payments.initiate import DarajaGateway, PaymentService
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
@@ -56,8 +56,8 @@ class Watchdog:
                 counts[action] = counts.get(action, 0) + 1
         if counts:
             log.info("watchdog tick", extra={f"n_{k}": v for k, v in counts.items()})
-            self._runtime.wake("outbox")
-            self._runtime.wake("payments")
+            self._runtime.wake(Wake.OUTBOX)
+            self._runtime.wake(Wake.PAYMENTS)
         return counts
 
     async def _due(self, now: datetime) -> list[PaymentAttempt]:
