@@ -30,6 +30,7 @@ from bot.delivery import ChatUnreachable, TelegramOut
 from bot.render import escape, inline_keyboard
 from core.dialog.messages import label, price, say
 from core.dialog.types import Option
+from core.dialog.values import pay_value
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime, Wake
 from core.services.payments.initiate import PaymentService, PaymentView
@@ -44,11 +45,6 @@ _WAITING_KEYS: dict[PaymentStatus, str] = {
     PaymentStatus.QUEUED: "tg_progress_queued",
     PaymentStatus.UNCLEAR: "tg_progress_unclear",
 }
-
-
-def retry_value(booking_id: int) -> str:
-    """The callback data of the "Retry payment" button for ``booking_id``."""
-    return f"v1:pay:{booking_id}"
 
 
 def mode_marker() -> str:
@@ -77,7 +73,7 @@ def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
     if view.status == PaymentStatus.NEEDS_REVIEW:
         return _marked(view, say("tg_progress_needs_review")), ()
     reason = view.client_message or say("tg_progress_failed_generic")
-    retry = Option(label("retry"), retry_value(view.booking_id))
+    retry = Option(label("retry"), pay_value(view.booking_id))
     return _marked(view, say("tg_progress_failed", reason=reason)), (retry,)
 
 

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import TransitionConflict
+from core.dialog.messages import label
+from core.dialog.values import pay_value
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
@@ -317,7 +319,7 @@ async def _notify_approved(
         session,
         client,
         template="booking_approved_client",
-        data={**data, "test_mode": test_mode, "buttons": [["Pay with M-Pesa", f"v1:pay:{booking.id}"]]},
+        data={**data, "test_mode": test_mode, "buttons": [[label("pay"), pay_value(booking.id)]]},
         dedupe_key=f"booking:{booking.id}:approved:client",
     )
     await notifications.email_client(
