@@ -21,6 +21,7 @@ from aiohttp import web
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
+from core.dialog.store import DialogStore
 from core.mpesa import DarajaClient
 from core.runtime import Runtime, Wake, build_runtime
 from core.services.booking.housekeeping import run_housekeeping
@@ -145,7 +146,11 @@ def create_app(
         # Property 76: pick up every live attempt at start-up, then every few seconds.
         jobs.every(WATCHDOG_INTERVAL_S, "payment-watchdog", services.watchdog.tick)
         # Expire/complete bookings whose time has passed, purge idle chats (docs/architecture.md).
-        jobs.every(HOUSEKEEPING_INTERVAL_S, "housekeeping", lambda: run_housekeeping(runtime))
+        purge_dialogs = DialogStore(runtime).purge
+        jobs.every(
+            HOUSEKEEPING_INTERVAL_S, "housekeeping",
+            lambda: run_housekeeping(runtime, purge_dialogs=purge_dialogs),
+        )
         jobs.start()
         yield
         await jobs.stop()

@@ -9,7 +9,9 @@ One run (:func:`run_housekeeping`, every minute from ``serve``):
   AWAITING_CUSTOMER, UNCLEAR): its money could still arrive, so it waits for a later run
   once the watchdog has settled or flagged the attempt;
 - a CONFIRMED booking whose end has passed → COMPLETED ("session time over");
-- conversations (``dialog_states``) idle for more than :data:`DIALOG_RETENTION` are deleted.
+- conversations (``dialog_states``) idle for more than :data:`DIALOG_RETENTION` are deleted
+  through the ``purge_dialogs`` port the composition root wires (the dialog store is a layer
+  above the services).
 
 Bookings are handled in batches of :data:`BATCH_SIZE`, one transaction each, so a large
 backlog never holds SQLite's single write lock for long. Each change is a compare-and-set
@@ -23,13 +25,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, Exists, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import TransitionConflict
-from core.dialog.store import DialogStore
 from core.domain.slots import format_nairobi
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime, Wake
@@ -67,10 +69,22 @@ class HousekeepingResult:
         return self.expired_pending + self.expired_unpaid + self.completed
 
 
+class DialogPurge(Protocol):
+    """Deletes conversations idle for longer than ``older_than``; returns how many (the
+    composition root passes ``core.dialog.store.DialogStore(runtime).purge``)."""
+
+    async def __call__(self, *, older_than: timedelta) -> int: ...
+
+
 async def run_housekeeping(
-    runtime: Runtime, *, batch_size: int = BATCH_SIZE, dialog_retention: timedelta = DIALOG_RETENTION
+    runtime: Runtime,
+    *,
+    batch_size: int = BATCH_SIZE,
+    dialog_retention: timedelta = DIALOG_RETENTION,
+    purge_dialogs: DialogPurge | None = None,
 ) -> HousekeepingResult:
-    """Expire and complete bookings whose time has passed, purge idle conversations; return counts."""
+    """Expire and complete bookings whose time has passed, purge idle conversations (through
+    ``purge_dialogs``, when given); return counts."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     now = runtime.clock()
@@ -80,7 +94,7 @@ async def run_housekeeping(
         if found < batch_size:
             break
     held = await _count_held_by_live_payment(runtime, now)
-    purged = await DialogStore(runtime).purge(older_than=dialog_retention)
+    purged = await purge_dialogs(older_than=dialog_retention) if purge_dialogs is not None else 0
     result = HousekeepingResult(held_by_live_payment=held, dialogs_purged=purged, **counts)
     if result.expired_pending or result.expired_unpaid:
         runtime.wake(Wake.OUTBOX)
