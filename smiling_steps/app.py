@@ -253,8 +253,8 @@ async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
 
 async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     from bot.sender import TelegramSender
-    from core.services.notifications.email import SmtpSender
-    from core.services.notifications.sms import SmsSender, build_sms_gateway
+    from senders.email import SmtpSender
+    from senders.sms import SmsSender, build_sms_gateway
 
     senders: dict[str, Sender] = {}
     capture = services.extras.get("mail_capture")

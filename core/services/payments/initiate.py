@@ -8,10 +8,7 @@ about. A push whose outcome is unknown is never sent again: the watchdog asks Da
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +35,8 @@ from core.mpesa.stk_request import safe_transaction_desc
 from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.notifications import notify as notifications
-from core.services.payments.settlement import notify_payment_failed
+from core.services.notifications.payment_notices import notify_payment_failed
+from core.services.payments.secrets import callback_secret_hash, new_callback_secret
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +91,6 @@ class PaymentView:
     reused: bool = False  # True when an attempt already in progress was returned
 
 
-def callback_secret_hash(secret_key: str, secret: str) -> str:
-    """HMAC-SHA256 of a callback secret under SECRET_KEY (only this is stored)."""
-    return hmac.new(secret_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
-
-
 @dataclass
 class PaymentService:
     """Initiates STK Pushes and exposes their status."""
@@ -149,7 +142,7 @@ class PaymentService:
                 return
             # Claim the retry (clearing next_check_at so no other worker pushes it too) and
             # rotate the callback secret: only its hash was kept, and the old URL was never used.
-            secret = secrets.token_urlsafe(32)
+            secret = new_callback_secret()
             claimed = await uow.session.execute(
                 update(PaymentAttempt)
                 .where(
@@ -216,7 +209,7 @@ class PaymentService:
                     )
                     or 0
                 )
-                secret = secrets.token_urlsafe(32)
+                secret = new_callback_secret()
                 attempt = PaymentAttempt(
                     booking_id=booking_id,
                     client_id=client_id,

@@ -35,7 +35,7 @@ from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
 from core.runtime import Runtime, Wake
-from core.services.payments.initiate import callback_secret_hash
+from core.services.payments.secrets import callback_secret_hash
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
 from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
 

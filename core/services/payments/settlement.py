@@ -47,6 +47,7 @@ from core.mpesa.redact import redact_checkout_id
 from core.mpesa.result_codes import describe_result
 from core.services import audit
 from core.services.notifications import notify as notifications
+from core.services.notifications.payment_notices import notify_payment_failed
 
 log = logging.getLogger(__name__)
 
@@ -374,24 +375,3 @@ def paid_message_data(
         "meeting_url": booking.meeting_url,
         "test_mode": test_mode,
     }
-
-
-async def notify_payment_failed(
-    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, *, reason: str, test_mode: bool
-) -> None:
-    """Queue the client's "payment not completed" notice with its Retry button (Properties 27, 31, 63)."""
-    client = await session.get_one(Client, attempt.client_id)
-    await notifications.notify_client(
-        session,
-        client,
-        template="payment_failed_client",
-        data={
-            "reference": booking.reference,
-            "amount_kes": attempt.amount_kes,
-            "reason": reason,
-            "booking_id": booking.id,
-            "attempt_id": attempt.id,
-            "test_mode": test_mode,
-        },
-        dedupe_key=f"payment:{attempt.id}:failed:client",
-    )
