@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -35,6 +35,11 @@ from webhooks.metrics import setup_metrics
 from webhooks.mpesa import setup_mpesa_callbacks
 from webhooks.sms import setup_sms_routes
 from webhooks.telegram import setup_telegram_webhook
+
+if TYPE_CHECKING:
+    from bot.app import BotHandle
+    from simulators.smtp import SmtpCaptureServer
+    from simulators.telegram_api import TelegramApiSimulator
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
@@ -58,10 +63,15 @@ class Services:
     settlement: SettlementWorker
     watchdog: Watchdog
     engine: DialogEngine
-    extras: dict[str, Any] = field(default_factory=dict)  # bot handle, mail capture, …
+    # The running bot, once bot_ctx has started it (after the application froze, hence a field
+    # and not an AppKey); the senders reuse its Bot for Telegram messages.
+    bot: BotHandle | None = None
 
 
 SERVICES = web.AppKey("services", Services)
+# Local mode's stand-ins of outside systems, set while the application is built.
+MAIL_CAPTURE: web.AppKey[SmtpCaptureServer] = web.AppKey("mail_capture")
+TELEGRAM_SIMULATOR: web.AppKey[TelegramApiSimulator] = web.AppKey("telegram_simulator")
 
 
 async def prepare_database(runtime: Runtime, *, auto_upgrade: bool) -> None:
@@ -157,10 +167,10 @@ def create_app(
         await _stop_task(settler, stop, runtime, Wake.SETTLEMENT)
 
     async def notifications_ctx(_app: web.Application) -> AsyncIterator[None]:
-        capture = services.extras.get("mail_capture")
+        capture = _app.get(MAIL_CAPTURE)
         if capture is not None:
             await capture.start()
-        senders = await _senders(settings, services)
+        senders = await _senders(settings, services, capture)
         stop = asyncio.Event()
         dispatcher = asyncio.create_task(Dispatcher(runtime, senders).run(stop), name="outbox")
         jobs = BackgroundJobs()
@@ -176,10 +186,11 @@ def create_app(
         from bot.app import start_bot
 
         sim_runner, base_url = None, bot_base_url
-        if "telegram_sim_state" in services.extras:
-            sim_runner, base_url = await _private_telegram(services.extras["telegram_sim_state"])
+        simulator = _app.get(TELEGRAM_SIMULATOR)
+        if simulator is not None:
+            sim_runner, base_url = await _private_telegram(simulator)
         handle = await start_bot(runtime, services.engine, payments, app, token=bot_token, base_url=base_url)
-        services.extras["bot"] = handle
+        services.bot = handle
         yield
         await handle.stop()
         if sim_runner is not None:
@@ -220,7 +231,7 @@ def _mount_simulators(
         for user_id, first_name, phone in telegram_chat.PRESETS:  # the chat page's people, already started
             state.add_user(user_id, first_name, phone_number=phone, started=True)
         app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
-        services.extras["telegram_sim_state"] = state
+        app[TELEGRAM_SIMULATOR] = state
         mounted.add("telegram")
         bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
     if settings.at_api_base_url is None and not settings.at_username:
@@ -231,7 +242,7 @@ def _mount_simulators(
         mounted.add("at")
     if not settings.smtp_host:
         capture = smtp.SmtpCaptureServer()
-        services.extras["mail_capture"] = capture
+        app[MAIL_CAPTURE] = capture
         app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
         mounted.add("mail")
     app.router.add_get("/sim/", index_page(mounted))
@@ -239,7 +250,7 @@ def _mount_simulators(
     return bot_token, bot_base_url
 
 
-async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
+async def _private_telegram(state: TelegramApiSimulator) -> tuple[web.AppRunner, str]:
     """Serve the simulated Telegram on a private loopback port for the bot; returns its base URL."""
     from simulators import telegram_api
 
@@ -251,13 +262,14 @@ async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/bot"
 
 
-async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
+async def _senders(
+    settings: Settings, services: Services, capture: SmtpCaptureServer | None
+) -> dict[str, Sender]:
     from bot.sender import TelegramSender
     from senders.email import SmtpSender
     from senders.sms import SmsSender, build_sms_gateway
 
     senders: dict[str, Sender] = {}
-    capture = services.extras.get("mail_capture")
     email = SmtpSender.from_settings(settings) or (
         SmtpSender.for_capture(capture.port, sender_address=settings.smtp_from) if capture else None
     )
@@ -266,7 +278,7 @@ async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     gateway = build_sms_gateway(settings)
     if gateway is not None:
         senders["sms"] = SmsSender(gateway)
-    handle = services.extras.get("bot")
+    handle = services.bot
     telegram = TelegramSender(handle.application.bot) if handle else TelegramSender.from_settings(settings)
     if telegram is not None:
         senders["telegram"] = telegram

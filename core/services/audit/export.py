@@ -131,7 +131,7 @@ async def _batches(
         rows = await read(query)
         if not rows:
             return
-        yield [ChainRecord(*row) for row in rows]
+        yield [ChainRecord(**row._mapping) for row in rows]
         last = rows[-1][0]
         if len(rows) < batch_size:
             return

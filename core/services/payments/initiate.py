@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -370,7 +370,7 @@ class PaymentService:
         *,
         audit_reason: str,
         client_reason: str,
-        **values: object,
+        **values: Any,
     ) -> None:
         """QUEUED → FAILED without a prompt having reached the phone; the client may retry."""
         await audit.apply_transition(

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
@@ -81,10 +81,12 @@ class _Pending:
 class CallbackIntake:
     """Verifies and stores STK callbacks, batching concurrent ones into one commit."""
 
-    def __init__(self, runtime: Runtime, secret_key: str, *, on_stored: Any = None) -> None:
+    def __init__(
+        self, runtime: Runtime, secret_key: str, *, on_stored: Callable[[list[str]], None] | None = None
+    ) -> None:
         self._runtime = runtime
         self._secret_key = secret_key
-        self._on_stored = on_stored  # callable(list[str]) with the stored CheckoutRequestIDs
+        self._on_stored = on_stored  # told the CheckoutRequestIDs just stored (wakes settlement)
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -212,10 +214,10 @@ class CallbackIntake:
         return answers, [checkout for _id, checkout in adopt]
 
 
-_SQLITE_TURNS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[Any]:
+def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[object]:
     """SQLite: the intake and the settlement worker take turns at the database (FIFO).
 
     SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
@@ -239,7 +241,9 @@ def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
     return f"{checkout_request_id}:{result_code}"[:100]
 
 
-def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] | None]:
+def _verify(
+    pending: _Pending, row: Row[int, str, str | None] | None
+) -> tuple[IntakeAnswer, tuple[int, str] | None]:
     if row is None or not hmac.compare_digest(row.callback_secret_hash, pending.secret_hash):
         log.warning("security: callback with an unknown secret", extra={"event": "unknown_callback_secret"})
         return NOT_FOUND, None

@@ -34,9 +34,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Row, Table, bindparam, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
@@ -101,6 +101,10 @@ def may_batch(result: StkResult) -> bool:
     )
 
 
+# The tables the set-based statements write (mapped classes type __table__ as a FromClause).
+_ATTEMPTS = cast(Table, PaymentAttempt.__table__)
+_BOOKINGS = cast(Table, Booking.__table__)
+_AUDIT = cast(Table, AuditEntry.__table__)
 _A, _B, _C, _T, _S = (
     PaymentAttempt.__table__.c,
     Booking.__table__.c,
@@ -147,7 +151,8 @@ async def settle_batch(
 
 @dataclass
 class _State:
-    rows: dict[str, Any]  # CheckoutRequestID -> attempt joined with booking, client, practitioner, type
+    # CheckoutRequestID -> attempt joined with booking, client, practitioner, session type
+    rows: dict[str, Row[*tuple[Any, ...]]]
     receipt_owner: dict[str, int]  # receipt -> attempt that already has it
 
 
@@ -245,7 +250,9 @@ def _plan(item: BatchItem, state: _State, *, settings: Settings, now: datetime) 
         return None
 
 
-def _plan_paid(item: BatchItem, row: Any, verdict: Paid, *, settings: Settings, now: datetime) -> _Plan:
+def _plan_paid(
+    item: BatchItem, row: Row[*tuple[Any, ...]], verdict: Paid, *, settings: Settings, now: datetime
+) -> _Plan:
     result = item.result
     meeting_url = new_meeting_url(settings.meeting_url_template)
     booking = _BookingView(row.booking_id, row.reference, row.starts_at, row.ends_at, meeting_url)
@@ -284,7 +291,7 @@ def _plan_paid(item: BatchItem, row: Any, verdict: Paid, *, settings: Settings, 
     )
 
 
-def _paid_messages(row: Any, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _paid_messages(row: Row[*tuple[Any, ...]], data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The outbox rows of the confirmations ``settlement._notify_paid`` queues (same order)."""
     # enqueue stores a plain-JSON copy of each message's data; the three share everything but
     # "_route" (plain JSON already), so one copy serves them all.
@@ -329,7 +336,7 @@ async def _write(session: AsyncSession, plans: list[_Plan], *, now: datetime) ->
     seq, prev_hash = await audit.chain_tail(session)
     drafts = [entry for p in plans for entry in p.audit_entries]
     await session.execute(
-        AuditEntry.__table__.insert(), audit.chain_rows(drafts, seq=seq, prev_hash=prev_hash)
+        insert(_AUDIT), audit.chain_rows(drafts, seq=seq, prev_hash=prev_hash)
     )
     reminders = [r for p in plans for r in p.reminders]
     if reminders:
@@ -375,9 +382,9 @@ _PAID_COLUMNS = (
 
 async def _write_paid_values(session: AsyncSession, plans: list[_Plan], *, now: datetime) -> None:
     """The per-row values, on rows this transaction now holds (executemany)."""
-    attempts = PaymentAttempt.__table__
+    attempts = _ATTEMPTS
     await session.execute(
-        attempts.update()
+        update(attempts)
         .where(attempts.c.id == bindparam("b_id"))
         .values({name: bindparam(f"b_{name}") for name in _PAID_COLUMNS}),
         [
@@ -386,8 +393,8 @@ async def _write_paid_values(session: AsyncSession, plans: list[_Plan], *, now: 
             for p in plans
         ],
     )
-    bookings = Booking.__table__
+    bookings = _BOOKINGS
     await session.execute(
-        bookings.update().where(bookings.c.id == bindparam("b_id")).values(meeting_url=bindparam("b_url")),
+        update(bookings).where(bookings.c.id == bindparam("b_id")).values(meeting_url=bindparam("b_url")),
         [{"b_id": p.booking_id, "b_url": p.meeting_url} for p in plans],
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -183,7 +184,7 @@ class Watchdog:
         review: bool = False,
         next_check_at: datetime | None = None,
     ) -> str:
-        values: dict[str, object] = {"next_check_at": next_check_at}
+        values: dict[str, Any] = {"next_check_at": next_check_at}
         if review:
             values["review_reason"] = reason
         async with self._runtime.uow() as uow:
