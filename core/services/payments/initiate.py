@@ -179,22 +179,7 @@ class PaymentService:
             async with self.runtime.uow() as uow:
                 session = uow.session
                 await audit.lock_chain(session)
-                booking = await session.get(Booking, booking_id)
-                if booking is None or booking.client_id != client_id:
-                    raise PaymentRefused("not_found", "We could not find that booking.")
-                if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
-                    raise PaymentRefused("already_paid", "This booking is already paid.")
-                if booking.status != BookingStatus.APPROVED:  # Property 5
-                    raise PaymentRefused(
-                        "not_approved",
-                        "This booking can be paid once the practitioner has approved it."
-                        if booking.status == BookingStatus.PENDING_APPROVAL
-                        else "This booking can no longer be paid.",
-                    )
-                if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
-                    raise PaymentRefused(
-                        "too_late", "This session has already started, so it can no longer be paid."
-                    )
+                booking = await _payable_booking(session, booking_id, client_id, now=now)
                 live = await session.scalar(
                     select(PaymentAttempt).where(
                         PaymentAttempt.booking_id == booking_id,
@@ -203,17 +188,11 @@ class PaymentService:
                 )
                 if live is not None:
                     return live, None
-                number = 1 + int(
-                    await session.scalar(
-                        select(func.count(PaymentAttempt.id)).where(PaymentAttempt.booking_id == booking_id)
-                    )
-                    or 0
-                )
                 secret = new_callback_secret()
                 attempt = PaymentAttempt(
                     booking_id=booking_id,
                     client_id=client_id,
-                    idempotency_key=f"booking:{booking_id}:{number}",
+                    idempotency_key=f"booking:{booking_id}:{await _next_attempt_number(session, booking_id)}",
                     status=PaymentStatus.QUEUED.value,
                     amount_kes=booking.price_kes,
                     phone=msisdn,
@@ -401,3 +380,32 @@ class PaymentService:
             test_mode=self.runtime.settings.test_mode,
             reused=reused,
         )
+
+
+async def _payable_booking(
+    session: AsyncSession, booking_id: int, client_id: int, *, now: datetime
+) -> Booking:
+    """The client's booking if it may be paid now, else ``PaymentRefused`` saying why."""
+    booking = await session.get(Booking, booking_id)
+    if booking is None or booking.client_id != client_id:
+        raise PaymentRefused("not_found", "We could not find that booking.")
+    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
+        raise PaymentRefused("already_paid", "This booking is already paid.")
+    if booking.status != BookingStatus.APPROVED:  # Property 5
+        raise PaymentRefused(
+            "not_approved",
+            "This booking can be paid once the practitioner has approved it."
+            if booking.status == BookingStatus.PENDING_APPROVAL
+            else "This booking can no longer be paid.",
+        )
+    if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
+        raise PaymentRefused("too_late", "This session has already started, so it can no longer be paid.")
+    return booking
+
+
+async def _next_attempt_number(session: AsyncSession, booking_id: int) -> int:
+    """1 for a booking's first attempt, then 2, 3, … (part of the idempotency key)."""
+    count = await session.scalar(
+        select(func.count(PaymentAttempt.id)).where(PaymentAttempt.booking_id == booking_id)
+    )
+    return 1 + int(count or 0)

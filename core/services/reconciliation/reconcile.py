@@ -92,31 +92,60 @@ async def reconcile(
 
     report = ReconciliationReport(environment=environment, generated_at=now)
     if parsed is not None:
-        comparison = compare(
-            ours,
-            parsed.rows,
-            period_start=parsed.period_start,
-            period_end=parsed.period_end,
-            candidates=candidates,
-        )
-        report.period_start, report.period_end = parsed.period_start, parsed.period_end
-        report.statement_rows = len(parsed.rows)
-        report.ignored_receipts = comparison.ignored_receipts
-        report.add(comparison.lines)
+        _add_statement_comparison(report, parsed, ours, candidates)
     if query is not None:
         report.queried = len(targets)
         report.add([classify_query(attempt, await _ask(query, cid)) for attempt, cid in targets])
+    await _flag_discrepancies(new_uow, report, actor=actor)
+    await _record_run(
+        new_uow, report, environment=environment, with_statement=parsed is not None, actor=actor
+    )
+    log.info("reconciliation done", extra={"environment": environment, **report.counts})
+    return report
 
+
+def _add_statement_comparison(
+    report: ReconciliationReport, parsed: Statement, ours: list[OurPayment], candidates: list[OurPayment]
+) -> None:
+    """Compare the statement with our side and add what it finds to ``report``."""
+    comparison = compare(
+        ours,
+        parsed.rows,
+        period_start=parsed.period_start,
+        period_end=parsed.period_end,
+        candidates=candidates,
+    )
+    report.period_start, report.period_end = parsed.period_start, parsed.period_end
+    report.statement_rows = len(parsed.rows)
+    report.ignored_receipts = comparison.ignored_receipts
+    report.add(comparison.lines)
+
+
+async def _flag_discrepancies(
+    new_uow: Callable[[], UnitOfWork], report: ReconciliationReport, *, actor: str
+) -> None:
+    """Flag every attempt a report line asks to review; note which ones changed."""
     for line in report.lines:
         if line.flag_reason and line.attempt_id is not None:
-            # One short transaction per attempt: one row lock, then the audit chain lock (the
-            # payment engine's order), never several rows under the chain lock.
+            # One short transaction per attempt, so no run holds the audit chain lock (taken
+            # before the row, as everywhere) across many rows.
             async with new_uow() as uow:
                 flagged = await _flag(uow.session, line, actor=actor)
                 await uow.commit()
             if flagged:
                 report.flagged_attempt_ids.append(line.attempt_id)
     report.flagged_attempt_ids = sorted(set(report.flagged_attempt_ids))
+
+
+async def _record_run(
+    new_uow: Callable[[], UnitOfWork],
+    report: ReconciliationReport,
+    *,
+    environment: str,
+    with_statement: bool,
+    actor: str,
+) -> None:
+    """The audit entry of a completed run (its counts and the attempts it flagged)."""
     async with new_uow() as uow:
         await audit.record(
             uow.session,
@@ -126,14 +155,12 @@ async def reconcile(
             subject_id=environment,
             details={
                 "environment": environment,
-                "statement": parsed is not None,
+                "statement": with_statement,
                 "counts": report.counts,
                 "flagged_attempt_ids": report.flagged_attempt_ids,
             },
         )
         await uow.commit()
-    log.info("reconciliation done", extra={"environment": environment, **report.counts})
-    return report
 
 
 def _expected_short_codes(source: object, given: Collection[str] | None) -> frozenset[str]:
