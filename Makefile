@@ -21,8 +21,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/smiling-steps serve
 
+# ruff, then mypy (its files and strictness are in pyproject.toml's [tool.mypy]).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -31,4 +33,4 @@ bench: $(VENV)/.installed-dev
 	@for b in bench/*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

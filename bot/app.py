@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -35,6 +36,7 @@ from bot.delivery import ReplyDelivery, TelegramOut
 from bot.handlers import DialogEngine, TelegramHandlers
 from bot.progress import PaymentProgress
 from bot.reachability import mark_telegram_unreachable
+from core.config import Settings
 from core.db.models import Therapist
 from core.dialog.messages import say
 from core.runtime import Runtime
@@ -67,7 +69,7 @@ def build_application(
     webhook_mode: bool,
     max_retries: int = 5,
     concurrent_updates: int = 64,
-) -> Application:  # type: ignore[type-arg]
+) -> Application:
     """The PTB Application: rate-limited (429s are waited out and retried), concurrent updates."""
     builder = (
         Application.builder()
@@ -89,7 +91,7 @@ def build_application(
 class _UpdateSink:
     """Webhook JSON → PTB Update on the application's queue; drops redelivered update ids."""
 
-    def __init__(self, application: Application, remember: int = 2048) -> None:  # type: ignore[type-arg]
+    def __init__(self, application: Application, remember: int = 2048) -> None:
         self.application = application
         self._seen: set[int] = set()
         self._order: deque[int] = deque(maxlen=remember)
@@ -113,7 +115,7 @@ class _UpdateSink:
 class BotHandle:
     """A running bot. ``await handle.stop()`` stops it cleanly."""
 
-    application: Application  # type: ignore[type-arg]
+    application: Application
     runtime: Runtime
     mode: Literal["polling", "webhook"]
     progress: PaymentProgress
@@ -128,7 +130,7 @@ class BotHandle:
     _stopped: bool = False
 
     @property
-    def bot(self) -> ExtBot:  # type: ignore[type-arg]
+    def bot(self) -> ExtBot:
         """The rate-limited bot (one per token: share it, e.g. with the outbox's Telegram sender)."""
         return self.application.bot
 
@@ -157,7 +159,7 @@ class BotHandle:
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(
-                    timeout=self.poll_timeout,
+                    timeout=timedelta(seconds=self.poll_timeout),
                     allowed_updates=ALLOWED_UPDATES,
                     drop_pending_updates=False,
                     error_callback=self._polling_error,
@@ -271,15 +273,8 @@ async def start_bot(
     token = token or settings.telegram_bot_token
     if not token:
         raise BotStartError("TELEGRAM_BOT_TOKEN: not set (the bot cannot start without a token)")
-    webhook_mode = bool(settings.telegram_webhook_secret)
-    hook: TelegramWebhook | None = None
-    if webhook_mode:
-        hook = app.get(TELEGRAM_WEBHOOK) if app is not None else None
-        if hook is None:
-            raise BotStartError(
-                "TELEGRAM_WEBHOOK_SECRET: webhook mode needs setup_telegram_webhook(app, secret) "
-                "on the aiohttp app before it starts"
-            )
+    hook = _webhook_route(settings, app)
+    webhook_mode = hook is not None
     runtime.components[COMPONENT] = "starting"
     application = build_application(
         token, base_url or settings.telegram_api_base_url, webhook_mode=webhook_mode, max_retries=max_retries
@@ -302,19 +297,38 @@ async def start_bot(
         webhook_url=f"{settings.base_url}{WEBHOOK_PATH}" if webhook_mode else None,
         poll_timeout=poll_timeout,
     )
+    await _first_start(handle)
+    return handle
+
+
+def _webhook_route(settings: Settings, app: web.Application | None) -> TelegramWebhook | None:
+    """The webhook route in webhook mode (TELEGRAM_WEBHOOK_SECRET set); None when polling."""
+    if not settings.telegram_webhook_secret:
+        return None
+    hook = app.get(TELEGRAM_WEBHOOK) if app is not None else None
+    if hook is None:
+        raise BotStartError(
+            "TELEGRAM_WEBHOOK_SECRET: webhook mode needs setup_telegram_webhook(app, secret) "
+            "on the aiohttp app before it starts"
+        )
+    return hook
+
+
+async def _first_start(handle: BotHandle) -> None:
+    """Start now; Telegram out of reach is retried in the background, a refusal is a BotStartError."""
+    components = handle.runtime.components
     try:
         await handle._start_once()
     except InvalidToken:
-        runtime.components[COMPONENT] = "error: token refused"
+        components[COMPONENT] = "error: token refused"
         await handle.stop()
-        runtime.components[COMPONENT] = "error: token refused"
+        components[COMPONENT] = "error: token refused"
         raise BotStartError("TELEGRAM_BOT_TOKEN: Telegram refused the token") from None
     except (NetworkError, TimedOut, RetryAfter) as exc:
-        runtime.components[COMPONENT] = f"starting: Telegram not reachable ({type(exc).__name__})"
+        components[COMPONENT] = f"starting: Telegram not reachable ({type(exc).__name__})"
         log.warning("telegram not reachable at start; retrying in the background", extra={"error": repr(exc)})
         handle._starter = asyncio.create_task(handle._keep_starting(), name="telegram-bot-start")
     except TelegramError as exc:
         await handle.stop()
-        runtime.components[COMPONENT] = f"error: {exc.message}"
+        components[COMPONENT] = f"error: {exc.message}"
         raise BotStartError(f"Telegram bot: {exc.message}") from None
-    return handle

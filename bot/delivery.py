@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyKeyboardMarkup
 from telegram.constants import ChatAction, ParseMode
@@ -103,7 +103,7 @@ class TelegramOut:
         return False
 
 
-class ProgressRegistry:
+class ProgressRegistry(Protocol):
     """Where payment-progress messages are reported (implemented by bot.progress)."""
 
     def track(

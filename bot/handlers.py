@@ -155,7 +155,7 @@ class TelegramHandlers:
         self.engine_timeout = engine_timeout
         self.sequencer = KeyedSequencer()
 
-    def register(self, application: Application) -> None:  # type: ignore[type-arg]
+    def register(self, application: Application) -> None:
         private_message = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         application.add_handler(MessageHandler(private_message & filters.COMMAND, self.on_command))
         application.add_handler(

@@ -79,7 +79,7 @@ class Mailbox:
         parsed = message_from_bytes(raw, policy=policy.default)
         mail = CapturedMail(
             id=next(self._ids), mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos),
-            received_at=datetime.now(UTC), raw=raw, message=parsed,  # type: ignore[arg-type]
+            received_at=datetime.now(UTC), raw=raw, message=parsed,
         )
         async with self._changed:
             self.messages.append(mail)

@@ -245,7 +245,8 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from core.mpesa import DarajaClient
-    from core.services.reconciliation import reconcile
+    from core.services.reconciliation.reconcile import reconcile
+    from core.services.reconciliation.report import ReconciliationReport
     from core.services.reconciliation.statement_csv import StatementError
 
     statement = None
@@ -258,7 +259,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if statement is None and args.no_query:
         raise UsageError("smiling-steps: nothing to compare: give --statement or allow STK Query")
 
-    async def _go(rt: Runtime):  # type: ignore[no-untyped-def]
+    async def _go(rt: Runtime) -> ReconciliationReport:
         client = None if args.no_query else DarajaClient.from_settings(settings)
         try:
             return await reconcile(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from core.dialog import messages, values
 from core.dialog.turn import CONFIRM, DAY, EMAIL, SESSION_TYPE, THERAPIST, TIME, Outcome, Turn
@@ -116,9 +117,9 @@ async def _type_chosen(turn: Turn, session_type_id: int | None) -> Outcome | Non
 
 
 async def _day_menu(
-    turn: Turn, data: dict[str, object], *, page: int, edit: bool = False, before: list[Reply] | None = None
+    turn: Turn, data: dict[str, Any], *, page: int, edit: bool = False, before: list[Reply] | None = None
 ) -> Outcome:
-    days = await available_days(turn.runtime, int(data["therapist_id"]), int(data["minutes"]))  # type: ignore[call-overload]
+    days = await available_days(turn.runtime, int(data["therapist_id"]), int(data["minutes"]))
     if not days:
         outcome = await start(
             turn, before=[*(before or []), turn.reply("no_days", therapist=data["therapist_name"])]
@@ -145,10 +146,10 @@ async def _day_chosen(turn: Turn, arg: str) -> Outcome | None:
 
 
 async def _time_menu(
-    turn: Turn, data: dict[str, object], *, page: int, edit: bool = False, before: list[Reply] | None = None
+    turn: Turn, data: dict[str, Any], *, page: int, edit: bool = False, before: list[Reply] | None = None
 ) -> Outcome:
     day = date.fromisoformat(str(data["day"]))
-    slots = await available_slots(turn.runtime, int(data["therapist_id"]), int(data["minutes"]), day)  # type: ignore[call-overload]
+    slots = await available_slots(turn.runtime, int(data["therapist_id"]), int(data["minutes"]), day)
     if not slots:
         return await _day_menu(turn, data, page=0, before=[*(before or []), turn.reply("no_times")])
     size = TIME_PAGE.get(turn.channel, 24)
@@ -182,7 +183,7 @@ async def _time_chosen(turn: Turn, arg: str) -> Outcome | None:
     return turn.menu(EMAIL, turn.say("ask_email"), choices, data=data, edit=True)
 
 
-async def _summary(turn: Turn, data: dict[str, object]) -> Outcome:
+async def _summary(turn: Turn, data: dict[str, Any]) -> Outcome:
     start_at = datetime.fromisoformat(str(data["start"]))
     text = turn.say(
         "summary",
@@ -190,7 +191,7 @@ async def _summary(turn: Turn, data: dict[str, object]) -> Outcome:
         minutes=data["minutes"],
         therapist=data["therapist_name"],
         when=turn.when(start_at),
-        price=messages.price(int(data["price_kes"])),  # type: ignore[call-overload]
+        price=messages.price(int(data["price_kes"])),
         email=data.get("email") or turn.say("no_email"),
     )
     return turn.menu(

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
-from core.dialog.turn import CHOICES, MENU, PHONE, PROMPT, Outcome, Turn
+from core.dialog.turn import CHOICES, MENU, PHONE, PROMPT, Outcome, PaymentPort, Turn
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
-from core.services.payments.initiate import PaymentService
 from core.templates.gsm import discreet
 
 log = logging.getLogger(__name__)
@@ -38,48 +38,27 @@ log = logging.getLogger(__name__)
 TRIES = 2  # a turn that loses the compare-and-set is decided once more on fresh state
 _NUMBER = re.compile(r"^[1-9]\d{0,2}$")  # "07…" is the start of a phone number, not a choice
 _CODE_REPLY = re.compile(r"^([ad])[\s\-]*([2-9a-z]{4,8})$", re.IGNORECASE)
-_COMMANDS = {
-    "start": "start",
-    "book": "book",
-    "my": "my",
-    "mysessions": "my",
-    "pay": "pay",
-    "help": "help",
-    "menu": "help",
-    "stop": "stop",
-    "cancel": "stop",
-    "today": "today",
-    "upcoming": "upcoming",
-    "sessions": "sessions",
-    "all": "all",
-    "dashboard": "start",
-}
-_KEYWORDS = {
-    "start": "start",
-    "book": "book",
-    "my": "my",
-    "my sessions": "my",
-    "mysessions": "my",
-    "pay": "pay",
-    "help": "help",
-    "menu": "help",
-    "stop": "stop",
-    "cancel": "stop",
-    "quit": "stop",
-    "exit": "stop",
-    "today": "today",
-    "upcoming": "upcoming",
-    "sessions": "sessions",
-    "all": "all",
-}
-_THERAPIST_ONLY = frozenset({"today", "upcoming", "all"})
+
+
+# (turn, argument); an answer of None means "not a command for this user": the input is read as text.
+Command = Callable[[Turn, str], Awaitable[Outcome | None]]
+Action = Callable[[Turn, values.Choice], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class _Word:
+    """What a command word does, and whether it works as "/word", as the bare word, or both."""
+
+    run: Command
+    slash: bool = True
+    typed: bool = True
 
 
 class DialogEngine:
     """Handles chat input for Telegram and SMS alike."""
 
     def __init__(
-        self, runtime: Runtime, payments: PaymentService, *, idle_timeout: timedelta = IDLE_TIMEOUT
+        self, runtime: Runtime, payments: PaymentPort, *, idle_timeout: timedelta = IDLE_TIMEOUT
     ) -> None:
         self.runtime = runtime
         self.payments = payments
@@ -106,7 +85,7 @@ class DialogEngine:
     async def _handle(self, inbound: Inbound) -> list[Reply]:
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
-            turn = Turn(self, inbound, snap)
+            turn = Turn(self.runtime, self.payments, inbound, snap)
             outcome = await self._decide(turn)
             claimed = await self.store.save(
                 snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)
@@ -145,21 +124,22 @@ class DialogEngine:
         inbound = turn.inbound
         text = " ".join((inbound.text or "").split())
         if inbound.option is not None:
-            return await self._on_value(turn, inbound.option)
+            return await _on_value(turn, inbound.option)
         if inbound.contact_phone:
-            return await self._on_contact(turn, inbound.contact_phone)
-        choices = _choices(turn)
+            return await _on_contact(turn, inbound.contact_phone)
+        choices = turn.choices()
         if _NUMBER.match(text):
             if choices:
                 number = int(text)
                 if 1 <= number <= len(choices):
-                    return await self._on_value(turn, choices[number - 1][0])
+                    return await _on_value(turn, choices[number - 1][0])
                 return turn.stay(turn.reply("choose_number", count=len(choices)))
             if turn.snap.expired:
-                return await self._restart(turn)
+                return await _restart(turn)
         command = _command(text)
         if command is not None:
-            outcome = await self._on_command(turn, *command)
+            run, arg = command
+            outcome = await run(turn, arg)
             if outcome is not None:
                 return outcome
         code = _CODE_REPLY.match(text)
@@ -170,146 +150,191 @@ class DialogEngine:
         folded = text.casefold()
         for value, label in choices:
             if folded and label.casefold() == folded:
-                return await self._on_value(turn, value)
-        return await self._on_text(turn, text)
+                return await _on_value(turn, value)
+        return await _on_text(turn, text)
 
-    async def _on_value(self, turn: Turn, value: str) -> Outcome:
-        if value.startswith(TEL):
-            if turn.step == PHONE:
-                return await pay_flow.on_phone(turn, value[len(TEL) :])
-            return self._stale(turn)
-        choice = values.parse(value)
-        if choice is None:
-            return self._stale(turn)
-        if choice.is_action:
-            return await self._on_action(turn, choice)
-        if choice.token != turn.data.get(MENU):
-            if turn.snap.expired:
-                return await self._restart(turn)
-            return self._stale(turn)
-        outcome = await booking_flow.on_choice(turn, choice) or client_flow.on_choice(turn, choice)
-        return outcome or self._stale(turn)
 
-    async def _on_action(self, turn: Turn, choice: values.Choice) -> Outcome:
-        kind = choice.kind
-        if kind == values.BOOK:
-            return await booking_flow.start(turn)
-        if kind == values.MY:
-            return await client_flow.my_sessions(turn)
-        if kind == values.HELP:
-            return await self._help(turn)
-        if kind == values.PAY:
-            return await pay_flow.start(turn, choice.int_arg())
-        if kind == values.CHANGE_PHONE:
-            return await pay_flow.change_phone(turn, choice.int_arg())
-        if kind == values.CANCEL_BOOKING:
-            return await client_flow.ask_cancel(turn, choice.int_arg())
-        if kind in (values.APPROVE, values.DECLINE):
-            return await therapist_flow.decide(turn, choice.int_arg(), approve=kind == values.APPROVE)
+# -- what an option value, a shared contact or free text means ---------------------------------------
+
+
+async def _on_value(turn: Turn, value: str) -> Outcome:
+    if value.startswith(TEL):
+        if turn.step == PHONE:
+            return await pay_flow.on_phone(turn, value[len(TEL) :])
+        return _stale(turn)
+    choice = values.parse(value)
+    if choice is None:
+        return _stale(turn)
+    if choice.is_action:
+        action = _ACTIONS.get(choice.kind, _therapist_sessions)
+        return await action(turn, choice)
+    if choice.token != turn.data.get(MENU):
+        if turn.snap.expired:
+            return await _restart(turn)
+        return _stale(turn)
+    outcome = await booking_flow.on_choice(turn, choice) or client_flow.on_choice(turn, choice)
+    return outcome or _stale(turn)
+
+
+async def _on_contact(turn: Turn, phone: str) -> Outcome:
+    if turn.step == PHONE:
+        return await pay_flow.on_phone(turn, phone)
+    await turn.client()  # fills the client's phone if it was unknown
+    return turn.stay(turn.reply("phone_noted"))
+
+
+async def _on_text(turn: Turn, text: str) -> Outcome:
+    if turn.step == PHONE:
+        return await pay_flow.on_phone(turn, text)
+    outcome = await booking_flow.on_text(turn, text)
+    if outcome is not None:
+        return outcome
+    if turn.step != IDLE:
+        return _reprompt(turn, "help_step")
+    if turn.snap.expired:
+        return await _restart(turn)
+    therapist = await turn.therapist()
+    if therapist is not None:  # on SMS the numbered choices and request cards say it all
+        before = [] if turn.sms else [turn.reply("therapist_help")]
+        return await therapist_flow.dashboard(turn, therapist, before=before)
+    if turn.sms and turn.snap.row_id is None:  # an SMS user's first message starts booking
+        return await booking_flow.start(turn, before=[turn.reply("welcome")])
+    return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
+
+
+# -- actions (buttons that stand on their own) ----------------------------------------------------------
+
+
+async def _decide_request(turn: Turn, choice: values.Choice) -> Outcome:
+    return await therapist_flow.decide(turn, choice.int_arg(), approve=choice.kind == values.APPROVE)
+
+
+async def _therapist_sessions(turn: Turn, choice: values.Choice) -> Outcome:
+    """``v1:ts:<scope>`` from a practitioner; from anyone else it is stale (so is an unknown action)."""
+    therapist = await turn.therapist()
+    if choice.kind == values.SESSIONS and therapist is not None:
+        return await therapist_flow.sessions(turn, therapist, choice.arg)
+    return _stale(turn)
+
+
+_ACTIONS: dict[str, Action] = {
+    values.BOOK: lambda turn, _: booking_flow.start(turn),
+    values.MY: lambda turn, _: client_flow.my_sessions(turn),
+    values.HELP: lambda turn, _: _help(turn),
+    values.PAY: lambda turn, choice: pay_flow.start(turn, choice.int_arg()),
+    values.CHANGE_PHONE: lambda turn, choice: pay_flow.change_phone(turn, choice.int_arg()),
+    values.CANCEL_BOOKING: lambda turn, choice: client_flow.ask_cancel(turn, choice.int_arg()),
+    values.APPROVE: _decide_request,
+    values.DECLINE: _decide_request,
+    values.SESSIONS: _therapist_sessions,
+}
+
+
+# -- commands and keywords ("/book", "BOOK", "my sessions") ---------------------------------------------
+
+
+async def _start(turn: Turn, arg: str) -> Outcome:
+    if arg.lower() == "book":
+        return await booking_flow.start(turn)
+    if arg and turn.channel == "telegram":
+        linked = await therapist_flow.link(turn, arg)
+        if linked is not None:
+            return linked
+    therapist = await turn.therapist()
+    if therapist is not None:
+        return await therapist_flow.dashboard(turn, therapist)
+    if arg:
+        return turn.main_menu(turn.say("menu"), before=[turn.reply("link_invalid")])
+    if turn.sms:
+        return await booking_flow.start(turn, before=[turn.reply("welcome")])
+    return turn.main_menu(turn.say("menu"), before=[turn.reply("welcome")])
+
+
+async def _stop(turn: Turn, _arg: str) -> Outcome:
+    return turn.idle(turn.reply("stopped"))
+
+
+def _sessions(scope: str, *, for_clients: bool) -> Command:
+    """A practitioner's sessions in ``scope``; a client gets their own sessions or (None) nothing."""
+
+    async def command(turn: Turn, _arg: str) -> Outcome | None:
         therapist = await turn.therapist()
-        if kind == values.SESSIONS and therapist is not None:
-            return await therapist_flow.sessions(turn, therapist, choice.arg)
-        return self._stale(turn)
-
-    async def _on_command(self, turn: Turn, name: str, arg: str) -> Outcome | None:
-        if name == "start":
-            return await self._start(turn, arg)
-        if name == "book":
-            return await booking_flow.start(turn)
-        if name == "my":
-            return await client_flow.my_sessions(turn)
-        if name == "pay":
-            return await pay_flow.start(turn, None)
-        if name == "help":
-            return await self._help(turn)
-        if name == "stop":
-            return turn.idle(turn.reply("stopped"))
-        therapist = await turn.therapist()
-        if therapist is not None and name in (*_THERAPIST_ONLY, "sessions"):
-            return await therapist_flow.sessions(turn, therapist, "all" if name == "sessions" else name)
-        if name == "sessions":
+        if therapist is not None:
+            return await therapist_flow.sessions(turn, therapist, scope)
+        if for_clients:
             return await client_flow.my_sessions(turn)
         return None  # a practitioner-only word from a client: treat as text
 
-    async def _on_contact(self, turn: Turn, phone: str) -> Outcome:
-        if turn.step == PHONE:
-            return await pay_flow.on_phone(turn, phone)
-        await turn.client()  # fills the client's phone if it was unknown
-        return turn.stay(turn.reply("phone_noted"))
+    return command
 
-    async def _on_text(self, turn: Turn, text: str) -> Outcome:
-        if turn.step == PHONE:
-            return await pay_flow.on_phone(turn, text)
-        outcome = await booking_flow.on_text(turn, text)
-        if outcome is not None:
-            return outcome
-        if turn.step != IDLE:
-            return self._reprompt(turn, "help_step")
-        if turn.snap.expired:
-            return await self._restart(turn)
-        therapist = await turn.therapist()
-        if therapist is not None:  # on SMS the numbered choices and request cards say it all
-            before = [] if turn.sms else [turn.reply("therapist_help")]
-            return await therapist_flow.dashboard(turn, therapist, before=before)
-        if turn.sms and turn.snap.row_id is None:  # an SMS user's first message starts booking
-            return await booking_flow.start(turn, before=[turn.reply("welcome")])
-        return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
 
-    # -- common answers ------------------------------------------------------------------------------
+_BOOK = _Word(lambda turn, _: booking_flow.start(turn))
+_MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
+_HELP = _Word(lambda turn, _: _help(turn))
+_STOP = _Word(_stop)
+_WORDS: dict[str, _Word] = {
+    "start": _Word(_start),
+    "dashboard": _Word(_start, typed=False),
+    "book": _BOOK,
+    "my": _MY,
+    "mysessions": _MY,
+    "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
+    "pay": _Word(lambda turn, _: pay_flow.start(turn, None)),
+    "help": _HELP,
+    "menu": _HELP,
+    "stop": _STOP,
+    "cancel": _STOP,
+    "quit": _Word(_stop, slash=False),
+    "exit": _Word(_stop, slash=False),
+    "today": _Word(_sessions("today", for_clients=False)),
+    "upcoming": _Word(_sessions("upcoming", for_clients=False)),
+    "all": _Word(_sessions("all", for_clients=False)),
+    "sessions": _Word(_sessions("all", for_clients=True)),
+}
 
-    async def _start(self, turn: Turn, arg: str) -> Outcome:
-        if arg.lower() == "book":
-            return await booking_flow.start(turn)
-        if arg and turn.channel == "telegram":
-            linked = await therapist_flow.link(turn, arg)
-            if linked is not None:
-                return linked
-        therapist = await turn.therapist()
-        if therapist is not None:
-            return await therapist_flow.dashboard(turn, therapist)
-        if arg:
-            return turn.main_menu(turn.say("menu"), before=[turn.reply("link_invalid")])
-        if turn.sms:
-            return await booking_flow.start(turn, before=[turn.reply("welcome")])
-        return turn.main_menu(turn.say("menu"), before=[turn.reply("welcome")])
 
-    async def _help(self, turn: Turn) -> Outcome:
-        therapist = await turn.therapist()
-        if turn.step != IDLE:
-            return self._reprompt(turn, "help")
-        if therapist is not None:
-            return await therapist_flow.dashboard(turn, therapist, before=[turn.reply("therapist_help")])
-        return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
+def _command(text: str) -> tuple[Command, str] | None:
+    """What "/book", "BOOK", " book\\n" or "/start <code>" asks for, with the argument.
 
-    async def _restart(self, turn: Turn) -> Outcome:
-        expired = turn.reply("expired")
-        if turn.sms:
-            return await booking_flow.start(turn, before=[expired])
-        return turn.main_menu(turn.say("menu"), before=[expired])
+    An unknown "/word" is a request for help; an unknown bare word is not a command.
+    """
+    if text.startswith("/"):
+        head, _, arg = text[1:].partition(" ")
+        word = _WORDS.get(head.split("@", 1)[0].lower())
+        return ((word.run if word and word.slash else _HELP.run), arg.strip())
+    word = _WORDS.get(text.lower().strip(" .!?"))
+    return (word.run, "") if word and word.typed else None
 
-    def _stale(self, turn: Turn) -> Outcome:
-        return self._reprompt(turn, "stale_option")
 
-    def _reprompt(self, turn: Turn, lead_key: str) -> Outcome:
-        """Say ``lead_key`` and show the current step's menu again (same numbers)."""
-        return turn.reprompt(turn.say(lead_key))
+# -- common answers ------------------------------------------------------------------------------------
+
+
+async def _help(turn: Turn) -> Outcome:
+    therapist = await turn.therapist()
+    if turn.step != IDLE:
+        return _reprompt(turn, "help")
+    if therapist is not None:
+        return await therapist_flow.dashboard(turn, therapist, before=[turn.reply("therapist_help")])
+    return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
+
+
+async def _restart(turn: Turn) -> Outcome:
+    expired = turn.reply("expired")
+    if turn.sms:
+        return await booking_flow.start(turn, before=[expired])
+    return turn.main_menu(turn.say("menu"), before=[expired])
+
+
+def _stale(turn: Turn) -> Outcome:
+    return _reprompt(turn, "stale_option")
+
+
+def _reprompt(turn: Turn, lead_key: str) -> Outcome:
+    """Say ``lead_key`` and show the current step's menu again (same numbers)."""
+    return turn.reprompt(turn.say(lead_key))
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def _choices(turn: Turn) -> list[tuple[str, str]]:
-    return turn.choices()
-
-
-def _command(text: str) -> tuple[str, str] | None:
-    """``("book", "")`` for "/book", "BOOK", " book\\n"; ``("start", "<code>")`` for "/start <code>"."""
-    if text.startswith("/"):
-        head, _, arg = text[1:].partition(" ")
-        name = head.split("@", 1)[0].lower()
-        return (_COMMANDS.get(name, "help"), arg.strip())
-    key = text.lower().strip(" .!?")
-    return (_KEYWORDS[key], "") if key in _KEYWORDS else None
 
 
 def _state_data(before: Snapshot, outcome: Outcome, replies: list[Reply]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ async def change_phone(turn: Turn, booking_id: int | None) -> Outcome:
         return turn.idle(refusal)
     assert booking is not None
     if booking.payment_status in LIVE_PAYMENT_STATUSES:
-        view = await turn.engine.payments.latest_for_booking(booking.id)
+        view = await turn.payments.latest_for_booking(booking.id)
         phone = view.phone_masked if view else ""
         text = turn.paymark(turn.say("pay_change_live", phone=phone))
         return turn.idle(
@@ -126,7 +126,7 @@ def _push(turn: Turn, booking: BookingView, msisdn: str, *, retry: bool = False)
         if not is_probably_safaricom(msisdn):
             before.append(Reply(text=turn.paymark(turn.say("not_safaricom", phone=mask_phone(msisdn)))))
         try:
-            view = await turn.engine.payments.initiate_payment(booking.id, client.id, msisdn)
+            view = await turn.payments.initiate_payment(booking.id, client.id, msisdn)
         except PaymentRefused as exc:
             return turn.idle(*before, await _refused(turn, booking, exc))
         except InvalidPhoneNumber:
@@ -179,7 +179,7 @@ def _progress(
 
 
 async def _already_waiting(turn: Turn, booking: BookingView) -> Reply:
-    view = await turn.engine.payments.latest_for_booking(booking.id)
+    view = await turn.payments.latest_for_booking(booking.id)
     phone = view.phone_masked if view else ""
     tag = progress_tag(view.attempt_id) if view else None
     return Reply(

@@ -20,7 +20,7 @@ from core.services.booking.lifecycle import (
     decline_booking,
     link_therapist_telegram,
 )
-from core.services.booking.queries import SCOPES, list_therapist_sessions, pending_requests
+from core.services.booking.queries import SCOPES, Scope, list_therapist_sessions, pending_requests
 from core.services.booking.types import BookingError, BookingView, TherapistRef
 
 MAX_REQUESTS_SHOWN = 5
@@ -81,10 +81,9 @@ def request_card(turn: Turn, b: BookingView) -> Reply:
     )
 
 
-async def sessions(turn: Turn, therapist: TherapistRef, scope: str) -> Outcome:
-    if scope not in SCOPES:
-        scope = "upcoming"
-    rows = await list_therapist_sessions(turn.runtime, therapist.id, scope)  # type: ignore[arg-type]
+async def sessions(turn: Turn, therapist: TherapistRef, asked: str) -> Outcome:
+    scope: Scope = next((s for s in SCOPES if s == asked), "upcoming")
+    rows = await list_therapist_sessions(turn.runtime, therapist.id, scope)
     lines = [turn.say(f"sessions_{scope}")]
     limit = MAX_LINES.get(turn.channel, 30)
     for b in rows[:limit]:

@@ -6,24 +6,27 @@ STK prompt, approve…), the handler returns ``Outcome(effect=…)`` instead: th
 *claims* the turn by saving ``step``/``data`` (compare-and-set on the state's version),
 and runs the effect only if that save won, so two copies of one message (double tap,
 two processes) can never both act. The effect returns the final Outcome.
+
+A turn knows the runtime and a :class:`PaymentPort`, not the engine that made it, so the
+flows and the engine depend on this module and it depends on neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from core.dialog import messages, values
 from core.dialog.sms import TEL
 from core.dialog.store import IDLE, Snapshot
 from core.dialog.types import Inbound, Option, Reply
+from core.runtime import Runtime
 from core.services.booking.lifecycle import find_or_create_client
 from core.services.booking.queries import therapist_for_user
 from core.services.booking.types import ClientRef, TherapistRef
-
-if TYPE_CHECKING:
-    from core.dialog.engine import DialogEngine
+from core.services.payments.initiate import PaymentView
 
 # Conversation steps (dialog_states.step).
 THERAPIST = "therapist"
@@ -44,6 +47,14 @@ MENU = "menu"  # the current menu token
 Effect = Callable[[], Awaitable["Outcome"]]
 
 
+class PaymentPort(Protocol):
+    """What the pay flow asks of payments (``core.services.payments.PaymentService`` is one)."""
+
+    async def initiate_payment(self, booking_id: int, client_id: int, phone: str) -> PaymentView: ...
+
+    async def latest_for_booking(self, booking_id: int) -> PaymentView | None: ...
+
+
 @dataclass
 class Outcome:
     """Replies plus the next state; ``effect`` runs after the state was claimed."""
@@ -57,7 +68,10 @@ class Outcome:
 
 @dataclass
 class Turn:
-    engine: DialogEngine
+    """One input being answered, with lazy look-ups of who is writing."""
+
+    runtime: Runtime
+    payments: PaymentPort
     inbound: Inbound
     snap: Snapshot
     lang: str = messages.DEFAULT_LANGUAGE
@@ -83,18 +97,14 @@ class Turn:
         return self.snap.data
 
     @property
-    def runtime(self) -> Any:
-        return self.engine.runtime
-
-    @property
     def test_mode(self) -> bool:
-        return bool(self.engine.runtime.settings.test_mode)
+        return bool(self.runtime.settings.test_mode)
 
     async def client(self) -> ClientRef:
         """The client behind this chat user (created on first use)."""
         if self._client is None:
             self._client = await find_or_create_client(
-                self.engine.runtime,
+                self.runtime,
                 self.inbound.channel,
                 self.inbound.user_key,
                 self.inbound.display_name,
@@ -106,7 +116,7 @@ class Turn:
         """The practitioner behind this chat user, if it is one."""
         if not self._therapist_loaded:
             self._therapist = await therapist_for_user(
-                self.engine.runtime, self.channel, self.inbound.user_key
+                self.runtime, self.channel, self.inbound.user_key
             )
             self._therapist_loaded = True
         return self._therapist
@@ -118,7 +128,7 @@ class Turn:
     def label(self, key: str) -> str:
         return messages.label(key, self.lang)
 
-    def when(self, moment: Any) -> str:
+    def when(self, moment: datetime) -> str:
         return messages.when(moment, self.lang, channel=self.channel)
 
     def reply(self, key: str, **fields: object) -> Reply:

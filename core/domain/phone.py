@@ -30,7 +30,7 @@ class InvalidPhoneNumber(ValueError):
         super().__init__(f"That is not a Kenyan mobile number. Use one of: {ACCEPTED_FORMATS}.")
 
 
-def normalise_phone(raw: str) -> str:
+def normalise_phone(raw: object) -> str:
     """Return ``254`` + 9 digits for a Kenyan mobile number, or raise InvalidPhoneNumber."""
     if not isinstance(raw, str):
         raise InvalidPhoneNumber(repr(raw))

@@ -45,7 +45,7 @@ def validate_amount(amount: object) -> int:
 def validate_phone(phone: object) -> str:
     """Return the number normalised to 2547XXXXXXXX / 2541XXXXXXXX."""
     try:
-        return normalise_phone(phone)  # type: ignore[arg-type]
+        return normalise_phone(phone)
     except InvalidPhoneNumber:
         raise StkRequestInvalid("PhoneNumber", "must be a Kenyan mobile number") from None
 

@@ -253,6 +253,28 @@ def test_admin_create_stores_an_argon2id_hash_and_refuses_duplicates_and_empty_s
 # -- refusing an old schema outside local mode ---------------------------------------------------------
 
 
+STATEMENT_HEADER = (
+    "Account Holder:,SMILING STEPS LTD\n"
+    "Short Code:,4123456\n"
+    "Time Period:,From 01-03-2024 00:00:00 To 31-03-2024 23:59:59\n"
+    "\n"
+    "Receipt No.,Completion Time,Initiation Time,Details,Transaction Status,Paid In,Withdrawn,Balance,"
+    "Balance Confirmed,Reason Type,Other Party Info,Linked Transaction ID,A/C No.\n"
+)
+
+
+def test_reconcile_compares_a_statement_and_writes_the_report(workdir):
+    (workdir / "statement.csv").write_text(STATEMENT_HEADER, encoding="utf-8")
+    result = run(
+        workdir, "reconcile", "--statement", "statement.csv", "--no-query", "--report", "report.csv",
+        DATABASE_URL=sqlite_url(workdir / "cli.db"), MPESA_BUSINESS_SHORT_CODE="4123456",
+    )
+    out = assert_ok(result)
+    assert "0 matched" in out and "Everything agrees with M-Pesa." in out
+    report = (workdir / "report.csv").read_text(encoding="utf-8").splitlines()
+    assert report[0].startswith("category,receipt,")
+
+
 def test_an_unmigrated_sqlite_database_outside_local_mode_asks_for_db_upgrade(workdir):
     result = run(workdir, "seed-demo-data", DATABASE_URL=sqlite_url(workdir / "old.db"), **SANDBOX)
     line = assert_one_line_failure(result, 1)
