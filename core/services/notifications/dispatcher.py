@@ -204,7 +204,7 @@ class Dispatcher:
         if spec is None or "sms" not in spec.channels:
             return None
         route = {k: v for k, v in row.route.items() if k != "fallback_sms"}
-        fallback = {
+        fallback: dict[str, Any] = {
             "channel": "sms",
             "recipient": str(phone),
             "template": row.template,

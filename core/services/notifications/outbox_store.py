@@ -253,9 +253,8 @@ async def mark_final(session: AsyncSession, row: ClaimedRow, *, status: str, err
 
 async def mark_telegram_unreachable(session: AsyncSession, route: Mapping[str, Any]) -> None:
     """The user blocked the bot (or never started it): later messages go by SMS."""
-    model: type[Client] | type[Therapist] | None = {"client": Client, "therapist": Therapist}.get(
-        str(route.get("role"))
-    )
+    models: dict[str, type[Client] | type[Therapist]] = {"client": Client, "therapist": Therapist}
+    model = models.get(str(route.get("role")))
     target = route.get("id")
     if model is None or not isinstance(target, int):
         return
@@ -318,7 +317,7 @@ def failed_notifications(
     since: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> Select[tuple[Outbox]]:
+) -> Select[Outbox]:
     """SELECT of failed notifications, newest first: ``(await session.scalars(stmt)).all()``.
 
     Rows carry ``channel``, ``recipient`` (mask phones before showing: core.domain.phone),

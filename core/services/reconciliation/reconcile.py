@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -183,7 +183,7 @@ def _check_short_code(statement: Statement, expected: frozenset[str]) -> None:
 # -- reading --------------------------------------------------------------------------------
 
 
-def _attempts(environment: str) -> Select[Any]:
+def _attempts(environment: str) -> Select[PaymentAttempt, str]:
     return (
         select(PaymentAttempt, Booking.reference)
         .join(Booking, Booking.id == PaymentAttempt.booking_id)
