@@ -61,15 +61,23 @@ class TelegramOut:
         self, chat_id: int, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None
     ) -> EditResult:
         """Replace a bot message's text and inline keyboard (None removes the keyboard)."""
+        return await self._edited(chat_id, self.bot.edit_message_text(
+            html,
+            chat_id=chat_id,
+            message_id=message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            link_preview_options=NO_PREVIEW,
+        ))
+
+    async def remove_buttons(self, chat_id: int, message_id: int) -> EditResult:
+        """Take the inline keyboard off a bot message, keeping its text."""
+        call = self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None)
+        return await self._edited(chat_id, call)
+
+    async def _edited(self, chat_id: int, call: Awaitable[object]) -> EditResult:
         try:
-            await self.bot.edit_message_text(
-                html,
-                chat_id=chat_id,
-                message_id=message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                link_preview_options=NO_PREVIEW,
-            )
+            await call
             return "edited"
         except Forbidden as exc:
             await self._blocked(chat_id, exc)

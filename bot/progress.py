@@ -11,8 +11,9 @@ At the attempt's deadline (120 s) it says the payment is being checked, then kee
 watching (every ``slow_interval`` s and on every wake-up) for ``watch_after_deadline`` s.
 
 Kept in memory: after a restart the message stays as it was (the outbox still delivers
-the result as its own message). The engine's text carries the TEST MODE marker; results
-written here add it when the attempt is a test one.
+the result as its own message). A failure's "Retry payment" button is taken off again when
+the booking is paid after all (``bot/retry_offers.py``). The engine's text carries the
+TEST MODE marker; results written here add it when the attempt is a test one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from telegram import InlineKeyboardMarkup
 
 from bot.delivery import ChatUnreachable, TelegramOut
 from bot.render import escape, inline_keyboard
+from bot.retry_offers import RetryOffers
 from core.dialog.messages import label, price, say
 from core.dialog.types import Option
 from core.dialog.values import pay_value
@@ -126,6 +128,8 @@ class PaymentProgress:
         self._followed: dict[int, _Followed] = {}
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
+        # Failure messages whose "Retry payment" must go once the booking is paid.
+        self.retry_offers = RetryOffers(runtime, payments, out, lambda view: escape(result_text(view)[0]))
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +145,7 @@ class PaymentProgress:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.retry_offers.stop()
         self._followed.clear()
         self._listener = None
 
@@ -193,6 +198,7 @@ class PaymentProgress:
             await wake.wait()
             wake.clear()
             self.notify()
+            self.retry_offers.check_soon()
 
     async def _follow(self, entry: _Followed) -> None:
         errors = 0
@@ -263,6 +269,12 @@ class PaymentProgress:
         text, options = result_text(view)
         html, markup = escape(text), inline_keyboard(options)
         result = "gone" if entry.gone else await self.out.edit(entry.chat_id, entry.message_id, html, markup)
+        message_id: int | None = entry.message_id
         if result == "gone":  # the progress message was deleted: tell the result in a new one
-            await self.out.send(entry.chat_id, html, markup)
+            sent = await self.out.send(entry.chat_id, html, markup)
+            message_id = sent.message_id if sent else None
         log.info("payment progress settled", extra={"attempt": entry.attempt_id, "status": str(view.status)})
+        if options and message_id is not None:
+            self.retry_offers.offered(view.attempt_id, view.booking_id, entry.chat_id, message_id)
+        elif view.status == PaymentStatus.PAID:
+            await self.retry_offers.booking_paid(view.booking_id)

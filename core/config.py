@@ -8,6 +8,7 @@ A bad value raises ``ConfigError`` whose message is one line naming the variable
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -36,6 +37,14 @@ DARAJA_BASE_URLS: dict[str, str] = {
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 SECRET_FILE_NAME = ".smiling_steps_secret"
 MAX_CANCEL_WINDOW_HOURS = 720  # CLIENT_CANCEL_WINDOW_HOURS: 30 days, beyond any bookable start
+
+# SECRET_KEY outside local mode: at least 32 random bytes (it derives the key that encrypts
+# stored credentials and signs sessions). 43 characters of URL-safe base64 or 64 hex digits.
+MIN_SECRET_KEY_CHARS = 43
+MIN_HEX_SECRET_KEY_CHARS = 64
+MIN_SECRET_KEY_DISTINCT_CHARS = 10
+MIN_SECRET_KEY_ESTIMATED_BITS = 128  # a lower bound seen in the value itself; random keys score ~200+
+GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 _ALLOWED_DB_DRIVERS = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
 
@@ -79,7 +88,7 @@ class Settings(BaseSettings):
     mpesa_callback_allowed_ips: str | None = None
     mpesa_callback_ip_mode: Literal["log", "enforce"] = "log"
     mpesa_trusted_proxies: str | None = None
-    mpesa_confirm_with_query: bool = False
+    mpesa_confirm_with_query: bool | None = None  # unset: see confirm_success_by_query
     mpesa_payment_deadline_seconds: int = 120
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
@@ -105,6 +114,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Bearer token for /metrics and the details of /healthz (webhooks/ops_access.py).
+    metrics_token: str | None = None
 
     # -- field rules -------------------------------------------------------------
     @field_validator("database_url")
@@ -197,6 +208,16 @@ class Settings(BaseSettings):
             raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{32,256}", value):
+            raise ValueError(
+                "must be 32-256 characters of A-Z, a-z, 0-9 and -._~+/= "
+                f"(make one with: {GENERATE_SECRET_KEY})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _production_needs_real_values(self) -> Settings:
         if self.mpesa_environment == "production":
@@ -212,6 +233,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} is required when MPESA_ENVIRONMENT=production")
             if not str(self.public_base_url).startswith("https://"):
                 raise ValueError("PUBLIC_BASE_URL must be https:// when MPESA_ENVIRONMENT=production")
+        if not self.local_mode and self.secret_key:
+            weakness = secret_key_weakness(self.secret_key)
+            if weakness:
+                raise ValueError(
+                    f"SECRET_KEY is too weak for MPESA_ENVIRONMENT={self.mpesa_environment} ({weakness}); "
+                    f"use at least 32 random bytes, e.g. the output of: {GENERATE_SECRET_KEY}"
+                )
         if self.mpesa_environment == "sandbox":
             for name in ("mpesa_consumer_key", "mpesa_consumer_secret"):
                 if not getattr(self, name):
@@ -226,6 +254,17 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """Simulator mode: outside systems are the project's own stand-ins."""
         return self.mpesa_environment == "simulator"
+
+    @property
+    def confirm_success_by_query(self) -> bool:
+        """Whether a success callback is confirmed by STK Query before it settles anything.
+
+        MPESA_CONFIRM_WITH_QUERY when given; unset, on in sandbox and production (there the URL
+        secret would otherwise be a success callback's only proof) and off in simulator mode.
+        """
+        if self.mpesa_confirm_with_query is not None:
+            return self.mpesa_confirm_with_query
+        return not self.local_mode
 
     @property
     def bind_host(self) -> str:
@@ -284,6 +323,31 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+def secret_key_weakness(value: str) -> str | None:
+    """Why ``value`` cannot be 32 random bytes, or None when it may be (never quotes the value).
+
+    A length alone is not enough: ``"k" * 48`` or a short word repeated are long but guessable,
+    so the value must not repeat a shorter pattern and must look random by its own letters.
+    """
+    hex_only = all(c in "0123456789abcdefABCDEF" for c in value)
+    needed = MIN_HEX_SECRET_KEY_CHARS if hex_only else MIN_SECRET_KEY_CHARS
+    if len(value) < needed:
+        kind = "hex digits" if hex_only else "characters"
+        return f"too short: {len(value)} of at least {needed} {kind}"
+    if _repeats_a_pattern(value):
+        return "it repeats a shorter pattern"
+    counts = [value.count(c) for c in set(value)]
+    bits = -sum(n * math.log2(n / len(value)) for n in counts)
+    if len(counts) < MIN_SECRET_KEY_DISTINCT_CHARS or bits < MIN_SECRET_KEY_ESTIMATED_BITS:
+        return "too few different characters to be random"
+    return None
+
+
+def _repeats_a_pattern(value: str) -> bool:
+    # A string is a repetition of a shorter unit iff it occurs in itself doubled, minus the ends.
+    return value in (value + value)[1:-1]
+
+
 def normalise_database_url(value: str) -> str:
     """Accept the async drivers we support; rewrite the usual sync spellings to them."""
     value = value.strip()
@@ -314,12 +378,15 @@ def ensure_secret_key(settings: Settings, directory: Path | None = None) -> str:
     if settings.secret_key:
         return settings.secret_key
     if not settings.local_mode:
-        raise ConfigError("SECRET_KEY: required outside local mode (a long random string)")
+        raise ConfigError(
+            f"SECRET_KEY: required outside local mode (at least 32 random bytes: {GENERATE_SECRET_KEY})"
+        )
     path = (directory or Path.cwd()) / SECRET_FILE_NAME
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # exactly owner read/write, whatever the umask
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
     return key

@@ -4,11 +4,16 @@
 sends in the clear (only for a local relay or the local-mode capture server). A 5xx answer
 to the recipient or the message is a hard bounce (permanent); 4xx, connection problems
 and authentication failures (an operator problem) are retried by the outbox.
+
+Never logs or stores a recipient's address: results carry SMTP codes with any address in
+the server's reply replaced by ``[address]``, and nothing here raises (so no traceback with
+the address reaches the dispatcher's log).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -17,12 +22,14 @@ import aiosmtplib
 
 from core.config import Settings
 from core.db.types import utcnow
+from core.domain.email import is_valid_email
 from core.services.notifications.outbox_types import RenderedMessage, SendResult
 
 log = logging.getLogger(__name__)
 
 IMPLICIT_TLS_PORT = 465
 AUTH_CODES = frozenset({530, 534, 535, 538})  # authentication required/failed: fix the settings, then retry
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]:;,]*@[^\s<>()\[\]:;,]*")
 
 
 def _domain(address: str) -> str:
@@ -93,7 +100,20 @@ class SmtpSender:
         return cls(host=host, port=port, sender_address=sender_address, starttls=False, implicit_tls=False)
 
     async def send(self, recipient: str, message: RenderedMessage) -> SendResult:
-        mail = build_email(message, sender=self.sender_address, recipient=recipient)
+        """Send one message; never raises, and no result or log line carries the address."""
+        if not is_valid_email(recipient):  # rows queued before the one rule existed
+            return SendResult.give_up("recipient is not a valid e-mail address")
+        try:
+            mail = build_email(message, sender=self.sender_address, recipient=recipient)
+        except (ValueError, TypeError) as exc:  # header parsing: the text would name the address
+            return SendResult.give_up(f"message could not be built: {type(exc).__name__}")
+        try:
+            return await self._deliver(mail)
+        except Exception as exc:  # a library surprise: its text and traceback may hold the address
+            log.warning("e-mail send failed unexpectedly", extra={"error": type(exc).__name__})
+            return SendResult.retry(f"SMTP send failed: {type(exc).__name__}")
+
+    async def _deliver(self, mail: EmailMessage) -> SendResult:
         try:
             await aiosmtplib.send(
                 mail,
@@ -108,16 +128,22 @@ class SmtpSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]
-            text = "; ".join(f"{err.code} {err.message}" for err in exc.recipients)
+            text = "; ".join(f"{err.code} {redact_addresses(err.message)}" for err in exc.recipients)
             if codes and all(code >= 500 for code in codes):
                 return SendResult.give_up(f"recipient refused: {text}")
             return SendResult.retry(f"recipient deferred: {text}")
         except aiosmtplib.SMTPSenderRefused as exc:  # our From address: an operator problem
-            return SendResult.retry(f"sender refused: SMTP {exc.code} {exc.message}")
+            return SendResult.retry(f"sender refused: SMTP {exc.code} {redact_addresses(exc.message)}")
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500 and exc.code not in AUTH_CODES:
-                return SendResult.give_up(f"SMTP {exc.code} {exc.message}")
-            return SendResult.retry(f"SMTP {exc.code} {exc.message}")
+                return SendResult.give_up(f"SMTP {exc.code} {redact_addresses(exc.message)}")
+            return SendResult.retry(f"SMTP {exc.code} {redact_addresses(exc.message)}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return SendResult.retry(f"SMTP unavailable: {type(exc).__name__}: {exc}")
+            return SendResult.retry(f"SMTP unavailable: {type(exc).__name__}: {redact_addresses(str(exc))}")
         return SendResult.sent(str(mail["Message-ID"]))
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` (a server's reply, an error) with anything shaped like an e-mail address removed:
+    the outcome is stored and logged, and the address is personal data."""
+    return _ADDRESS_LIKE.sub("[address]", text)

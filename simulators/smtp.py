@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import itertools
+import logging
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +146,9 @@ class SmtpCaptureServer:
         return SMTP(_Handler(self.mailbox), **kwargs)
 
     async def start(self) -> SmtpCaptureServer:
+        # aiosmtpd logs every envelope address at INFO ("recip: …"); in local mode this server
+        # runs inside the service, whose log must hold no e-mail address.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]

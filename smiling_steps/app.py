@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from admin_web.app import create_admin_app
+from admin_web.context import AdminDeps
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
@@ -115,7 +117,7 @@ def create_app(
     client = daraja or DarajaClient.from_settings(settings)
     payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake(Wake.PAYMENTS))
     settlement = SettlementWorker(
-        runtime, confirm=client.stk_query if settings.mpesa_confirm_with_query else None
+        runtime, confirm=client.stk_query if settings.confirm_success_by_query else None
     )
     services = Services(
         runtime,
@@ -135,6 +137,7 @@ def create_app(
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
+    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments), local)
 
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:
@@ -203,6 +206,18 @@ def create_app(
     if with_notifications:
         app.cleanup_ctx.append(notifications_ctx)
     return app
+
+
+def _mount_admin(app: web.Application, deps: AdminDeps, local: bool) -> None:
+    """The admin site at /admin in every mode; ``/`` leads to /sim/ in local mode, else to /admin/."""
+    app.router.add_get("/admin", lambda _request: _see_other("/admin/"))  # before the sub-app claims it
+    app.add_subapp("/admin", create_admin_app(deps))
+    home = "/sim/" if local else "/admin/"
+    app.router.add_get("/", lambda _request: _see_other(home))
+
+
+async def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _mount_simulators(

@@ -23,7 +23,7 @@ from core.domain.slots import InvalidHours, format_weekly_hours, parse_weekly_ho
 from core.logging import configure_logging
 from core.runtime import Runtime, build_runtime
 from core.services.booking.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
-from core.services.ops.admins import AdminError, create_admin
+from core.services.ops.admins import FIRST_ADMIN_USERNAME, AdminError, create_admin, ensure_first_admin
 from core.services.ops.privacy import PrivacyError
 
 T = TypeVar("T")
@@ -127,22 +127,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(_args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from smiling_steps.app import NotMigrated, create_app, prepare_database
+    from smiling_steps.server import run_server
 
     ensure_secret_key(settings)
     try:  # check the schema before binding the port, so a refusal is one clean line
         _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
+    # Local mode: a newcomer can sign in at once. The password goes to this console banner only,
+    # never through the JSON logger.
+    first_password = _run_db(settings, ensure_first_admin) if settings.local_mode else None
     print(
         f"Smiling Steps listening on http://{settings.bind_host}:{settings.port} "
         f"(M-Pesa: {settings.mpesa_environment})",
         file=sys.stderr,
     )
-    web.run_app(create_app(settings), host=settings.bind_host, port=settings.port, print=None)
+    print(_admin_banner(settings, first_password), file=sys.stderr)
+    run_server(create_app(settings), settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
+
+
+def _admin_banner(settings: Settings, first_password: str | None) -> str:
+    url = f"{settings.base_url}/admin/"
+    if first_password is None:
+        return f"Admin site: {url} (sign in as an admin; new admins: smiling-steps admin create)"
+    return (
+        f"Admin site: {url} user '{FIRST_ADMIN_USERNAME}', one-time password {first_password} "
+        "(shown only now; keep it or create your own admin with: smiling-steps admin create)"
+    )
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:

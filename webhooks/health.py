@@ -1,4 +1,9 @@
-"""``GET /healthz``: 200 only when the database answers and every started component is up."""
+"""``GET /healthz``: 200 only when the database answers and every started component is up.
+
+Anyone gets the verdict alone (``{"status": "ok"}`` / 503 ``{"status": "unavailable"}``);
+the parts and what is wrong with them are shown only to callers that may read operational
+details (``webhooks/ops_access.py``: local mode, or the ``METRICS_TOKEN`` bearer).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.db.engine import ping
 from core.runtime import Runtime
+from webhooks.ops_access import OpsAccess, ops_access
 
 RUNTIME = web.AppKey("runtime", Runtime)
 DB_PING_TIMEOUT_S = 2.0
 HEALTHY_COMPONENT_STATES = frozenset({"ok", "disabled"})
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Report database and component status; 503 names what is wrong."""
-    runtime = request.app[RUNTIME]
+async def health_report(runtime: Runtime) -> dict[str, str]:
+    """Database and component states ("ok", "disabled", or what is wrong)."""
     report: dict[str, str] = {}
     try:
         await asyncio.wait_for(ping(runtime.engine), DB_PING_TIMEOUT_S)
@@ -25,9 +30,18 @@ async def healthz(request: web.Request) -> web.Response:
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         report["database"] = f"error: {type(exc).__name__}"
     report.update(runtime.components)
-    healthy = all(value == "ok" or value in HEALTHY_COMPONENT_STATES for value in report.values())
-    status = 200 if healthy else 503
-    return web.json_response({"status": "ok" if healthy else "unavailable", **report}, status=status)
+    return report
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The verdict for everyone; the details for callers allowed to see them."""
+    runtime = request.app[RUNTIME]
+    report = await health_report(runtime)
+    healthy = all(value in HEALTHY_COMPONENT_STATES for value in report.values())
+    body: dict[str, str] = {"status": "ok" if healthy else "unavailable"}
+    if ops_access(request, runtime.settings) is OpsAccess.GRANTED:
+        body.update(report)
+    return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
 
 def setup_health(app: web.Application, runtime: Runtime) -> None:

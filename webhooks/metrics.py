@@ -1,4 +1,9 @@
-"""``GET /metrics``: operational counts in the Prometheus text format (no personal data)."""
+"""``GET /metrics``: operational counts in the Prometheus text format (no personal data).
+
+Readable in local mode, and otherwise only with ``Authorization: Bearer <METRICS_TOKEN>``
+(``webhooks/ops_access.py``): a wrong or missing token is 401; outside local mode without
+``METRICS_TOKEN`` configured the route answers 403 saying so.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,25 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.runtime import Runtime
 from core.services.ops.metrics import collect, render_prometheus
+from webhooks.ops_access import OpsAccess, ops_access
 
 RUNTIME = web.AppKey("metrics_runtime", Runtime)
 CONTENT_TYPE = "text/plain"  # Prometheus text exposition format 0.0.4
 log = logging.getLogger(__name__)
+NOT_CONFIGURED = "forbidden: /metrics is off outside local mode until METRICS_TOKEN is set\n"
+BAD_TOKEN = "unauthorized: send Authorization: Bearer <METRICS_TOKEN>\n"
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Counts by state; 503 when the database cannot be read."""
+    access = ops_access(request, request.app[RUNTIME].settings)
+    if access is OpsAccess.NOT_CONFIGURED:
+        return web.Response(status=403, text=NOT_CONFIGURED, content_type=CONTENT_TYPE)
+    if access is OpsAccess.BAD_TOKEN:
+        return web.Response(
+            status=401, text=BAD_TOKEN, content_type=CONTENT_TYPE,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     try:
         snapshot = await collect(request.app[RUNTIME])
     except (SQLAlchemyError, OSError) as exc:

@@ -25,7 +25,7 @@ SANDBOX = {
     "MPESA_ENVIRONMENT": "sandbox",
     "MPESA_CONSUMER_KEY": "test-consumer-key",
     "MPESA_CONSUMER_SECRET": "test-consumer-secret",
-    "SECRET_KEY": "a-long-random-test-secret-key-0123456789",
+    "SECRET_KEY": "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY",  # secrets.token_urlsafe(32)
 }
 DEMO_PHONES = [phone for _name, _email, phone in DEMO_THERAPISTS]
 

@@ -20,12 +20,14 @@ from core.runtime import build_runtime
 from core.services.payments.initiate import PaymentService
 from tests.conftest import make_settings
 from tests.integration.test_dialog_support import Chat, World, book, build_world
+from tests.integration.test_payments_callbacks import _body
 from tests.support.payments import PaymentStack, payment_stack
 
 SUCCESS_PHONE = "0708374149"
 TEST_MSISDN = "254708374149"
 CANCEL_PHONE = "0712345672"
 TIMEOUT_PHONE = "0712345674"
+PRODUCTION_SECRET_KEY = "7Ix8h8CgKK9RdXmKsdJdeS1ok5emrCiBAllzF-h5kck"  # secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -249,12 +251,12 @@ async def test_in_production_there_is_no_test_mode_marker_and_no_test_number(dat
         MPESA_CONSUMER_SECRET="s",
         MPESA_BUSINESS_SHORT_CODE="600000",
         MPESA_PASSKEY="p",
-        SECRET_KEY="prod-secret",
+        SECRET_KEY=PRODUCTION_SECRET_KEY,
         PUBLIC_BASE_URL="https://pay.example.org",
     )
     runtime = build_runtime(settings)
     try:
-        world = await build_world(runtime, PaymentService(runtime, AcceptingGateway(), "prod-secret"))
+        world = await build_world(runtime, PaymentService(runtime, AcceptingGateway(), PRODUCTION_SECRET_KEY))
         chat = world.chat()
         await book(chat, world)
         [booking] = await world.bookings()
@@ -265,3 +267,24 @@ async def test_in_production_there_is_no_test_mode_marker_and_no_test_number(dat
         assert chat.text.startswith("Check your phone") and "TEST MODE" not in chat.text
     finally:
         await runtime.close()
+
+
+async def test_an_old_retry_button_pressed_after_a_late_success_says_already_paid_and_pushes_nothing(
+    paying: Paying,
+) -> None:
+    chat = paying.client
+    await paying.stack.sim.control("/control/next-outcome", {"outcome": "cancelled"})
+    await chat.choose(f"v1:pay:{paying.booking_id}")
+    await chat.send(SUCCESS_PHONE)
+    attempt = await paying.stack.wait_status(_attempt_id(chat.last), PaymentStatus.CANCELLED)
+    late = _body(attempt.checkout_request_id, amount=attempt.amount_kes, receipt="LATE765432")
+    secret = paying.stack.callback_secret_of(attempt.checkout_request_id)
+    assert (await paying.stack.post_callback(secret, late)).status_code == 200
+    await paying.stack.wait_status(attempt.id, PaymentStatus.PAID)
+    [booking] = await paying.world.bookings()
+    pushes = len(paying.stack.pushes())
+    for button in (f"v1:pay:{paying.booking_id}", f"pay:{paying.booking_id}"):  # progress / notice forms
+        await chat.choose(button)
+        assert messages.say("pay_already_paid", reference=booking.reference) in chat.text
+        assert "Retry payment" not in chat.labels
+    assert len(paying.stack.pushes()) == pushes

@@ -33,7 +33,7 @@ SANDBOX = {
     "MPESA_ENVIRONMENT": "sandbox",
     "MPESA_CONSUMER_KEY": "test-consumer-key",
     "MPESA_CONSUMER_SECRET": "test-consumer-secret",
-    "SECRET_KEY": "a-long-random-test-secret-key-0123456789",
+    "SECRET_KEY": "UGNcPTHOh4H7RvzVvRQDFhjCl_Ku2N5NWsKldVX9qaY",  # secrets.token_urlsafe(32)
 }
 
 
@@ -218,11 +218,14 @@ def test_serve_answers_healthz_and_stops_cleanly(tmp_path: Path):
             process.kill()
             _out, err = process.communicate()
     assert process.returncode == 0, err
-    # stderr is the JSON log plus the one "listening" line: no unhandled exception was printed
+    # stderr is the JSON log plus the "listening" and admin banner lines: no unhandled exception
     for line in err.splitlines():
-        assert line.startswith("Smiling Steps listening on http://127.0.0.1:") or json.loads(line), line
+        banner = line.startswith(("Smiling Steps listening on http://127.0.0.1:", "Admin site: http://"))
+        assert banner or json.loads(line), line
     secret = tmp_path / SECRET_FILE_NAME  # local mode generated its secret key here, privately
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    database = tmp_path / "serve.db"  # created by `serve` itself: personal data, owner-only
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -141,8 +141,7 @@ async def payment_stack(database_url: str, **env: str) -> AsyncIterator[PaymentS
             PORT=str(port),
             PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
             MPESA_API_BASE_URL=sim.base_url,
-            SECRET_KEY="test-secret-key-for-callbacks",
-            **env,
+            **{"SECRET_KEY": "test-secret-key-for-callbacks", **env},
         )
         clock = Clock()
         runtime = build_runtime(settings, clock=clock)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.dialog import messages, values
-from core.dialog.engine import _command
+from core.dialog.engine import _WORDS, _command
 from core.dialog.sms import numbered_choices, render_sms
 from core.dialog.types import OPTION_VALUE_MAX_BYTES, Option, Reply
 from core.templates.gsm import contains_forbidden, is_gsm7
@@ -209,4 +209,9 @@ def test_sms_rendering_is_gsm7_and_discreet() -> None:
 def test_keywords_and_commands_are_recognised_case_insensitively(
     text: str, expected: tuple[str, str] | None
 ) -> None:
-    assert _command(text) == expected
+    found = _command(text)
+    if expected is None:
+        assert found is None
+    else:
+        word, argument = expected
+        assert found == (_WORDS[word].run, argument)

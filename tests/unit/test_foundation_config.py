@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import stat
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.config import (
+    GENERATE_SECRET_KEY,
     SANDBOX_PASSKEY,
     SANDBOX_SHORT_CODE,
     SECRET_FILE_NAME,
@@ -26,7 +32,7 @@ PRODUCTION = {
     "MPESA_CONSUMER_SECRET": "live-secret",
     "MPESA_BUSINESS_SHORT_CODE": "654321",
     "MPESA_PASSKEY": "live-passkey",
-    "SECRET_KEY": "k" * 48,
+    "SECRET_KEY": "xyXDxCv53tZWWiQuKvCR4PWJmtzmfzP6X67iMmbzAto",  # secrets.token_urlsafe(32)
     "PUBLIC_BASE_URL": "https://pay.smilingsteps.example",
 }
 
@@ -36,7 +42,7 @@ SECTION_4 = {
     "PUBLIC_BASE_URL": ("https://pay.smilingsteps.example", "public_base_url"),
     "PORT": ("9090", "port"),
     "HOST": ("10.1.2.3", "host"),
-    "SECRET_KEY": ("s3cret-" * 8, "secret_key"),
+    "SECRET_KEY": ("7Ix8h8CgKK9RdXmKsdJdeS1ok5emrCiBAllzF-h5kck", "secret_key"),
     "MPESA_ENVIRONMENT": ("production", "mpesa_environment"),
     "MPESA_API_BASE_URL": ("https://daraja-proxy.example", "mpesa_api_base_url"),
     "MPESA_CONSUMER_KEY": ("live-key", "mpesa_consumer_key"),
@@ -320,7 +326,7 @@ def test_production_errors_do_not_echo_the_credentials_that_were_given():
     with pytest.raises(ConfigError) as error:
         load_settings(env)
     message = str(error.value)
-    for secret in ("live-key", "live-secret", "k" * 48):
+    for secret in ("live-key", "live-secret", PRODUCTION["SECRET_KEY"]):
         assert secret not in message
 
 
@@ -347,3 +353,86 @@ def test_outside_local_mode_a_missing_secret_key_is_a_config_error(tmp_path):
         ensure_secret_key(load_settings(SANDBOX), tmp_path)
     assert_one_line_naming(error.value, "SECRET_KEY")
     assert not (tmp_path / SECRET_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "x",
+        "prod-secret",
+        "a-long-random-test-secret-key-0123456789",  # 40 characters: fewer than 32 bytes of base64
+        "k" * 48,  # long, but one character
+        "s3cret-" * 8,  # a word repeated
+        "0123456789abcdef" * 4,  # 64 "hex digits" that repeat
+        "a" * 50 + "bcdefghijk",  # long, but nearly all one character
+        secrets.token_hex(31),  # 62 hex digits: 31 bytes
+    ],
+)
+@pytest.mark.parametrize("environment", [SANDBOX, PRODUCTION])
+def test_outside_local_mode_a_weak_secret_key_is_refused_with_how_to_make_one(weak, environment):
+    with pytest.raises(ConfigError) as error:
+        load_settings({**environment, "SECRET_KEY": weak})
+    message = assert_one_line_naming(error.value, "SECRET_KEY")
+    assert GENERATE_SECRET_KEY in message and "32 random bytes" in message
+    assert environment["MPESA_ENVIRONMENT"] in message
+    assert f"'{weak}'" not in message and (len(weak) < 8 or weak not in message)  # never echoed
+
+
+def test_local_mode_accepts_any_secret_key():
+    assert load_settings({"SECRET_KEY": "x"}).secret_key == "x"
+
+
+@settings(max_examples=200)
+@given(nbytes=st.integers(min_value=32, max_value=64), hex_digits=st.booleans())
+def test_any_key_of_32_or_more_random_bytes_is_accepted_in_production(nbytes, hex_digits):
+    key = secrets.token_hex(nbytes) if hex_digits else secrets.token_urlsafe(nbytes)
+    assert load_settings({**PRODUCTION, "SECRET_KEY": key}).secret_key == key
+
+
+def test_the_advertised_command_makes_a_key_production_accepts():
+    key = subprocess.run(
+        [sys.executable, "-c", GENERATE_SECRET_KEY.split('"')[1]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert load_settings({**PRODUCTION, "SECRET_KEY": key}).secret_key == key
+
+
+def test_a_missing_secret_key_outside_local_mode_says_how_to_make_one(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        ensure_secret_key(load_settings(SANDBOX), tmp_path)
+    assert GENERATE_SECRET_KEY in assert_one_line_naming(error.value, "SECRET_KEY")
+
+
+# -- MPESA_CONFIRM_WITH_QUERY ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, False), (SANDBOX, True), (PRODUCTION, True)],
+    ids=["simulator", "sandbox", "production"],
+)
+def test_success_callbacks_are_confirmed_by_query_by_default_outside_simulator_mode(env, expected):
+    assert load_settings(env).confirm_success_by_query is expected
+
+
+@pytest.mark.parametrize("env", [{}, SANDBOX, PRODUCTION], ids=["simulator", "sandbox", "production"])
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_an_explicit_confirm_with_query_wins_in_every_environment(env, value):
+    settings = load_settings({**env, "MPESA_CONFIRM_WITH_QUERY": value})
+    assert settings.confirm_success_by_query is (value == "true")
+
+
+# -- METRICS_TOKEN -------------------------------------------------------------------------------
+
+
+def test_metrics_token_is_unset_by_default_and_read_when_given():
+    assert load_settings({}).metrics_token is None
+    token = secrets.token_urlsafe(32)
+    assert load_settings({**PRODUCTION, "METRICS_TOKEN": token}).metrics_token == token
+
+
+@pytest.mark.parametrize("weak", ["short-token", "has spaces in it and is long enough to pass........"])
+def test_a_short_or_malformed_metrics_token_is_refused_without_echoing_it(weak):
+    with pytest.raises(ConfigError) as error:
+        load_settings({"METRICS_TOKEN": weak})
+    message = assert_one_line_naming(error.value, "METRICS_TOKEN")
+    assert weak not in message and GENERATE_SECRET_KEY in message

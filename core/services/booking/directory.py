@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db.models import SessionType, Therapist
 from core.db.uow import UnitOfWork
+from core.domain.email import InvalidEmail, normalise_email
 from core.domain.phone import normalise_phone
 from core.domain.slots import DEFAULT_WEEKLY_HOURS, validate_weekly_hours
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 DEMO_SESSION_TYPES = (("Individual", 50, 2500), ("Couples", 80, 4000), ("Teen", 45, 2000))
 DEMO_THERAPISTS = (
@@ -41,11 +39,11 @@ class TherapistView:
 
 
 def validate_email(email: str) -> str:
-    """Return a trimmed e-mail address or raise DirectoryError."""
-    email = email.strip()
-    if not _EMAIL.match(email) or len(email) > 254:
-        raise DirectoryError(f"'{email}' is not an e-mail address")
-    return email
+    """Return the normalised e-mail address (core.domain.email) or raise DirectoryError."""
+    try:
+        return normalise_email(email)
+    except InvalidEmail:
+        raise DirectoryError("that is not an e-mail address") from None
 
 
 def validate_name(name: str) -> str:

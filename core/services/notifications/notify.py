@@ -17,7 +17,6 @@ failure falls back to SMS. Templates and data keys: core/templates, docs/notific
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Therapist
+from core.domain.email import email_or_none, is_valid_email
 from core.services.notifications.dispatcher import OUTBOX_WORKER, Dispatcher, backoff
 from core.services.notifications.outbox_store import (
     CANCELLED,
@@ -51,7 +51,6 @@ from core.services.notifications.reminders import (
 from core.templates import TEMPLATES, TemplateError, render
 
 log = logging.getLogger(__name__)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
@@ -77,11 +76,6 @@ def chat_route(
     if phone:
         return "sms", phone, route
     return None
-
-
-def is_valid_email(address: str) -> bool:
-    """Whether ``address`` (already stripped) is worth handing to the SMTP server."""
-    return bool(_EMAIL.match(address)) and len(address) <= 254
 
 
 @dataclass(frozen=True)
@@ -131,10 +125,10 @@ def email_message(
     dedupe_key: str,
 ) -> PlannedMessage | None:
     """The e-mail to a client when a valid address is known, else None (an invalid one is logged)."""
-    address = (email or "").strip()
-    if not address or anonymised:
+    if not (email or "").strip() or anonymised:
         return None
-    if not is_valid_email(address):
+    address = email_or_none(email or "")
+    if address is None:
         log.warning("not e-mailing an invalid address", extra={"client": client_id, "template": template})
         return None
     route = {"role": "client", "id": client_id}

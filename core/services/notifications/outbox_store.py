@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.models import Client, Outbox, Therapist
 from core.db.statements import dialect_name, insert_ignore
 from core.db.types import utcnow
+from core.domain.email import is_valid_email
 from core.logging import mask_phones
 from core.templates import CHANNELS, check
 
@@ -94,8 +95,7 @@ def _check_recipient(channel: str, recipient: str) -> None:
         raise ValueError("an SMS recipient must be a normalised Kenyan mobile number (2547…/2541…)")
     if channel == "telegram" and not _TELEGRAM_RECIPIENT.match(recipient):
         raise ValueError("a Telegram recipient must be a numeric chat id")
-    bad_email = "@" not in recipient or len(recipient) > 254 or any(c in recipient for c in "\r\n")
-    if channel == "email" and bad_email:
+    if channel == "email" and not is_valid_email(recipient):
         raise ValueError("an e-mail recipient must be an e-mail address")
 
 
@@ -344,3 +344,29 @@ async def outbox_counts(session: AsyncSession) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({status: int(n) for status, n in rows})
     return counts
+
+
+async def sent_telegram_messages(
+    session: AsyncSession, *, template: str, booking_id: int
+) -> list[tuple[int, int]]:
+    """(chat id, message id) of the ``template`` messages about ``booking_id`` delivered on Telegram.
+
+    The chat side uses it to take buttons off messages that no longer apply (a "Retry
+    payment" notice once the booking is paid). ``provider_message_id`` is Telegram's message id.
+    """
+    rows = (
+        await session.execute(
+            select(Outbox.recipient, Outbox.provider_message_id).where(
+                Outbox.channel == "telegram",
+                Outbox.template == template,
+                Outbox.status == SENT,
+                Outbox.provider_message_id.is_not(None),
+                Outbox.data["booking_id"].as_integer() == booking_id,
+            )
+        )
+    ).all()
+    found: list[tuple[int, int]] = []
+    for chat, message in rows:
+        if chat.lstrip("-").isdigit() and message is not None and message.isdigit():
+            found.append((int(chat), int(message)))
+    return found

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,11 @@ SWEEP_INTERVAL_S = 2.0
 ANSWER_TIMEOUT_S = 10.0
 MAX_SWEEP_ATTEMPTS = 20
 SETTLE_BATCH = 256
+# Confirming a success by STK Query (MPESA_CONFIRM_WITH_QUERY): after an answer that is not final
+# yet ("being processed", Daraja unreachable) the same push is asked again only after these
+# waits, not at every 2 s sweep — Daraja throttles queries, and the watchdog queries too.
+CONFIRM_RETRY_S = (5.0, 10.0, 20.0, 40.0, 60.0)
+MAX_CONFIRM_WAITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -245,8 +251,7 @@ def _verify(
     pending: _Pending, row: Row[int, str, str | None] | None
 ) -> tuple[IntakeAnswer, tuple[int, str] | None]:
     if row is None or not hmac.compare_digest(row.callback_secret_hash, pending.secret_hash):
-        log.warning("security: callback with an unknown secret", extra={"event": "unknown_callback_secret"})
-        return NOT_FOUND, None
+        return NOT_FOUND, None  # logged by the route, with the source address and rate-limited
     if pending.parsed is None:
         log.warning("callback body rejected", extra={"attempt": row.id, "reason": pending.parse_error})
         return _bad_request(pending.parse_error or "not a Daraja STK result"), None
@@ -293,6 +298,7 @@ class SettlementWorker:
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         confirm: Callable[[str], Awaitable[StkQueryResult]] | None = None,
         batch_size: int = SETTLE_BATCH,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runtime = runtime
         self._sweep_interval_s = sweep_interval_s
@@ -302,6 +308,8 @@ class SettlementWorker:
         self.batched = 0  # rows settled by the batch path (for tests and the benchmark)
         # MPESA_CONFIRM_WITH_QUERY: ask Daraja before trusting a success callback.
         self.confirm = confirm
+        self._monotonic = monotonic
+        self._confirm_waits: dict[str, tuple[int, float]] = {}  # CheckoutRequestID → (tries, not before)
 
     def notify(self, checkout_ids: Sequence[str]) -> None:
         """Called by the intake after a commit: settle these soon."""
@@ -442,14 +450,25 @@ class SettlementWorker:
         return Settled.NOT_READY
 
     async def _confirmed(self, result: StkResult) -> StkResult | None:
+        """The result to settle once STK Query has answered for good; None: not yet (ask later)."""
         assert self.confirm is not None
+        checkout = result.checkout_request_id
+        tries, not_before = self._confirm_waits.get(checkout, (0, 0.0))
+        if self._monotonic() < not_before:
+            return None
+        answer: StkQueryResult | None
         try:
-            answer = await self.confirm(result.checkout_request_id)
+            answer = await self.confirm(checkout)
         except DarajaError:
             log.warning("confirming a success by STK Query failed; will retry")
+            answer = None
+        if answer is None or answer.pending or answer.result_code is None:
+            wait = CONFIRM_RETRY_S[min(tries, len(CONFIRM_RETRY_S) - 1)]
+            self._confirm_waits[checkout] = (tries + 1, self._monotonic() + wait)
+            while len(self._confirm_waits) > MAX_CONFIRM_WAITS:
+                del self._confirm_waits[next(iter(self._confirm_waits))]
             return None
-        if answer.pending or answer.result_code is None:
-            return None
+        self._confirm_waits.pop(checkout, None)
         return result if answer.result_code == 0 else replace(result, query_disagrees=True)
 
     async def _settle_once(self, inbox_id: int, result: StkResult) -> Settled:
