@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import TransitionConflict
 from core.dialog.messages import label
-from core.dialog.values import pay_value
+from core.dialog.values import APPROVE, DECLINE, action, pay_value
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
@@ -222,7 +222,10 @@ async def _announce_request(
         data={
             **_common_data(booking, therapist, session_type, client),
             "approval_code": booking.approval_code,
-            "buttons": [["Approve", f"v1:approve:{booking.id}"], ["Decline", f"v1:decline:{booking.id}"]],
+            "buttons": [
+                [label("approve"), action(APPROVE, booking.id)],
+                [label("decline"), action(DECLINE, booking.id)],
+            ],
         },
         dedupe_key=f"booking:{booking.id}:requested:therapist",
     )
