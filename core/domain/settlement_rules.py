@@ -30,7 +30,7 @@ class StkResult:
     checkout_request_id: str
     result_code: int | str
     result_desc: str | None
-    source: Literal["callback", "query"]
+    source: Literal["callback", "query", "admin"]  # admin: confirmed by hand after review
     amount: int | None = None
     amount_raw: object = None
     receipt: str | None = None

@@ -16,12 +16,14 @@ PRODUCT = ("core", "bot", "senders", "webhooks", "admin_web", "smiling_steps")
 # nothing imports back against it (notifications and audit import no other capability).
 ALLOWED_BETWEEN_CAPABILITIES: dict[str, frozenset[str]] = {
     "audit": frozenset(),
-    "notifications": frozenset(),
-    "payments": frozenset({"audit", "notifications"}),
-    "booking": frozenset({"audit", "notifications"}),
-    "reconciliation": frozenset({"audit"}),
-    "ops": frozenset({"audit", "notifications"}),
+    "notifications": frozenset({"audit"}),  # an admin's "send again" is audited
+    "settings": frozenset({"audit", "ops"}),  # saved M-Pesa mode; changes need an admin's password
+    "payments": frozenset({"audit", "notifications", "settings"}),
+    "booking": frozenset({"audit", "notifications", "settings"}),
+    "reconciliation": frozenset({"audit", "settings"}),
+    "ops": frozenset({"audit", "booking", "notifications"}),
     "reporting": frozenset({"audit", "notifications"}),  # read-only figures for the admin site
+    "review": frozenset({"audit", "payments", "reporting"}),  # an admin's decision on a flagged payment
 }
 CAPABILITIES = tuple(ALLOWED_BETWEEN_CAPABILITIES)
 

@@ -44,6 +44,7 @@ from core.services.booking.types import (
     new_reference,
 )
 from core.services.notifications import notify as notifications
+from core.services.settings.mpesa import active_test_mode
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,8 @@ async def _decide(
         session_type = await session.get_one(SessionType, booking.session_type_id)
         data = _common_data(booking, therapist, session_type, client)
         if approve:
-            await _notify_approved(session, booking, client, data, test_mode=runtime.settings.test_mode)
+            test_mode = await active_test_mode(session, runtime)  # the mode the payment will be made in
+            await _notify_approved(session, booking, client, data, test_mode=test_mode)
         else:
             declined = {
                 k: data[k]
@@ -460,7 +462,7 @@ async def cancel_booking(
         client = await session.get_one(Client, booking.client_id)
         await _notify_cancelled(
             session, booking, therapist, session_type, client,
-            by_client=by_client, paid=paid, test_mode=runtime.settings.test_mode,
+            by_client=by_client, paid=paid, test_mode=await active_test_mode(session, runtime),
         )
         await uow.commit()
         facts = await payment_facts(session, [booking.id])

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.config import Settings
+from core.config import Settings, is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.domain.meeting import new_meeting_url
 from core.domain.money import format_kes
@@ -128,10 +128,29 @@ async def _settle_paid(
         audit_details={"receipt": result.receipt, "amount_kes": result.amount},
         **success_values(result, now=now),
     )
+    await confirm_paid_booking(session, attempt, booking, result, settings=settings, now=now)
+    log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
+    return Settled.PAID
+
+
+async def confirm_paid_booking(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    result: StkResult,
+    *,
+    settings: Settings,
+    now: datetime,
+    actor: str = "system",
+) -> None:
+    """The booking half of a payment, once its attempt is PAID: CONFIRMED with a meeting link
+    (compare-and-set from APPROVED; TransitionConflict otherwise), audited, reminders armed
+    and the client's, practitioner's and e-mail confirmations queued. Used by settlement and
+    by an admin's review decision, so a resolved payment is announced like any other."""
     meeting_url = new_meeting_url(settings.meeting_url_template)
     await audit.apply_transition(
         session, "booking", booking.id, BookingEvent.PAY,
-        previous=booking.status, actor="system", reason=booking_paid_reason(attempt.id),
+        previous=booking.status, actor=actor, reason=booking_paid_reason(attempt.id),
         meeting_url=meeting_url,
     )
     # Keep the loaded object in step with the UPDATE without scheduling a second one.
@@ -139,8 +158,6 @@ async def _settle_paid(
     set_committed_value(booking, "status", BookingStatus.CONFIRMED.value)
     await notifications.create_reminders(session, booking, now=now)
     await _notify_paid(session, attempt, booking, result, settings=settings)
-    log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
-    return Settled.PAID
 
 
 def attempt_facts(attempt: PaymentAttempt) -> AttemptFacts:
@@ -202,7 +219,7 @@ async def _flag(
             "reference": booking.reference,
             "amount_kes": attempt.amount_kes,
             "receipt": details.get("mpesa_receipt"),
-            "test_mode": settings.test_mode,
+            "test_mode": is_test_environment(attempt.environment),
         },
         dedupe_key=f"payment:{attempt.id}:review:client",
     )
@@ -266,7 +283,9 @@ async def _settle_failure(
             "unknown M-Pesa ResultCode, review",
             extra={"attempt": attempt.id, "result_code": str(result.result_code)},
         )
-    await notify_payment_failed(session, attempt, booking, reason=info.message, test_mode=settings.test_mode)
+    await notify_payment_failed(
+        session, attempt, booking, reason=info.message, test_mode=is_test_environment(attempt.environment)
+    )
     return Settled.FAILED
 
 
@@ -285,7 +304,7 @@ async def _notify_paid(
         session_type_name=session_type.name,
         minutes=session_type.minutes,
         result=result,
-        test_mode=settings.test_mode,
+        test_mode=is_test_environment(attempt.environment),  # the attempt's mode, not the boot mode
     )
     key = paid_dedupe_key(attempt.id)
     await notifications.notify_client(

@@ -39,7 +39,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.config import Settings
+from core.config import Settings, is_test_environment
 from core.db.models import (
     AuditEntry,
     Booking,
@@ -165,6 +165,7 @@ async def _load(session: AsyncSession, items: Sequence[BatchItem]) -> _State:
             _A.checkout_request_id,
             _A.status.label("attempt_status"),
             _A.amount_kes,
+            _A.environment,
             _B.id.label("booking_id"),
             _B.reference,
             _B.status.label("booking_status"),
@@ -265,7 +266,7 @@ def _plan_paid(
         session_type_name=row.session_type_name,
         minutes=row.minutes,
         result=result,
-        test_mode=settings.test_mode,
+        test_mode=is_test_environment(row.environment),  # the attempt's mode, not the boot mode
     )
     previous = verdict.previous
     return _Plan(
