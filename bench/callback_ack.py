@@ -47,7 +47,7 @@ from core.config import load_settings  # noqa: E402
 from core.db.migrate import upgrade  # noqa: E402
 from core.db.models import CallbackInbox  # noqa: E402
 from core.runtime import build_runtime  # noqa: E402
-from core.services.payments.initiate import callback_secret_hash  # noqa: E402
+from core.services.payments.secrets import callback_secret_hash  # noqa: E402
 
 SECRET_KEY = "bench-secret-key-0123456789abcdef"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}

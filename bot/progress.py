@@ -4,7 +4,7 @@ When the engine sends a reply tagged ``payment_progress:<attempt id>``, the mess
 became is followed here: while the attempt is QUEUED / AWAITING_CUSTOMER / UNCLEAR the
 message is edited at least every ``interval`` seconds (< 3 s) with the elapsed time and a
 "typing…" chat action is kept up; when the payment service reports a change
-(``runtime.wake("payments")``, set by ``PaymentService.on_change`` and by settlement) the
+(``runtime.wake(Wake.PAYMENTS)``, set by ``PaymentService.on_change`` and by settlement) the
 status is read at once and the same message is edited to the result — paid with the
 receipt, or the failure reason with "Retry payment" (``v1:pay:<booking id>``) and "Use
 another number" (``v1:chphone:<booking id>``). That edit is the client's one failure
@@ -37,15 +37,16 @@ from bot.retry_offers import RetryOffers
 from core.dialog import values
 from core.dialog.messages import label, price, say
 from core.dialog.types import Option
+from core.dialog.values import pay_value
 from core.domain.states import PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications import payment_failed
 from core.services.payments.initiate import PaymentService, PaymentView
 
 log = logging.getLogger(__name__)
 
-PAYMENTS_WAKEUP = "payments"
-OUTBOX_WAKEUP = "outbox"
+PAYMENTS_WAKEUP = Wake.PAYMENTS
+OUTBOX_WAKEUP = Wake.OUTBOX
 WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
 MAX_TRACKED = 2000
 # Every sentence shown here comes from the catalogue (core/dialog/messages.py, "tg_progress_*").
@@ -53,11 +54,6 @@ _WAITING_KEYS: dict[PaymentStatus, str] = {
     PaymentStatus.QUEUED: "tg_progress_queued",
     PaymentStatus.UNCLEAR: "tg_progress_unclear",
 }
-
-
-def retry_value(booking_id: int) -> str:
-    """The callback data of the "Retry payment" button for ``booking_id``."""
-    return f"v1:pay:{booking_id}"
 
 
 def mode_marker() -> str:
@@ -92,7 +88,7 @@ def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
 def failure_options(booking_id: int) -> tuple[Option, ...]:
     """What a failure offers (DESIGN §4): "Retry payment" and "Use another number"."""
     return (
-        Option(label("retry"), retry_value(booking_id)),
+        Option(label("retry"), pay_value(booking_id)),
         Option(label("change_phone"), values.action(values.CHANGE_PHONE, booking_id)),
     )
 

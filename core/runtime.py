@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -13,6 +14,14 @@ from core.config import Settings
 from core.db.engine import create_engine, session_factory
 from core.db.types import utcnow
 from core.db.uow import UnitOfWork
+
+
+class Wake(StrEnum):
+    """The in-process workers a commit can wake (instead of waiting for their next poll)."""
+
+    OUTBOX = "outbox"  # the notification dispatcher: new messages were queued
+    SETTLEMENT = "settlement"  # the settlement worker: callbacks were stored, or a push was answered
+    PAYMENTS = "payments"  # watchers of payment progress (the chat's progress messages)
 
 
 @dataclass
@@ -24,13 +33,13 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     clock: Callable[[], datetime] = utcnow
     components: dict[str, str] = field(default_factory=dict)
-    _wakeups: dict[str, asyncio.Event] = field(default_factory=dict, repr=False)
+    _wakeups: dict[Wake, asyncio.Event] = field(default_factory=dict, repr=False)
 
-    def wakeup(self, worker: str) -> asyncio.Event:
+    def wakeup(self, worker: Wake) -> asyncio.Event:
         """The event a background worker waits on between polls."""
-        return self._wakeups.setdefault(worker, asyncio.Event())
+        return self._wakeups.setdefault(Wake(worker), asyncio.Event())
 
-    def wake(self, worker: str) -> None:
+    def wake(self, worker: Wake) -> None:
         """Tell an in-process worker there is new work (call after the commit that made it)."""
         self.wakeup(worker).set()
 

@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,8 +23,9 @@ from admin_web.context import AdminDeps
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
+from core.dialog.store import DialogStore
 from core.mpesa import DarajaClient
-from core.runtime import Runtime, build_runtime
+from core.runtime import Runtime, Wake, build_runtime
 from core.services.booking.housekeeping import run_housekeeping
 from core.services.notifications.notify import Dispatcher, Sender, run_due_reminders
 from core.services.payments.initiate import DarajaGateway, PaymentService
@@ -39,6 +40,11 @@ from webhooks.metrics import setup_metrics
 from webhooks.mpesa import setup_mpesa_callbacks
 from webhooks.sms import setup_sms_routes
 from webhooks.telegram import setup_telegram_webhook
+
+if TYPE_CHECKING:
+    from bot.app import BotHandle
+    from simulators.smtp import SmtpCaptureServer
+    from simulators.telegram_api import TelegramApiSimulator
 
 log = logging.getLogger(__name__)
 # 6 MB: the admin's statement upload (5 MB) plus its form; webhooks read with their own, smaller caps.
@@ -63,12 +69,17 @@ class Services:
     settlement: SettlementWorker
     watchdog: Watchdog
     engine: DialogEngine
-    extras: dict[str, Any] = field(default_factory=dict)  # bot handle, mail capture, …
+    # The running bot, once bot_ctx has started it (after the application froze, hence a field
+    # and not an AppKey); the senders reuse its Bot for Telegram messages.
+    bot: BotHandle | None = None
     # The saved M-Pesa mode and credentials (admin settings) with a Daraja client per configuration.
     mpesa: ConfiguredDaraja | None = None
 
 
 SERVICES = web.AppKey("services", Services)
+# Local mode's stand-ins of outside systems, set while the application is built.
+MAIL_CAPTURE: web.AppKey[SmtpCaptureServer] = web.AppKey("mail_capture")
+TELEGRAM_SIMULATOR: web.AppKey[TelegramApiSimulator] = web.AppKey("telegram_simulator")
 
 
 async def prepare_database(runtime: Runtime, *, auto_upgrade: bool) -> None:
@@ -112,7 +123,7 @@ def create_app(
     # Saved admin settings win over the environment for every NEW payment, without a restart.
     mpesa = ConfiguredDaraja(MpesaSettings(runtime, SettingsCipher(secret_key)))
     client: DarajaGateway = daraja or mpesa
-    payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
+    payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake(Wake.PAYMENTS))
     settlement = SettlementWorker(
         runtime, confirm=client.stk_query if settings.confirm_success_by_query else None
     )
@@ -156,17 +167,21 @@ def create_app(
         # Property 76: pick up every live attempt at start-up, then every few seconds.
         jobs.every(WATCHDOG_INTERVAL_S, "payment-watchdog", services.watchdog.tick)
         # Expire/complete bookings whose time has passed, purge idle chats (docs/architecture.md).
-        jobs.every(HOUSEKEEPING_INTERVAL_S, "housekeeping", lambda: run_housekeeping(runtime))
+        purge_dialogs = DialogStore(runtime).purge
+        jobs.every(
+            HOUSEKEEPING_INTERVAL_S, "housekeeping",
+            lambda: run_housekeeping(runtime, purge_dialogs=purge_dialogs),
+        )
         jobs.start()
         yield
         await jobs.stop()
-        await _stop_task(settler, stop, runtime, "settlement")
+        await _stop_task(settler, stop, runtime, Wake.SETTLEMENT)
 
     async def notifications_ctx(_app: web.Application) -> AsyncIterator[None]:
-        capture = services.extras.get("mail_capture")
+        capture = _app.get(MAIL_CAPTURE)
         if capture is not None:
             await capture.start()
-        senders = await _senders(settings, services)
+        senders = await _senders(settings, services, capture)
         stop = asyncio.Event()
         dispatcher = asyncio.create_task(Dispatcher(runtime, senders).run(stop), name="outbox")
         jobs = BackgroundJobs()
@@ -174,7 +189,7 @@ def create_app(
         jobs.start()
         yield
         await jobs.stop()
-        await _stop_task(dispatcher, stop, runtime, "outbox")
+        await _stop_task(dispatcher, stop, runtime, Wake.OUTBOX)
         if capture is not None:
             await capture.stop()
 
@@ -182,10 +197,11 @@ def create_app(
         from bot.app import start_bot
 
         sim_runner, base_url = None, bot_base_url
-        if "telegram_sim_state" in services.extras:
-            sim_runner, base_url = await _private_telegram(services.extras["telegram_sim_state"])
+        simulator = _app.get(TELEGRAM_SIMULATOR)
+        if simulator is not None:
+            sim_runner, base_url = await _private_telegram(simulator)
         handle = await start_bot(runtime, services.engine, payments, app, token=bot_token, base_url=base_url)
-        services.extras["bot"] = handle
+        services.bot = handle
         yield
         await handle.stop()
         if sim_runner is not None:
@@ -243,7 +259,7 @@ def _mount_simulators(
         for user_id, first_name, phone in telegram_chat.PRESETS:  # the chat page's people, already started
             state.add_user(user_id, first_name, phone_number=phone, started=True)
         app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
-        services.extras["telegram_sim_state"] = state
+        app[TELEGRAM_SIMULATOR] = state
         sources.telegram = state
         mounted.add("telegram")
         bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
@@ -255,7 +271,7 @@ def _mount_simulators(
         mounted.add("at")
     if not settings.smtp_host:
         capture = smtp.SmtpCaptureServer()
-        services.extras["mail_capture"] = capture
+        app[MAIL_CAPTURE] = capture
         app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
         sources.mailbox = capture.mailbox
         mounted.add("mail")
@@ -266,7 +282,7 @@ def _mount_simulators(
     return bot_token, bot_base_url
 
 
-async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
+async def _private_telegram(state: TelegramApiSimulator) -> tuple[web.AppRunner, str]:
     """Serve the simulated Telegram on a private loopback port for the bot; returns its base URL."""
     from simulators import telegram_api
 
@@ -278,13 +294,14 @@ async def _private_telegram(state: Any) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/bot"
 
 
-async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
+async def _senders(
+    settings: Settings, services: Services, capture: SmtpCaptureServer | None
+) -> dict[str, Sender]:
     from bot.sender import TelegramSender
-    from core.services.notifications.email import SmtpSender
-    from core.services.notifications.sms import SmsSender, build_sms_gateway
+    from senders.email import SmtpSender
+    from senders.sms import SmsSender, build_sms_gateway
 
     senders: dict[str, Sender] = {}
-    capture = services.extras.get("mail_capture")
     email = SmtpSender.from_settings(settings) or (
         SmtpSender.for_capture(capture.port, sender_address=settings.smtp_from) if capture else None
     )
@@ -293,14 +310,14 @@ async def _senders(settings: Settings, services: Services) -> dict[str, Sender]:
     gateway = build_sms_gateway(settings)
     if gateway is not None:
         senders["sms"] = SmsSender(gateway)
-    handle = services.extras.get("bot")
+    handle = services.bot
     telegram = TelegramSender(handle.application.bot) if handle else TelegramSender.from_settings(settings)
     if telegram is not None:
         senders["telegram"] = telegram
     return senders
 
 
-async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Runtime, worker: str) -> None:
+async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Runtime, worker: Wake) -> None:
     stop.set()
     runtime.wake(worker)
     try:
@@ -313,4 +330,4 @@ async def _stop_task(task: asyncio.Task[None], stop: asyncio.Event, runtime: Run
 
 async def _queue_due_reminders(runtime: Runtime) -> None:
     if await run_due_reminders(runtime):
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)

@@ -37,15 +37,14 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core.db.models import CallbackInbox
+from core.db.models import INBOX_UNIQUE, CallbackInbox
+from core.db.statements import insert_ignore
 from core.dialog.engine import DialogEngine
 from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, render_sms
 from core.dialog.types import Inbound
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications.notify import enqueue, record_delivery_report
 from webhooks.request_body import BodyRejected, read_body
 from webhooks.security_log import SECURITY_LOG, install_security_log
@@ -153,11 +152,9 @@ class SmsWebhook:
         raw = json.dumps(dict(form), ensure_ascii=False)
         async with self.runtime.uow() as uow:
             session = uow.session
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             stmt = (
-                insert(CallbackInbox)
+                insert_ignore(session, CallbackInbox, unique=INBOX_UNIQUE)
                 .values(provider=PROVIDER, provider_id=message_id, raw_body=raw, received_at=now, attempts=0)
-                .on_conflict_do_nothing(index_elements=["provider", "provider_id"])
                 .returning(CallbackInbox.id)
             )
             if (await session.execute(stmt)).scalar_one_or_none() is not None:
@@ -221,7 +218,7 @@ class SmsWebhook:
                         .execution_options(synchronize_session=False)
                     )
                     await uow.commit()
-            self.runtime.wake("outbox")
+            self.runtime.wake(Wake.OUTBOX)
         except Exception as exc:
             log.error(
                 "inbound SMS not answered",

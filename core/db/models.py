@@ -173,11 +173,15 @@ class PaymentAttempt(Timestamped, Base):
     settled_at: Mapped[datetime | None]
 
 
+# The columns whose repeat the inbox ignores (INSERT … ON CONFLICT DO NOTHING).
+INBOX_UNIQUE = ("provider", "provider_id")
+
+
 class CallbackInbox(Base):
     """Raw provider callbacks, stored before processing; the provider id de-duplicates."""
 
     __tablename__ = "callback_inbox"
-    __table_args__ = (UniqueConstraint("provider", "provider_id"),)
+    __table_args__ = (UniqueConstraint(*INBOX_UNIQUE),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))

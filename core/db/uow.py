@@ -8,7 +8,7 @@ loser re-evaluates the WHERE clause and matches nothing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
@@ -127,3 +127,62 @@ async def _compare_and_set(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TransitionConflict(what, row_id, event.value)
+
+
+async def transition_payments_from(
+    session: AsyncSession,
+    attempt_ids: Sequence[int],
+    event: PaymentEvent,
+    *,
+    previous: PaymentStatus,
+    **values: Any,
+) -> PaymentStatus:
+    """Apply ``event`` to attempts that are all in ``previous``, with one UPDATE.
+
+    ``previous`` must be a source of ``event`` in the transition table; every row must still
+    be in it (the audit entries name it), else ``TransitionConflict``.
+    """
+    if previous not in payment_sources(event):
+        raise TransitionConflict("payment attempt", attempt_ids[0], event.value)
+    target: PaymentStatus = _target(PAYMENT_TRANSITIONS, event)
+    await _compare_and_set_many(
+        session, PaymentAttempt, "payment attempt", attempt_ids, event, previous, target, values
+    )
+    return target
+
+
+async def transition_bookings_from(
+    session: AsyncSession,
+    booking_ids: Sequence[int],
+    event: BookingEvent,
+    *,
+    previous: BookingStatus,
+    **values: Any,
+) -> BookingStatus:
+    """Apply ``event`` to bookings that are all in ``previous``, with one UPDATE (as above)."""
+    if previous not in booking_sources(event):
+        raise TransitionConflict("booking", booking_ids[0], event.value)
+    target: BookingStatus = _target(BOOKING_TRANSITIONS, event)
+    await _compare_and_set_many(session, Booking, "booking", booking_ids, event, previous, target, values)
+    return target
+
+
+async def _compare_and_set_many(
+    session: AsyncSession,
+    model: type[Booking] | type[PaymentAttempt],
+    what: str,
+    row_ids: Sequence[int],
+    event: StrEnum,
+    previous: StrEnum,
+    target: StrEnum,
+    values: dict[str, Any],
+) -> None:
+    # A single statement, not executemany: its row count is reliable on every driver.
+    result = await session.execute(
+        update(model)
+        .where(model.id.in_(list(row_ids)), model.status == previous.value)
+        .values(status=target.value, **({"updated_at": utcnow()} | values))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(row_ids):  # type: ignore[attr-defined]
+        raise TransitionConflict(what, row_ids[0], event.value)

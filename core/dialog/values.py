@@ -73,6 +73,12 @@ def action(kind: str, arg: str | int = "") -> str:
     return _fit(f"{PREFIX}:{kind}" + (f":{arg}" if arg != "" else ""))
 
 
+def pay_value(booking_id: int) -> str:
+    """``v1:pay:<booking id>``: the "Pay with M-Pesa" / "Retry payment" button of a booking
+    (built here only; the chat, the progress messages and the notifications use it)."""
+    return action(PAY, booking_id)
+
+
 def menu(kind: str, token: str, arg: str | int) -> str:
     """``v1:<kind>:<token>:<arg>``."""
     if kind not in MENU_KINDS:

@@ -20,8 +20,8 @@ from core.logging import JsonFormatter
 from core.runtime import Runtime
 from core.services.booking.directory import DirectoryError, add_therapist
 from core.services.notifications import notify as notifications
-from core.services.notifications.email import SmtpSender
 from core.services.notifications.notify import Dispatcher
+from senders.email import SmtpSender
 from simulators.smtp import SmtpCaptureServer
 from tests.factories import make_client
 from tests.integration.test_dialog_support import World, build_world

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from core.db.models import Outbox
 from core.runtime import Runtime
 from core.services.notifications import notify as notifications
-from core.services.notifications.email import SmtpSender
 from core.services.notifications.notify import Dispatcher
 from core.templates import render
+from senders.email import SmtpSender
 from simulators.smtp import Mailbox, SmtpCaptureServer, create_app
 from tests.factories import make_client
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from core.services.notifications.email import SmtpSender
 from sqlalchemy import select
 
 from core.db.models import AuditEntry, Outbox
 from core.runtime import Runtime
 from core.services.audit import verify_chain
 from core.services.notifications import notify as notifications
-from core.services.notifications.email import SmtpSender
 from core.services.notifications.notify import Dispatcher, SendAgainRefused
 from core.services.ops.privacy import anonymise_client
 from simulators.smtp import SmtpCaptureServer

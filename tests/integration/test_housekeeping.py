@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.db.models import AuditEntry, Booking, DialogState, Outbox, PaymentAttempt
+from core.dialog.store import DialogStore
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentStatus
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
@@ -275,7 +276,7 @@ async def test_conversations_idle_for_a_day_are_purged_and_recent_ones_kept(
             )
         await uow.commit()
 
-    result = await run_housekeeping(runtime)
+    result = await run_housekeeping(runtime, purge_dialogs=DialogStore(runtime).purge)  # as the app wires it
 
     assert result.dialogs_purged == 1
     async with runtime.uow() as uow:

@@ -19,8 +19,8 @@ from core.db.models import Client, Outbox
 from core.runtime import Runtime
 from core.services.notifications import notify as notifications
 from core.services.notifications.notify import Dispatcher
-from core.services.notifications.sms import AfricasTalkingGateway, SmsSender
 from core.templates import render
+from senders.sms import AfricasTalkingGateway, SmsSender
 from simulators.africastalking import AfricasTalkingSimulator
 from tests.factories import make_client
 

@@ -24,8 +24,9 @@ from core.mpesa import DarajaClient, StkPushAccepted, StkQueryResult
 from core.runtime import Runtime, build_runtime
 from core.services import audit
 from core.services.audit import verify_chain
-from core.services.payments.initiate import PaymentService, callback_secret_hash
+from core.services.payments.initiate import PaymentService
 from core.services.payments.intake import CallbackIntake, SettlementWorker
+from core.services.payments.secrets import callback_secret_hash
 from core.services.payments.settlement import StkResult, settle_in_session
 from core.services.payments.watchdog import REVIEW_AFTER, Watchdog, query_delay
 from tests.conftest import make_settings

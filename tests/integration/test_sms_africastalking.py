@@ -20,7 +20,7 @@ from core.db.models import Outbox
 from core.runtime import Runtime
 from core.services.notifications import notify as notifications
 from core.services.notifications.notify import Dispatcher
-from core.services.notifications.sms import AfricasTalkingGateway, SmsSender, at_base_url, build_sms_gateway
+from senders.sms import AfricasTalkingGateway, SmsSender, at_base_url, build_sms_gateway
 from simulators.africastalking import AfricasTalkingSimulator
 from tests.factories import make_client
 

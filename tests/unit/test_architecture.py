@@ -1,4 +1,5 @@
-"""The layering rules of DESIGN.md §1, checked on the source (imports only, no execution)."""
+"""The layering rules of DESIGN.md §1 and docs/architecture.md, checked on the source
+(imports only, no execution)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("core", "bot", "webhooks", "admin_web", "smiling_steps")
+PRODUCT = ("core", "bot", "senders", "webhooks", "admin_web", "smiling_steps")
+
+# The capability packages of core/services and whom each may import besides itself. The flow
+# runs one way: payments and booking queue notifications, everything writes the audit trail;
+# nothing imports back against it (notifications and audit import no other capability).
+ALLOWED_BETWEEN_CAPABILITIES: dict[str, frozenset[str]] = {
+    "audit": frozenset(),
+    "notifications": frozenset({"audit"}),  # an admin's "send again" is audited
+    "settings": frozenset({"audit", "ops"}),  # saved M-Pesa mode; changes need an admin's password
+    "payments": frozenset({"audit", "notifications", "settings"}),
+    "booking": frozenset({"audit", "notifications", "settings"}),
+    "reconciliation": frozenset({"audit", "settings"}),
+    "ops": frozenset({"audit", "booking", "notifications"}),
+    "reporting": frozenset({"audit", "notifications"}),  # read-only figures for the admin site
+    "review": frozenset({"audit", "payments", "reporting"}),  # an admin's decision on a flagged payment
+}
+CAPABILITIES = tuple(ALLOWED_BETWEEN_CAPABILITIES)
 
 
 def _imports(package: str) -> list[tuple[Path, str]]:
@@ -20,6 +37,8 @@ def _imports(package: str) -> list[tuple[Path, str]]:
                 found += [(path, alias.name) for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found += [(path, node.module)]
+                if node.module == "core.services":  # from core.services import audit
+                    found += [(path, f"core.services.{alias.name}") for alias in node.names]
     return found
 
 
@@ -82,8 +101,41 @@ def _offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_core_imports_no_adapter_and_no_web_or_telegram_framework() -> None:
-    assert _offenders("core", ("bot", "webhooks", "admin_web", "smiling_steps", "simulators",
+    assert _offenders("core", ("bot", "senders", "webhooks", "admin_web", "smiling_steps", "simulators",
                                "aiohttp.web", "telegram")) == []
+
+
+def test_the_sdks_of_outside_services_are_wrapped_at_the_edge_not_in_core() -> None:
+    assert _offenders("core", ("africastalking", "aiosmtplib")) == []
+
+
+def test_senders_depend_on_core_only_not_on_other_adapters() -> None:
+    assert _offenders("senders", ("bot", "webhooks", "admin_web", "smiling_steps", "simulators")) == []
+
+
+def test_every_service_module_lives_in_a_capability_package() -> None:
+    services = ROOT / "core" / "services"
+    loose = [p.name for p in services.glob("*.py") if p.name != "__init__.py"]
+    packages = sorted(p.name for p in services.iterdir() if (p / "__init__.py").exists())
+    assert loose == []
+    assert packages == sorted(CAPABILITIES)
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_capabilities_import_each_other_only_along_the_flow(capability: str) -> None:
+    allowed = ALLOWED_BETWEEN_CAPABILITIES[capability] | {capability}
+    forbidden = tuple(f"core.services.{other}" for other in CAPABILITIES if other not in allowed)
+    assert _offenders(f"core/services/{capability}", forbidden) == []
+
+
+def test_services_use_the_dialog_only_for_its_pure_values_and_message_catalogue() -> None:
+    pure = ("core.dialog.values", "core.dialog.messages")
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path, name in _imports("core/services")
+        if (name == "core.dialog" or name.startswith("core.dialog.")) and name not in pure
+    ]
+    assert offenders == []
 
 
 def test_the_domain_is_pure_python() -> None:
@@ -92,7 +144,7 @@ def test_the_domain_is_pure_python() -> None:
     assert _offenders("core/domain", io_modules) == []
 
 
-@pytest.mark.parametrize("package", ["core", "bot", "webhooks", "admin_web", "simulators"])
+@pytest.mark.parametrize("package", ["core", "bot", "senders", "webhooks", "admin_web", "simulators"])
 def test_nothing_imports_the_composition_root(package: str) -> None:
     assert _offenders(package, ("smiling_steps",)) == []
 

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.services.notifications.dispatcher import backoff
-from core.services.notifications.email import build_email
 from core.services.notifications.outbox_store import DEDUPE_KEY_MAX, fit_dedupe_key
-from core.services.notifications.sms import _interpret
 from core.templates import render
+from senders.email import build_email
+from senders.sms import _interpret
 
 DATA = {
     "reference": "SS1", "receipt": "TJK3H2L9QZ", "amount_kes": 2500,

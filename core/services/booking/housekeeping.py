@@ -9,12 +9,14 @@ One run (:func:`run_housekeeping`, every minute from ``serve``):
   AWAITING_CUSTOMER, UNCLEAR): its money could still arrive, so it waits for a later run
   once the watchdog has settled or flagged the attempt;
 - a CONFIRMED booking whose end has passed → COMPLETED ("session time over");
-- conversations (``dialog_states``) idle for more than :data:`DIALOG_RETENTION` are deleted.
+- conversations (``dialog_states``) idle for more than :data:`DIALOG_RETENTION` are deleted
+  through the ``purge_dialogs`` port the composition root wires (the dialog store is a layer
+  above the services).
 
 Bookings are handled in batches of :data:`BATCH_SIZE`, one transaction each, so a large
 backlog never holds SQLite's single write lock for long. Each change is a compare-and-set
-(:func:`core.db.uow.transition_booking`) plus an audit entry; a booking someone else changed
-in the meantime is skipped. A late M-Pesa success for an expired booking is not lost:
+plus an audit entry (:func:`core.services.audit.apply_transition`); a booking someone else
+changed in the meantime is skipped. A late M-Pesa success for an expired booking is not lost:
 settlement flags it NEEDS_REVIEW ("money received for a booking in status EXPIRED").
 """
 
@@ -23,16 +25,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, Exists, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import TransitionConflict, transition_booking
-from core.dialog.store import DialogStore
+from core.db.uow import TransitionConflict
 from core.domain.slots import format_nairobi
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.notifications import notify as notifications
 from core.services.settings.mpesa import active_test_mode
@@ -68,10 +70,22 @@ class HousekeepingResult:
         return self.expired_pending + self.expired_unpaid + self.completed
 
 
+class DialogPurge(Protocol):
+    """Deletes conversations idle for longer than ``older_than``; returns how many (the
+    composition root passes ``core.dialog.store.DialogStore(runtime).purge``)."""
+
+    async def __call__(self, *, older_than: timedelta) -> int: ...
+
+
 async def run_housekeeping(
-    runtime: Runtime, *, batch_size: int = BATCH_SIZE, dialog_retention: timedelta = DIALOG_RETENTION
+    runtime: Runtime,
+    *,
+    batch_size: int = BATCH_SIZE,
+    dialog_retention: timedelta = DIALOG_RETENTION,
+    purge_dialogs: DialogPurge | None = None,
 ) -> HousekeepingResult:
-    """Expire and complete bookings whose time has passed, purge idle conversations; return counts."""
+    """Expire and complete bookings whose time has passed, purge idle conversations (through
+    ``purge_dialogs``, when given); return counts."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     now = runtime.clock()
@@ -81,10 +95,10 @@ async def run_housekeeping(
         if found < batch_size:
             break
     held = await _count_held_by_live_payment(runtime, now)
-    purged = await DialogStore(runtime).purge(older_than=dialog_retention)
+    purged = await purge_dialogs(older_than=dialog_retention) if purge_dialogs is not None else 0
     result = HousekeepingResult(held_by_live_payment=held, dialogs_purged=purged, **counts)
     if result.expired_pending or result.expired_unpaid:
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
     if result.changed or result.conflicts or result.dialogs_purged:
         log.info(
             "housekeeping done",
@@ -140,21 +154,13 @@ async def _run_batch(runtime: Runtime, now: datetime, batch_size: int, counts: d
             event = BookingEvent.COMPLETE if previous is _B.CONFIRMED else BookingEvent.EXPIRE
             reason = REASONS[previous]
             try:
-                new = await transition_booking(
-                    session, booking.id, event, only_from=[previous], status_reason=reason
+                await audit.apply_transition(
+                    session, "booking", booking.id, event, previous=previous, actor="system", reason=reason,
+                    only_from=[previous], status_reason=reason,
                 )
             except TransitionConflict:
                 counts["conflicts"] += 1
                 continue
-            await audit.record_transition(
-                session,
-                actor="system",
-                subject_type="booking",
-                subject_id=booking.id,
-                previous=previous,
-                new=new,
-                reason=reason,
-            )
             if previous is _B.CONFIRMED:
                 counts["completed"] += 1
                 continue

@@ -1,7 +1,7 @@
 """Booking use cases: request, approve, decline, cancel; clients and practitioner links.
 
-Every function is one unit of work (one transaction). State changes use the
-compare-and-set of :func:`core.db.uow.transition_booking`, write an audit entry and queue
+Every function is one unit of work (one transaction). State changes go through
+:func:`core.services.audit.apply_transition` (compare-and-set plus audit entry) and queue
 their notifications in the same transaction, then wake the outbox after the commit.
 Read-only queries live in :mod:`core.services.booking.queries`; views and the error type
 in :mod:`core.services.booking.types`.
@@ -19,11 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import TransitionConflict, transition_booking
+from core.db.uow import TransitionConflict
+from core.dialog.messages import label
+from core.dialog.values import APPROVE, DECLINE, action, pay_value
 from core.domain.phone import InvalidPhoneNumber, normalise_phone
 from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.booking.directory import DirectoryError, validate_email
 from core.services.booking.queries import (
@@ -91,7 +93,7 @@ async def create_booking(
             )
         except _CodeCollision:
             continue  # a reference or approval code collided: draw new ones
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
         return view
     raise BookingError("slot_taken", "could not store the booking")
 
@@ -113,36 +115,9 @@ async def _create_once(
     now = runtime.clock()
     async with runtime.uow() as uow:
         session = uow.session
-        # Lock the practitioner's row (PostgreSQL) so overlapping requests for one calendar
-        # are checked one after the other; SQLite transactions are serial anyway.
-        therapist = await session.get(Therapist, therapist_id, with_for_update=True)
-        session_type = await session.get(SessionType, session_type_id)
-        client = await session.get(Client, client_id)
-        if therapist is None or session_type is None or client is None:
-            raise BookingError("not_found", "therapist, session type or client missing")
-        if not therapist.active or not session_type.active:
-            raise BookingError("inactive", "therapist or session type not bookable")
-        start = starts_at.astimezone(NAIROBI)
-        busy = await busy_intervals(session, therapist_id, now)
-        free = free_slots(
-            hours=therapist.weekly_hours, minutes=session_type.minutes, busy=busy, day=start.date(), now=now
-        )
-        if starts_at not in free:
-            taken = any(b.start == starts_at for b in busy)
-            raise BookingError("slot_taken" if taken else "slot_unavailable", "not a free slot")
-        booking = Booking(
-            reference=new_reference(),
-            client_id=client.id,
-            therapist_id=therapist.id,
-            session_type_id=session_type.id,
-            starts_at=starts_at,
-            ends_at=starts_at + timedelta(minutes=session_type.minutes),
-            price_kes=session_type.price_kes,
-            status=_PENDING.value,
-            channel=channel[:10],
-            email=email,
-            approval_code=new_approval_code(),
-        )
+        therapist, session_type, client = await _bookable(session, therapist_id, session_type_id, client_id)
+        await _check_free_slot(session, therapist, session_type, starts_at, now=now)
+        booking = _new_booking(client, therapist, session_type, starts_at, email=email, channel=channel)
         session.add(booking)
         try:
             await session.flush()
@@ -153,39 +128,108 @@ async def _create_once(
             raise _CodeCollision from None
         if email and not client.email:
             client.email = email
-        await audit.record(
-            session,
-            actor=f"client:{client.id}",
-            action="booking.created",
-            subject_type="booking",
-            subject_id=booking.id,
-            details={
-                "reference": booking.reference,
-                "therapist_id": therapist.id,
-                "session_type_id": session_type.id,
-                "starts_at": starts_at.isoformat(),
-                "price_kes": booking.price_kes,
-                "status": booking.status,
-                "channel": booking.channel,
-            },
-        )
-        await notifications.notify_therapist(
-            session,
-            therapist,
-            template="booking_requested_therapist",
-            data={
-                **_common_data(booking, therapist, session_type, client),
-                "approval_code": booking.approval_code,
-                "buttons": [["Approve", f"v1:approve:{booking.id}"], ["Decline", f"v1:decline:{booking.id}"]],
-            },
-            dedupe_key=f"booking:{booking.id}:requested:therapist",
-        )
+        await _announce_request(session, booking, therapist, session_type, client)
         try:
             await uow.commit()
         except IntegrityError:  # PostgreSQL may only notice at commit in rare plans
             await uow.rollback()
             raise BookingError("slot_taken", "that slot was just taken") from None
         return view_of(booking, therapist, session_type, client)
+
+
+async def _bookable(
+    session: AsyncSession, therapist_id: int, session_type_id: int, client_id: int
+) -> tuple[Therapist, SessionType, Client]:
+    """The practitioner (row locked), session type and client of a request, all bookable."""
+    # Lock the practitioner's row (PostgreSQL) so overlapping requests for one calendar
+    # are checked one after the other; SQLite transactions are serial anyway.
+    therapist = await session.get(Therapist, therapist_id, with_for_update=True)
+    session_type = await session.get(SessionType, session_type_id)
+    client = await session.get(Client, client_id)
+    if therapist is None or session_type is None or client is None:
+        raise BookingError("not_found", "therapist, session type or client missing")
+    if not therapist.active or not session_type.active:
+        raise BookingError("inactive", "therapist or session type not bookable")
+    return therapist, session_type, client
+
+
+async def _check_free_slot(
+    session: AsyncSession,
+    therapist: Therapist,
+    session_type: SessionType,
+    starts_at: datetime,
+    *,
+    now: datetime,
+) -> None:
+    """``BookingError`` unless ``starts_at`` is one of the practitioner's free slots."""
+    start = starts_at.astimezone(NAIROBI)
+    busy = await busy_intervals(session, therapist.id, now)
+    free = free_slots(
+        hours=therapist.weekly_hours, minutes=session_type.minutes, busy=busy, day=start.date(), now=now
+    )
+    if starts_at not in free:
+        taken = any(b.start == starts_at for b in busy)
+        raise BookingError("slot_taken" if taken else "slot_unavailable", "not a free slot")
+
+
+def _new_booking(
+    client: Client,
+    therapist: Therapist,
+    session_type: SessionType,
+    starts_at: datetime,
+    *,
+    email: str | None,
+    channel: str,
+) -> Booking:
+    return Booking(
+        reference=new_reference(),
+        client_id=client.id,
+        therapist_id=therapist.id,
+        session_type_id=session_type.id,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=session_type.minutes),
+        price_kes=session_type.price_kes,
+        status=_PENDING.value,
+        channel=channel[:10],
+        email=email,
+        approval_code=new_approval_code(),
+    )
+
+
+async def _announce_request(
+    session: AsyncSession, booking: Booking, therapist: Therapist, session_type: SessionType, client: Client
+) -> None:
+    """Audit the new request and ask the practitioner to approve or decline it."""
+    await audit.record(
+        session,
+        actor=f"client:{client.id}",
+        action="booking.created",
+        subject_type="booking",
+        subject_id=booking.id,
+        details={
+            "reference": booking.reference,
+            "therapist_id": therapist.id,
+            "session_type_id": session_type.id,
+            "starts_at": booking.starts_at.isoformat(),
+            "price_kes": booking.price_kes,
+            "status": booking.status,
+            "channel": booking.channel,
+        },
+    )
+    await notifications.notify_therapist(
+        session,
+        therapist,
+        template="booking_requested_therapist",
+        data={
+            **_common_data(booking, therapist, session_type, client),
+            "approval_code": booking.approval_code,
+            "buttons": [
+                [label("approve"), action(APPROVE, booking.id)],
+                [label("decline"), action(DECLINE, booking.id)],
+            ],
+        },
+        dedupe_key=f"booking:{booking.id}:requested:therapist",
+    )
 
 
 async def _slot_is_live(runtime: Runtime, therapist_id: int, starts_at: datetime) -> bool:
@@ -275,8 +319,10 @@ async def _decide(
         if booking.starts_at <= now:
             raise BookingError("too_late", "the start time has passed", reference=booking.reference)
         try:
-            new = await transition_booking(
-                session, booking.id, event, status_reason=reason[:200] if reason else None
+            await audit.apply_transition(
+                session, "booking", booking.id, event, previous=_PENDING, actor=f"therapist:{therapist_id}",
+                reason="approved by the practitioner" if approve else "declined by the practitioner",
+                status_reason=reason[:200] if reason else None,
             )
         except TransitionConflict:
             await session.refresh(booking)  # someone else decided first
@@ -286,15 +332,6 @@ async def _decide(
         therapist = await session.get_one(Therapist, booking.therapist_id)
         client = await session.get_one(Client, booking.client_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
-        await audit.record_transition(
-            session,
-            actor=f"therapist:{therapist_id}",
-            subject_type="booking",
-            subject_id=booking.id,
-            previous=_PENDING,
-            new=new,
-            reason="approved by the practitioner" if approve else "declined by the practitioner",
-        )
         data = _common_data(booking, therapist, session_type, client)
         if approve:
             test_mode = await active_test_mode(session, runtime)  # the mode the payment will be made in
@@ -315,7 +352,7 @@ async def _decide(
             )
         await uow.commit()
         view = view_of(booking, therapist, session_type, client)
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
     return view
 
 
@@ -326,7 +363,7 @@ async def _notify_approved(
         session,
         client,
         template="booking_approved_client",
-        data={**data, "test_mode": test_mode, "buttons": [["Pay with M-Pesa", f"v1:pay:{booking.id}"]]},
+        data={**data, "test_mode": test_mode, "buttons": [[label("pay"), pay_value(booking.id)]]},
         dedupe_key=f"booking:{booking.id}:approved:client",
     )
     await notifications.email_client(
@@ -403,30 +440,13 @@ async def cancel_booking(
     async with runtime.uow() as uow:
         session = uow.session
         await audit.lock_chain(session)  # chain lock before the row lock, as housekeeping does (no deadlock)
-        booking = await session.get(Booking, booking_id)
-        if booking is None or (by_client and booking.client_id != client_id):
-            raise BookingError("not_found", "no such booking for this client")
+        booking = await _cancellable_booking(runtime, session, booking_id, client_id=client_id, now=now)
         previous = BookingStatus(booking.status)
-        if by_client:
-            window = runtime.settings.client_cancel_window
-            refusal = client_cancel_refusal(previous, booking.starts_at, now=now, window=window)
-        else:
-            refusal = None if previous in _CANCELLABLE else "status"
-        if refusal is not None:
-            raise BookingError("not_cancellable", refusal, reference=booking.reference, status=previous)
-        live = await session.scalar(
-            select(PaymentAttempt.id).where(
-                PaymentAttempt.booking_id == booking.id,
-                PaymentAttempt.status.in_([s.value for s in LIVE_PAYMENT_STATUSES]),
-            )
-        )
-        if live is not None:
-            raise BookingError("payment_in_progress", reference=booking.reference, status=previous)
-        default = "cancelled by the client" if by_client else "cancelled by an admin"
-        why = (reason or default)[:200]
+        why = (reason or ("cancelled by the client" if by_client else "cancelled by an admin"))[:200]
         try:
-            new = await transition_booking(
-                session, booking.id, BookingEvent.CANCEL, only_from=[previous], status_reason=why
+            await audit.apply_transition(
+                session, "booking", booking.id, BookingEvent.CANCEL, previous=previous, actor=actor,
+                reason=why, only_from=[previous], status_reason=why,
             )
         except TransitionConflict:
             await session.refresh(booking)
@@ -436,34 +456,46 @@ async def cancel_booking(
         await session.refresh(booking)
         if previous is BookingStatus.CONFIRMED:
             await notifications.cancel_reminders(session, booking.id)
-        await audit.record_transition(
-            session,
-            actor=actor,
-            subject_type="booking",
-            subject_id=booking.id,
-            previous=previous,
-            new=new,
-            reason=why,
-        )
         paid = await _record_refunds_due(session, booking, actor=actor)
         therapist = await session.get_one(Therapist, booking.therapist_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
         client = await session.get_one(Client, booking.client_id)
         await _notify_cancelled(
-            session,
-            booking,
-            therapist,
-            session_type,
-            client,
-            by_client=by_client,
-            paid=paid,
-            test_mode=await active_test_mode(session, runtime),
+            session, booking, therapist, session_type, client,
+            by_client=by_client, paid=paid, test_mode=await active_test_mode(session, runtime),
         )
         await uow.commit()
         facts = await payment_facts(session, [booking.id])
         view = view_of(booking, therapist, session_type, client, facts.get(booking.id))
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
     return view
+
+
+async def _cancellable_booking(
+    runtime: Runtime, session: AsyncSession, booking_id: int, *, client_id: int | None, now: datetime
+) -> Booking:
+    """The booking, if this client (None: an admin) may cancel it now; else ``BookingError``."""
+    by_client = client_id is not None
+    booking = await session.get(Booking, booking_id)
+    if booking is None or (by_client and booking.client_id != client_id):
+        raise BookingError("not_found", "no such booking for this client")
+    previous = BookingStatus(booking.status)
+    if by_client:
+        window = runtime.settings.client_cancel_window
+        refusal = client_cancel_refusal(previous, booking.starts_at, now=now, window=window)
+    else:
+        refusal = None if previous in _CANCELLABLE else "status"
+    if refusal is not None:
+        raise BookingError("not_cancellable", refusal, reference=booking.reference, status=previous)
+    live = await session.scalar(
+        select(PaymentAttempt.id).where(
+            PaymentAttempt.booking_id == booking.id,
+            PaymentAttempt.status.in_([s.value for s in LIVE_PAYMENT_STATUSES]),
+        )
+    )
+    if live is not None:
+        raise BookingError("payment_in_progress", reference=booking.reference, status=previous)
+    return booking
 
 
 async def _record_refunds_due(session: AsyncSession, booking: Booking, *, actor: str) -> list[PaymentAttempt]:

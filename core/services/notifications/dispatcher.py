@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications import outbox_store as store
 from core.services.notifications.outbox_types import Sender, SendResult
 from core.templates import TEMPLATES, parse_time, render
 
 log = logging.getLogger(__name__)
 
-OUTBOX_WORKER = "outbox"
+OUTBOX_WORKER = Wake.OUTBOX
 WRITE_TRIES = 3
 
 
@@ -37,7 +37,7 @@ class Dispatcher:
     """Sends outbox rows through ``senders`` (channel → Sender).
 
     ``run(stop)`` loops until ``stop`` is set: one :meth:`dispatch_once` pass, then it
-    waits for ``runtime.wake("outbox")`` or ``poll_interval`` seconds. Every pass also
+    waits for ``runtime.wake(Wake.OUTBOX)`` or ``poll_interval`` seconds. Every pass also
     reclaims rows whose lease ran out. Several dispatchers (processes) may share a database.
     """
 
@@ -204,7 +204,7 @@ class Dispatcher:
         if spec is None or "sms" not in spec.channels:
             return None
         route = {k: v for k, v in row.route.items() if k != "fallback_sms"}
-        fallback = {
+        fallback: dict[str, Any] = {
             "channel": "sms",
             "recipient": str(phone),
             "template": row.template,

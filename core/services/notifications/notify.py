@@ -1,12 +1,12 @@
 """Notifications that are never lost: the API services call, in their own transaction.
 
 Call these inside the transaction that makes the change the message is about; after the
-commit call ``runtime.wake("outbox")`` so the dispatcher sends at once::
+commit call ``runtime.wake(Wake.OUTBOX)`` so the dispatcher sends at once::
 
     await notifications.notify_client(session, client, template="payment_confirmed_client",
                                       data=data, dedupe_key=f"payment:{attempt.id}:confirmed:client")
     await uow.commit()
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
 
 Chat channel rule (clients and therapists alike): Telegram when the person has a Telegram
 id and has not blocked the bot, else SMS when a phone is known, else nothing. A Telegram
@@ -63,13 +63,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "OUTBOX_WORKER", "PENDING", "REROUTED", "SENT",
-    "TEMPLATES", "Attachment", "Button", "Dispatcher", "FailedNotice", "FailedNoticePage",
-    "RenderedMessage", "SendAgainRefused", "SendResult", "Sender", "TemplateError", "backoff",
-    "cancel_reminders", "chat_route", "create_reminders", "email_client", "enqueue",
-    "failed_notice_page", "failed_notifications", "is_valid_email", "list_failed_notifications",
-    "notify_client", "notify_therapist", "outbox_counts", "plan_reminders", "record_delivery_report",
-    "render", "requeue_failed", "run_due_reminders", "send_again", "shown_recipient",
-    "start_reminder_scheduler",
+    "Attachment", "Button", "Dispatcher", "FailedNotice", "FailedNoticePage", "PlannedMessage",
+    "RenderedMessage", "SendAgainRefused", "SendResult", "Sender", "TEMPLATES", "TemplateError",
+    "backoff", "cancel_reminders", "chat_message", "chat_route", "create_reminders", "email_client",
+    "email_message", "enqueue", "failed_notice_page", "failed_notifications", "is_valid_email",
+    "list_failed_notifications", "notify_client", "notify_therapist", "outbox_counts", "plan_reminders",
+    "record_delivery_report", "render", "requeue_failed", "run_due_reminders", "send_again",
+    "shown_recipient", "start_reminder_scheduler",
 ]
 
 
@@ -88,8 +88,19 @@ def chat_route(
     return None
 
 
-async def _notify(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One message to queue: what :func:`enqueue` takes (the data carries its ``_route``)."""
+
+    channel: str
+    recipient: str
+    template: str
+    data: dict[str, Any]
+    dedupe_key: str
+    due_at: datetime | None = None  # a held Telegram message (see :mod:`.payment_failed`)
+
+
+def chat_message(
     *,
     role: str,
     person_id: int,
@@ -99,8 +110,14 @@ async def _notify(
     template: str,
     data: Mapping[str, Any],
     dedupe_key: str,
+    anonymised: bool = False,
     telegram_due_at: datetime | None = None,
-) -> str | None:
+) -> PlannedMessage | None:
+    """The chat message to a client or practitioner (rule: :func:`chat_route`), or None when
+    there is nobody to tell (anonymised, or no way to reach them). ``telegram_due_at`` holds a
+    Telegram message until then; an SMS is always due at once."""
+    if anonymised:
+        return None
     target = chat_route(
         role=role, person_id=person_id, telegram_user_id=telegram_user_id,
         telegram_unreachable=telegram_unreachable, phone=phone,
@@ -108,12 +125,35 @@ async def _notify(
     if target is None:
         return None
     channel, recipient, route = target
+    due_at = telegram_due_at if channel == "telegram" else None
+    return PlannedMessage(channel, recipient, template, {**data, "_route": route}, dedupe_key, due_at)
+
+
+def email_message(
+    *,
+    client_id: int,
+    anonymised: bool,
+    email: str | None,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+) -> PlannedMessage | None:
+    """The e-mail to a client when a valid address is known, else None (an invalid one is logged)."""
+    if not (email or "").strip() or anonymised:
+        return None
+    address = email_or_none(email or "")
+    if address is None:
+        log.warning("not e-mailing an invalid address", extra={"client": client_id, "template": template})
+        return None
+    route = {"role": "client", "id": client_id}
+    return PlannedMessage("email", address, template, {**data, "_route": route}, dedupe_key)
+
+
+async def _enqueue(session: AsyncSession, message: PlannedMessage) -> None:
     await enqueue(
-        session, channel=channel, recipient=recipient, template=template,
-        data={**data, "_route": route}, dedupe_key=dedupe_key,
-        due_at=telegram_due_at if channel == "telegram" else None,
+        session, channel=message.channel, recipient=message.recipient, template=message.template,
+        data=message.data, dedupe_key=message.dedupe_key, due_at=message.due_at,
     )
-    return channel
 
 
 async def notify_client(
@@ -131,24 +171,31 @@ async def notify_client(
     ``telegram_due_at`` holds a Telegram message until then (the chat may show it first and
     take it over: :mod:`.payment_failed`); an SMS is always due at once.
     """
-    if client.anonymised:
-        return None
-    return await _notify(
-        session, role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
+    message = chat_message(
+        role="client", person_id=client.id, telegram_user_id=client.telegram_user_id,
         telegram_unreachable=bool(client.telegram_unreachable), phone=client.phone,
-        template=template, data=data, dedupe_key=dedupe_key, telegram_due_at=telegram_due_at,
+        template=template, data=data, dedupe_key=dedupe_key, anonymised=bool(client.anonymised),
+        telegram_due_at=telegram_due_at,
     )
+    if message is None:
+        return None
+    await _enqueue(session, message)
+    return message.channel
 
 
 async def notify_therapist(
     session: AsyncSession, therapist: Therapist, *, template: str, data: Mapping[str, Any], dedupe_key: str
 ) -> str | None:
     """Queue a chat message to a therapist (same rule as :func:`notify_client`)."""
-    return await _notify(
-        session, role="therapist", person_id=therapist.id, telegram_user_id=therapist.telegram_user_id,
+    message = chat_message(
+        role="therapist", person_id=therapist.id, telegram_user_id=therapist.telegram_user_id,
         telegram_unreachable=bool(therapist.telegram_unreachable), phone=therapist.phone,
         template=template, data=data, dedupe_key=dedupe_key,
     )
+    if message is None:
+        return None
+    await _enqueue(session, message)
+    return message.channel
 
 
 async def email_client(
@@ -161,16 +208,13 @@ async def email_client(
     dedupe_key: str,
 ) -> bool:
     """Queue an e-mail when an address is known; True when one is (or already was) queued."""
-    if not (email or "").strip() or client.anonymised:
-        return False
-    address = email_or_none(email or "")
-    if address is None:
-        log.warning("not e-mailing an invalid address", extra={"client": client.id, "template": template})
-        return False
-    await enqueue(
-        session, channel="email", recipient=address, template=template,
-        data={**data, "_route": {"role": "client", "id": client.id}}, dedupe_key=dedupe_key,
+    message = email_message(
+        client_id=client.id, anonymised=bool(client.anonymised), email=email,
+        template=template, data=data, dedupe_key=dedupe_key,
     )
+    if message is None:
+        return False
+    await _enqueue(session, message)
     return True
 
 

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Client, Outbox, Therapist
+from core.db.statements import dialect_name, insert_ignore
 from core.db.types import utcnow
 from core.domain.email import is_valid_email
 from core.logging import mask_phones
@@ -108,8 +107,37 @@ def validate(channel: str, recipient: str, template: str, data: Mapping[str, Any
     check(template, channel, data)
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+DEDUPE_UNIQUE = ("dedupe_key",)
+
+
+def outbox_row(
+    *,
+    channel: str,
+    recipient: str,
+    template: str,
+    data: Mapping[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    due_at: datetime | None = None,
+    plain_json: bool = False,
+) -> dict[str, Any]:
+    """The outbox row :func:`enqueue` inserts, validated (``ValueError`` as enqueue raises).
+
+    ``plain_json``: ``data`` is plain JSON already (:func:`json_safe`), no copy needed. The
+    batch settlement inserts these rows with one statement.
+    """
+    validate(channel, recipient, template, data)
+    return {
+        "channel": channel,
+        "recipient": recipient,
+        "template": template,
+        "data": dict(data) if plain_json else json_safe(data),
+        "dedupe_key": fit_dedupe_key(dedupe_key),
+        "status": PENDING,
+        "due_at": due_at or now,
+        "attempts": 0,
+        "created_at": now,
+    }
 
 
 async def enqueue(
@@ -130,31 +158,16 @@ async def enqueue(
     fails in the caller's tests instead of producing an empty message later.
     ``due_at`` defaults to now (wall clock, UTC).
     """
-    validate(channel, recipient, template, data)
-    now = utcnow()
-    values = {
-        "channel": channel,
-        "recipient": recipient,
-        "template": template,
-        "data": json_safe(data),
-        "dedupe_key": fit_dedupe_key(dedupe_key),
-        "status": PENDING,
-        "due_at": due_at or now,
-        "attempts": 0,
-        "created_at": now,
-    }
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    stmt = (
-        insert(Outbox)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Outbox.id)
+    values = outbox_row(
+        channel=channel, recipient=recipient, template=template, data=data, dedupe_key=dedupe_key,
+        now=utcnow(), due_at=due_at,
     )
+    stmt = insert_ignore(session, Outbox, unique=DEDUPE_UNIQUE).values(**values).returning(Outbox.id)
     inserted = (await session.execute(stmt)).scalar_one_or_none()
     return inserted is not None
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime) -> ColumnElement[bool]:
     return (
         (Outbox.status == PENDING)
         & (Outbox.due_at <= now)
@@ -170,7 +183,7 @@ async def claim_due(session: AsyncSession, *, now: datetime, lease: datetime, li
     Rows whose lease expired (a worker died mid-send) are claimable again.
     """
     candidates = select(Outbox.id).where(_claimable(now)).order_by(Outbox.due_at, Outbox.id).limit(limit)
-    if _dialect(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     ids = list((await session.scalars(candidates)).all())
     if not ids:
@@ -259,9 +272,8 @@ async def requeue_failed(session: AsyncSession, outbox_id: int, *, now: datetime
 
 async def mark_telegram_unreachable(session: AsyncSession, route: Mapping[str, Any]) -> None:
     """The user blocked the bot (or never started it): later messages go by SMS."""
-    model: type[Client] | type[Therapist] | None = {"client": Client, "therapist": Therapist}.get(
-        str(route.get("role"))
-    )
+    models: dict[str, type[Client] | type[Therapist]] = {"client": Client, "therapist": Therapist}
+    model = models.get(str(route.get("role")))
     target = route.get("id")
     if model is None or not isinstance(target, int):
         return
@@ -324,7 +336,7 @@ def failed_notifications(
     since: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> Select[tuple[Outbox]]:
+) -> Select[Outbox]:
     """SELECT of failed notifications, newest first: ``(await session.scalars(stmt)).all()``.
 
     Rows carry ``channel``, ``recipient`` (mask phones before showing: core.domain.phone),

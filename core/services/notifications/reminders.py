@@ -18,14 +18,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, Client, Outbox, Reminder, SessionType, Therapist
+from core.db.statements import dialect_name, insert_ignore
 from core.domain.slots import format_nairobi
 from core.domain.states import BookingStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services.notifications import outbox_store as store
 
 log = logging.getLogger(__name__)
@@ -48,8 +47,17 @@ def plan_reminders(starts_at: datetime, now: datetime) -> list[tuple[str, dateti
     return [(kind, starts_at - offset) for kind, offset in REMINDER_OFFSETS if starts_at - offset >= now]
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+REMINDER_UNIQUE = ("booking_id", "kind")
+
+
+def reminder_row(booking_id: int, kind: str, due_at: datetime) -> dict[str, Any]:
+    """A new, pending reminder row (one per booking and kind)."""
+    return {"booking_id": booking_id, "kind": kind, "due_at": due_at, "status": PENDING}
+
+
+def new_reminder_rows(booking_id: int, starts_at: datetime, now: datetime) -> list[dict[str, Any]]:
+    """The rows a just-confirmed booking with no reminders yet gets (batch settlement)."""
+    return [reminder_row(booking_id, kind, due) for kind, due in plan_reminders(starts_at, now)]
 
 
 async def create_reminders(session: AsyncSession, booking: Booking, *, now: datetime) -> list[str]:
@@ -71,11 +79,10 @@ async def create_reminders(session: AsyncSession, booking: Booking, *, now: date
                 await session.execute(delete(Reminder).where(Reminder.id == row.id))
             continue
         if row is None:
-            insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
             await session.execute(
-                insert(Reminder)
-                .values(booking_id=booking.id, kind=kind, due_at=due, status=PENDING)
-                .on_conflict_do_nothing(index_elements=["booking_id", "kind"])
+                insert_ignore(session, Reminder, unique=REMINDER_UNIQUE).values(
+                    **reminder_row(booking.id, kind, due)
+                )
             )
         elif row.status == PENDING or row.due_at != due:
             await session.execute(
@@ -138,7 +145,7 @@ async def _process_batch(session: AsyncSession, *, now: datetime, limit: int) ->
         .order_by(Reminder.due_at, Reminder.id)
         .limit(limit)
     )
-    if _dialect(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
     ids: Sequence[int] = (await session.scalars(due)).all()
     queued = 0
@@ -226,7 +233,7 @@ async def _reminder_job(runtime: Runtime) -> None:
         return
     if queued:
         log.info("reminders queued", extra={"count": queued})
-        runtime.wake("outbox")
+        runtime.wake(Wake.OUTBOX)
 
 
 def start_reminder_scheduler(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -59,7 +59,7 @@ async def collect(runtime: Runtime) -> Metrics:
         )
 
 
-def _family(name: str, help_text: str, label: str | None, values: dict[str, int | float]) -> list[str]:
+def _family(name: str, help_text: str, label: str | None, values: Mapping[str, int | float]) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
     if label is None:
         lines.append(f"{name} {values['']}")

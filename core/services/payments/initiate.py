@@ -8,14 +8,11 @@ about. A push whose outcome is unknown is never sent again: the watchdog asks Da
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -23,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt
-from core.db.uow import TransitionConflict, transition_payment
+from core.db.uow import TransitionConflict
 from core.domain.phone import mask_phone, normalise_phone
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEvent, PaymentStatus
 from core.mpesa import (
@@ -36,10 +33,11 @@ from core.mpesa import (
     describe_result,
 )
 from core.mpesa.stk_request import safe_transaction_desc
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.notifications import notify as notifications
-from core.services.payments.settlement import notify_payment_failed
+from core.services.notifications.payment_notices import notify_payment_failed
+from core.services.payments.secrets import callback_secret_hash, new_callback_secret
 from core.services.settings.gateway import MpesaRoute, MpesaRouter
 
 log = logging.getLogger(__name__)
@@ -95,11 +93,6 @@ class PaymentView:
     reused: bool = False  # True when an attempt already in progress was returned
 
 
-def callback_secret_hash(secret_key: str, secret: str) -> str:
-    """HMAC-SHA256 of a callback secret under SECRET_KEY (only this is stored)."""
-    return hmac.new(secret_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
-
-
 @dataclass
 class PaymentService:
     """Initiates STK Pushes and exposes their status."""
@@ -152,7 +145,7 @@ class PaymentService:
                 return
             # Claim the retry (clearing next_check_at so no other worker pushes it too) and
             # rotate the callback secret: only its hash was kept, and the old URL was never used.
-            secret = secrets.token_urlsafe(32)
+            secret = new_callback_secret()
             claimed = await uow.session.execute(
                 update(PaymentAttempt)
                 .where(
@@ -208,22 +201,7 @@ class PaymentService:
             async with self.runtime.uow() as uow:
                 session = uow.session
                 await audit.lock_chain(session)
-                booking = await session.get(Booking, booking_id)
-                if booking is None or booking.client_id != client_id:
-                    raise PaymentRefused("not_found", "We could not find that booking.")
-                if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
-                    raise PaymentRefused("already_paid", "This booking is already paid.")
-                if booking.status != BookingStatus.APPROVED:  # Property 5
-                    raise PaymentRefused(
-                        "not_approved",
-                        "This booking can be paid once the practitioner has approved it."
-                        if booking.status == BookingStatus.PENDING_APPROVAL
-                        else "This booking can no longer be paid.",
-                    )
-                if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
-                    raise PaymentRefused(
-                        "too_late", "This session has already started, so it can no longer be paid."
-                    )
+                booking = await _payable_booking(session, booking_id, client_id, now=now)
                 live = await session.scalar(
                     select(PaymentAttempt).where(
                         PaymentAttempt.booking_id == booking_id,
@@ -232,17 +210,11 @@ class PaymentService:
                 )
                 if live is not None:
                     return live, None
-                number = 1 + int(
-                    await session.scalar(
-                        select(func.count(PaymentAttempt.id)).where(PaymentAttempt.booking_id == booking_id)
-                    )
-                    or 0
-                )
-                secret = secrets.token_urlsafe(32)
+                secret = new_callback_secret()
                 attempt = PaymentAttempt(
                     booking_id=booking_id,
                     client_id=client_id,
-                    idempotency_key=f"booking:{booking_id}:{number}",
+                    idempotency_key=f"booking:{booking_id}:{await _next_attempt_number(session, booking_id)}",
                     status=PaymentStatus.QUEUED.value,
                     amount_kes=booking.price_kes,
                     phone=msisdn,
@@ -301,27 +273,18 @@ class PaymentService:
 
     async def _mark_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> None:
         async with self.runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
-                await transition_payment(
-                    uow.session,
-                    attempt.id,
-                    PaymentEvent.SENT,
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, PaymentEvent.SENT,
+                    previous=PaymentStatus.QUEUED, actor="system", reason="STK Push accepted by Daraja",
                     checkout_request_id=accepted.checkout_request_id,
                     merchant_request_id=accepted.merchant_request_id,
                     next_check_at=None,
                 )
             except TransitionConflict:
                 return
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=PaymentStatus.QUEUED,
-                new=PaymentStatus.AWAITING_CUSTOMER,
-                reason="STK Push accepted by Daraja",
-            )
             await uow.commit()
-        self.runtime.wake("settlement")  # a callback may have raced the push answer
+        self.runtime.wake(Wake.SETTLEMENT)  # a callback may have raced the push answer
 
     async def _queue_for_retry(self, attempt: PaymentAttempt, error: str) -> None:
         now = self.runtime.clock()
@@ -365,28 +328,20 @@ class PaymentService:
                     dedupe_key=f"payment:{attempt.id}:delayed:{current.query_count}",
                 )
             await uow.commit()
-        self.runtime.wake("outbox")
+        self.runtime.wake(Wake.OUTBOX)
         log.warning("daraja unavailable, payment queued", extra={"attempt": attempt.id})
 
     async def _mark_unclear(self, attempt: PaymentAttempt, why: str) -> None:
         async with self.runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock (no deadlock)
             try:
-                await transition_payment(
-                    uow.session,
-                    attempt.id,
-                    PaymentEvent.PUSH_OUTCOME_UNKNOWN,
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, PaymentEvent.PUSH_OUTCOME_UNKNOWN,
+                    previous=PaymentStatus.QUEUED, actor="system",
+                    reason=f"push outcome unknown ({why}); never re-pushed, the watchdog will query",
                     next_check_at=attempt.deadline_at,
                 )
             except TransitionConflict:
                 return
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=PaymentStatus.QUEUED,
-                new=PaymentStatus.UNCLEAR,
-                reason=f"push outcome unknown ({why}); never re-pushed, the watchdog will query",
-            )
             await uow.commit()
         log.warning("stk push outcome unknown", extra={"attempt": attempt.id, "why": why})
 
@@ -407,7 +362,7 @@ class PaymentService:
             except TransitionConflict:
                 return
             await uow.commit()
-        self.runtime.wake("outbox")
+        self.runtime.wake(Wake.OUTBOX)
         log.error("stk push refused", extra={"attempt": attempt.id, "error": detail})
 
     async def _refuse(
@@ -417,16 +372,12 @@ class PaymentService:
         *,
         audit_reason: str,
         client_reason: str,
-        **values: object,
+        **values: Any,
     ) -> None:
         """QUEUED → FAILED without a prompt having reached the phone; the client may retry."""
-        await transition_payment(session, attempt.id, PaymentEvent.REFUSED, **values)
-        await audit.record_payment_transition(
-            session,
-            attempt.id,
-            previous=PaymentStatus.QUEUED,
-            new=PaymentStatus.FAILED,
-            reason=audit_reason,
+        await audit.apply_transition(
+            session, "payment", attempt.id, PaymentEvent.REFUSED,
+            previous=PaymentStatus.QUEUED, actor="system", reason=audit_reason, **values,
         )
         booking = await session.get_one(Booking, attempt.booking_id)
         await notify_payment_failed(
@@ -459,6 +410,33 @@ class PaymentService:
         )
 
 
+async def _payable_booking(
+    session: AsyncSession, booking_id: int, client_id: int, *, now: datetime
+) -> Booking:
+    """The client's booking if it may be paid now, else ``PaymentRefused`` saying why."""
+    booking = await session.get(Booking, booking_id)
+    if booking is None or booking.client_id != client_id:
+        raise PaymentRefused("not_found", "We could not find that booking.")
+    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
+        raise PaymentRefused("already_paid", "This booking is already paid.")
+    if booking.status != BookingStatus.APPROVED:  # Property 5
+        raise PaymentRefused(
+            "not_approved",
+            "This booking can be paid once the practitioner has approved it."
+            if booking.status == BookingStatus.PENDING_APPROVAL
+            else "This booking can no longer be paid.",
+        )
+    if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
+        raise PaymentRefused("too_late", "This session has already started, so it can no longer be paid.")
+    return booking
+
+
+async def _next_attempt_number(session: AsyncSession, booking_id: int) -> int:
+    """1 for a booking's first attempt, then 2, 3, … (part of the idempotency key)."""
+    count = await session.scalar(
+        select(func.count(PaymentAttempt.id)).where(PaymentAttempt.booking_id == booking_id)
+    )
+    return 1 + int(count or 0)
 def _test_mode(attempt: PaymentAttempt) -> bool:
     """TEST MODE (Property 78) follows the mode the attempt was made in, not the process's boot mode."""
     return is_test_environment(attempt.environment)

@@ -28,16 +28,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, Row, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from core.db.models import CallbackInbox, PaymentAttempt
+from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
+from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
-from core.runtime import Runtime
-from core.services.payments.initiate import callback_secret_hash
+from core.runtime import Runtime, Wake
+from core.services.payments.secrets import callback_secret_hash
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
 from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
 
@@ -88,10 +87,12 @@ class _Pending:
 class CallbackIntake:
     """Verifies and stores STK callbacks, batching concurrent ones into one commit."""
 
-    def __init__(self, runtime: Runtime, secret_key: str, *, on_stored: Any = None) -> None:
+    def __init__(
+        self, runtime: Runtime, secret_key: str, *, on_stored: Callable[[list[str]], None] | None = None
+    ) -> None:
         self._runtime = runtime
         self._secret_key = secret_key
-        self._on_stored = on_stored  # callable(list[str]) with the stored CheckoutRequestIDs
+        self._on_stored = on_stored  # told the CheckoutRequestIDs just stored (wakes settlement)
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -204,7 +205,9 @@ class CallbackIntake:
                     if found[pending.secret_hash].checkout_request_id is None:
                         unknown_ids.append((attempt_id, checkout))
             if rows:
-                await uow.session.execute(_insert_ignore(uow.session.bind.dialect.name, rows))
+                await uow.session.execute(
+                    insert_ignore(uow.session, CallbackInbox, unique=INBOX_UNIQUE).values(rows)
+                )
                 for attempt_id, checkout in unknown_ids:  # usually none: one UPDATE only when needed
                     # A push whose answer was lost (time-out) learns its id from the callback.
                     await uow.session.execute(
@@ -217,10 +220,10 @@ class CallbackIntake:
         return answers, [checkout for _id, checkout in adopt]
 
 
-_SQLITE_TURNS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[Any]:
+def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[object]:
     """SQLite: the intake and the settlement worker take turns at the database (FIFO).
 
     SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
@@ -244,7 +247,9 @@ def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
     return f"{checkout_request_id}:{result_code}"[:100]
 
 
-def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] | None]:
+def _verify(
+    pending: _Pending, row: Row[int, str, str | None] | None
+) -> tuple[IntakeAnswer, tuple[int, str] | None]:
     if row is None or not hmac.compare_digest(row.callback_secret_hash, pending.secret_hash):
         return NOT_FOUND, None  # logged by the route, with the source address and rate-limited
     if pending.parsed is None:
@@ -259,11 +264,6 @@ def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] 
     return IntakeAnswer(200, ACCEPTED), (row.id, checkout)
 
 
-def _insert_ignore(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert(CallbackInbox).values(rows).on_conflict_do_nothing(index_elements=["provider", "provider_id"])
-    )
 
 
 def result_from_callback(callback: StkCallback) -> StkResult:
@@ -313,11 +313,11 @@ class SettlementWorker:
 
     def notify(self, checkout_ids: Sequence[str]) -> None:
         """Called by the intake after a commit: settle these soon."""
-        self._runtime.wake("settlement")
+        self._runtime.wake(Wake.SETTLEMENT)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set: settle everything unprocessed, then wait for a wake-up."""
-        wakeup = self._runtime.wakeup("settlement")
+        wakeup = self._runtime.wakeup(Wake.SETTLEMENT)
         while not stop.is_set():
             wakeup.clear()
             try:
@@ -381,8 +381,8 @@ class SettlementWorker:
             counts[outcome] = counts.get(outcome, 0) + 1
             i += 1
         if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
-            self._runtime.wake("outbox")
-            self._runtime.wake("payments")
+            self._runtime.wake(Wake.OUTBOX)
+            self._runtime.wake(Wake.PAYMENTS)
         return counts
 
     def _batchable_run(

@@ -1,8 +1,8 @@
 """Settle an STK result (from a callback or an STK Query) in one transaction.
 
-The rules (DESIGN.md §2, "Decisions"): a success pays the attempt and confirms the
-booking only when the amount and receipt check out and the booking is still unpaid;
-anything doubtful goes to NEEDS_REVIEW, never PAID on trust and never dropped. A
+Whether a success pays, is flagged or is a duplicate is decided by
+:func:`core.domain.settlement_rules.judge_success` (the batch path asks the same function);
+this module carries the verdict out. A
 failure ends a live attempt with the code stored, leaves the booking APPROVED and tells
 the client how to retry. Every state change is a compare-and-set plus an audit entry;
 losing a race rolls the whole transaction back and the caller re-reads.
@@ -11,10 +11,9 @@ losing a race rolls the whole transaction back and the caller re-reads.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +21,21 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.config import Settings, is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
-from core.db.uow import transition_booking, transition_payment
 from core.domain.meeting import new_meeting_url
 from core.domain.money import format_kes
 from core.domain.phone import mask_phone
+from core.domain.settlement_rules import (
+    AttemptFacts,
+    BookingFacts,
+    Duplicate,
+    Flag,
+    NotReady,
+    Paid,
+    StkResult,
+    booking_paid_reason,
+    judge_success,
+    paid_reason,
+)
 from core.domain.slots import format_nairobi
 from core.domain.states import (
     BookingEvent,
@@ -37,7 +47,7 @@ from core.mpesa.redact import redact_checkout_id
 from core.mpesa.result_codes import describe_result
 from core.services import audit
 from core.services.notifications import notify as notifications
-from core.services.notifications import payment_failed
+from core.services.notifications.payment_notices import notify_payment_failed
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +66,6 @@ class Settled(StrEnum):
     DUPLICATE = "duplicate"  # nothing left to do: the attempt already has its result
     NOT_READY = "not_ready"  # the push is still being recorded; try again shortly
     UNKNOWN_ATTEMPT = "unknown_attempt"
-
-
-@dataclass(frozen=True)
-class StkResult:
-    """A final STK answer from Safaricom, whichever way it came."""
-
-    checkout_request_id: str
-    result_code: int | str
-    result_desc: str | None
-    source: Literal["callback", "query", "admin"]  # admin: confirmed by hand after review
-    amount: int | None = None
-    amount_raw: Any = None
-    receipt: str | None = None
-    transaction_time: datetime | None = None
-    phone: str | None = None
-    query_disagrees: bool = False  # MPESA_CONFIRM_WITH_QUERY: STK Query did not confirm a success
 
 
 async def settle_in_session(
@@ -99,28 +93,40 @@ async def settle_in_session(
 async def _settle_success(
     session: AsyncSession, attempt: PaymentAttempt, result: StkResult, *, settings: Settings, now: datetime
 ) -> Settled:
-    if attempt.status == PaymentStatus.PAID:
+    booking = await session.get_one(Booking, attempt.booking_id)
+    verdict = judge_success(
+        attempt_facts(attempt),
+        BookingFacts(status=booking.status),
+        result,
+        await receipt_owner(session, result.receipt, attempt.id),
+    )
+    if isinstance(verdict, NotReady):
+        return Settled.NOT_READY
+    if isinstance(verdict, Duplicate):
         await _complete_paid_details(session, attempt, result)
         return Settled.DUPLICATE
-    booking = await session.get_one(Booking, attempt.booking_id)
-    problems = await _success_problems(session, attempt, booking, result)
-    receipt_is_free = not any(p.startswith("receipt") for p in problems)
-    details = success_values(result, now=now, receipt_is_free=receipt_is_free)
-    if problems:
-        return await _flag(
-            session, attempt, booking, "; ".join(problems), details, settings=settings, now=now
-        )
+    if isinstance(verdict, Flag):
+        details = success_values(result, now=now, receipt_is_free=verdict.receipt_is_free)
+        return await _flag(session, attempt, booking, verdict.reason, details, settings=settings, now=now)
+    return await _settle_paid(session, attempt, booking, result, verdict, settings=settings, now=now)
 
-    previous = attempt.status
-    await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **details)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=PaymentStatus.PAID,
-        reason=paid_reason(result, previous),
-        receipt=result.receipt,
-        amount_kes=result.amount,
+
+async def _settle_paid(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    result: StkResult,
+    verdict: Paid,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> Settled:
+    previous = verdict.previous
+    await audit.apply_transition(
+        session, "payment", attempt.id, PaymentEvent.SUCCEED,
+        previous=previous, actor="system", reason=paid_reason(result, previous),
+        audit_details={"receipt": result.receipt, "amount_kes": result.amount},
+        **success_values(result, now=now),
     )
     await confirm_paid_booking(session, attempt, booking, result, settings=settings, now=now)
     log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
@@ -142,15 +148,10 @@ async def confirm_paid_booking(
     and the client's, practitioner's and e-mail confirmations queued. Used by settlement and
     by an admin's review decision, so a resolved payment is announced like any other."""
     meeting_url = new_meeting_url(settings.meeting_url_template)
-    await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
-    await audit.record_transition(
-        session,
-        actor=actor,
-        subject_type="booking",
-        subject_id=booking.id,
-        previous=booking.status,
-        new=BookingStatus.CONFIRMED,
-        reason=booking_paid_reason(attempt.id),
+    await audit.apply_transition(
+        session, "booking", booking.id, BookingEvent.PAY,
+        previous=booking.status, actor=actor, reason=booking_paid_reason(attempt.id),
+        meeting_url=meeting_url,
     )
     # Keep the loaded object in step with the UPDATE without scheduling a second one.
     set_committed_value(booking, "meeting_url", meeting_url)
@@ -159,32 +160,20 @@ async def confirm_paid_booking(
     await _notify_paid(session, attempt, booking, result, settings=settings)
 
 
-async def _success_problems(
-    session: AsyncSession, attempt: PaymentAttempt, booking: Booking, result: StkResult
-) -> list[str]:
-    problems: list[str] = []
-    if result.source == "callback":
-        if result.amount is None:
-            problems.append(f"success without a whole Amount ({result.amount_raw!r})")
-        elif result.amount != attempt.amount_kes:
-            problems.append(f"amount {result.amount} differs from the expected {attempt.amount_kes}")
-        if not result.receipt:
-            problems.append("receipt missing from a success callback")
-    if result.receipt:
-        other = await session.scalar(
-            select(PaymentAttempt.id).where(
-                PaymentAttempt.mpesa_receipt == result.receipt, PaymentAttempt.id != attempt.id
-            )
+def attempt_facts(attempt: PaymentAttempt) -> AttemptFacts:
+    """The attempt as the success decision sees it."""
+    return AttemptFacts(id=attempt.id, status=attempt.status, amount_kes=attempt.amount_kes)
+
+
+async def receipt_owner(session: AsyncSession, receipt: str | None, attempt_id: int) -> int | None:
+    """The other attempt that already holds ``receipt``, if any."""
+    if not receipt:
+        return None
+    return await session.scalar(
+        select(PaymentAttempt.id).where(
+            PaymentAttempt.mpesa_receipt == receipt, PaymentAttempt.id != attempt_id
         )
-        if other is not None:
-            problems.append(f"receipt {result.receipt} already recorded on attempt {other}")
-    if result.query_disagrees:
-        problems.append("STK Query does not confirm the success the callback reported")
-    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
-        problems.append("booking already paid: possible double payment, refund or credit")
-    elif booking.status != BookingStatus.APPROVED:
-        problems.append(f"money received for a booking in status {booking.status}: refund or rebook")
-    return problems
+    )
 
 
 async def _flag(
@@ -217,14 +206,9 @@ async def _flag(
                 details={"receipt": attempt.mpesa_receipt, "amount_kes": attempt.paid_amount_kes},
             )
         return Settled.FLAGGED
-    previous = attempt.status
-    await transition_payment(session, attempt.id, PaymentEvent.FLAG, review_reason=reason[:300], **details)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=PaymentStatus.NEEDS_REVIEW,
-        reason=reason,
+    await audit.apply_transition(
+        session, "payment", attempt.id, PaymentEvent.FLAG,
+        previous=attempt.status, actor="system", reason=reason, review_reason=reason[:300], **details,
     )
     client = await session.get_one(Client, attempt.client_id)
     await notifications.notify_client(
@@ -275,23 +259,15 @@ async def _settle_failure(
         return Settled.DUPLICATE  # already ended; a failure never overrides a result
     info = describe_result(result.result_code)
     event = FAILURE_EVENTS[info.outcome]
-    previous = attempt.status
-    new = await transition_payment(
-        session,
-        attempt.id,
-        event,
+    await audit.apply_transition(
+        session, "payment", attempt.id, event,
+        previous=attempt.status, actor="system",
+        reason=f"{result.source} ResultCode {result.result_code}: {info.title}",
         result_code=str(result.result_code)[:20],
         result_desc=(result.result_desc or "")[:300],
         settled_at=now,
     )
     booking = await session.get_one(Booking, attempt.booking_id)
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=previous,
-        new=new,
-        reason=f"{result.source} ResultCode {result.result_code}: {info.title}",
-    )
     log.info(
         "payment failed",
         extra={
@@ -387,17 +363,6 @@ def success_values(result: StkResult, *, now: datetime, receipt_is_free: bool = 
     }
 
 
-def paid_reason(result: StkResult, previous: str) -> str:
-    """The audit reason of an attempt's move to PAID (a late success names the status it left)."""
-    late = previous != PaymentStatus.AWAITING_CUSTOMER and previous != PaymentStatus.UNCLEAR
-    return f"{result.source} ResultCode 0" + (" (late success after " + previous + ")" if late else "")
-
-
-def booking_paid_reason(attempt_id: int) -> str:
-    """The audit reason of a booking's move to CONFIRMED."""
-    return f"paid by attempt {attempt_id}"
-
-
 def paid_dedupe_key(attempt_id: int) -> str:
     """Prefix of the confirmation messages' dedupe keys (``:client``, ``:therapist``, ``:email``)."""
     return f"payment:{attempt_id}:confirmed"
@@ -434,33 +399,3 @@ def paid_message_data(
         "meeting_url": booking.meeting_url,
         "test_mode": test_mode,
     }
-
-
-async def notify_payment_failed(
-    session: AsyncSession,
-    attempt: PaymentAttempt,
-    booking: Booking,
-    *,
-    reason: str,
-    test_mode: bool,
-    now: datetime,
-) -> None:
-    """Queue the client's "payment not completed" notice with Retry / Use another number
-    (Properties 27, 31, 63). On Telegram it is held briefly so the chat's progress message
-    can show the failure instead (one failure message: ``notifications.payment_failed``)."""
-    client = await session.get_one(Client, attempt.client_id)
-    await notifications.notify_client(
-        session,
-        client,
-        template="payment_failed_client",
-        data={
-            "reference": booking.reference,
-            "amount_kes": attempt.amount_kes,
-            "reason": reason,
-            "booking_id": booking.id,
-            "attempt_id": attempt.id,
-            "test_mode": test_mode,
-        },
-        dedupe_key=payment_failed.dedupe_key(attempt.id),
-        telegram_due_at=payment_failed.telegram_due_at(now),
-    )

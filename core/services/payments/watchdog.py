@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from core.db.models import PaymentAttempt
-from core.db.uow import TransitionConflict, transition_payment
+from core.db.uow import TransitionConflict
 from core.domain.states import PaymentEvent, PaymentStatus
 from core.mpesa import DarajaError
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.payments.initiate import DarajaGateway, PaymentService
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
@@ -63,8 +64,8 @@ class Watchdog:
                 counts[action] = counts.get(action, 0) + 1
         if counts:
             log.info("watchdog tick", extra={f"n_{k}": v for k, v in counts.items()})
-            self._runtime.wake("outbox")
-            self._runtime.wake("payments")
+            self._runtime.wake(Wake.OUTBOX)
+            self._runtime.wake(Wake.PAYMENTS)
         return counts
 
     async def _due(self, now: datetime) -> list[PaymentAttempt]:
@@ -190,26 +191,19 @@ class Watchdog:
         review: bool = False,
         next_check_at: datetime | None = None,
     ) -> str:
-        values: dict[str, object] = {"next_check_at": next_check_at}
+        values: dict[str, Any] = {"next_check_at": next_check_at}
         if review:
             values["review_reason"] = reason
         async with self._runtime.uow() as uow:
-            await audit.lock_chain(uow.session)  # chain lock before the row lock, as settlement does
             try:
                 # Only from the status this decision was based on: if a callback settled the
                 # attempt meanwhile (e.g. while our STK Query was in flight), stand back.
-                new = await transition_payment(
-                    uow.session, attempt.id, event, only_from=(PaymentStatus(attempt.status),), **values
+                await audit.apply_transition(
+                    uow.session, "payment", attempt.id, event, previous=attempt.status, actor="system",
+                    reason=reason, only_from=(attempt.status,), **values,
                 )
             except TransitionConflict:
                 return "raced"
-            await audit.record_payment_transition(
-                uow.session,
-                attempt.id,
-                previous=attempt.status,
-                new=new,
-                reason=reason,
-            )
             await uow.commit()
         if review:
             log.warning("payment needs review", extra={"attempt": attempt.id, "reason": reason})

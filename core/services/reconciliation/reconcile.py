@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, PaymentAttempt
 from core.db.types import utcnow
-from core.db.uow import TransitionConflict, UnitOfWork, transition_payment
+from core.db.uow import TransitionConflict, UnitOfWork
 from core.domain.states import PaymentEvent, PaymentStatus, payment_sources
 from core.services import audit
 from core.services.reconciliation.compare import (
@@ -92,31 +92,60 @@ async def reconcile(
 
     report = ReconciliationReport(environment=environment, generated_at=now)
     if parsed is not None:
-        comparison = compare(
-            ours,
-            parsed.rows,
-            period_start=parsed.period_start,
-            period_end=parsed.period_end,
-            candidates=candidates,
-        )
-        report.period_start, report.period_end = parsed.period_start, parsed.period_end
-        report.statement_rows = len(parsed.rows)
-        report.ignored_receipts = comparison.ignored_receipts
-        report.add(comparison.lines)
+        _add_statement_comparison(report, parsed, ours, candidates)
     if query is not None:
         report.queried = len(targets)
         report.add([classify_query(attempt, await _ask(query, cid)) for attempt, cid in targets])
+    await _flag_discrepancies(new_uow, report, actor=actor)
+    await _record_run(
+        new_uow, report, environment=environment, with_statement=parsed is not None, actor=actor
+    )
+    log.info("reconciliation done", extra={"environment": environment, **report.counts})
+    return report
 
+
+def _add_statement_comparison(
+    report: ReconciliationReport, parsed: Statement, ours: list[OurPayment], candidates: list[OurPayment]
+) -> None:
+    """Compare the statement with our side and add what it finds to ``report``."""
+    comparison = compare(
+        ours,
+        parsed.rows,
+        period_start=parsed.period_start,
+        period_end=parsed.period_end,
+        candidates=candidates,
+    )
+    report.period_start, report.period_end = parsed.period_start, parsed.period_end
+    report.statement_rows = len(parsed.rows)
+    report.ignored_receipts = comparison.ignored_receipts
+    report.add(comparison.lines)
+
+
+async def _flag_discrepancies(
+    new_uow: Callable[[], UnitOfWork], report: ReconciliationReport, *, actor: str
+) -> None:
+    """Flag every attempt a report line asks to review; note which ones changed."""
     for line in report.lines:
         if line.flag_reason and line.attempt_id is not None:
-            # One short transaction per attempt: one row lock, then the audit chain lock (the
-            # payment engine's order), never several rows under the chain lock.
+            # One short transaction per attempt, so no run holds the audit chain lock (taken
+            # before the row, as everywhere) across many rows.
             async with new_uow() as uow:
                 flagged = await _flag(uow.session, line, actor=actor)
                 await uow.commit()
             if flagged:
                 report.flagged_attempt_ids.append(line.attempt_id)
     report.flagged_attempt_ids = sorted(set(report.flagged_attempt_ids))
+
+
+async def _record_run(
+    new_uow: Callable[[], UnitOfWork],
+    report: ReconciliationReport,
+    *,
+    environment: str,
+    with_statement: bool,
+    actor: str,
+) -> None:
+    """The audit entry of a completed run (its counts and the attempts it flagged)."""
     async with new_uow() as uow:
         await audit.record(
             uow.session,
@@ -126,14 +155,12 @@ async def reconcile(
             subject_id=environment,
             details={
                 "environment": environment,
-                "statement": parsed is not None,
+                "statement": with_statement,
                 "counts": report.counts,
                 "flagged_attempt_ids": report.flagged_attempt_ids,
             },
         )
         await uow.commit()
-    log.info("reconciliation done", extra={"environment": environment, **report.counts})
-    return report
 
 
 def _expected_short_codes(source: object, given: Collection[str] | None) -> frozenset[str]:
@@ -156,7 +183,7 @@ def _check_short_code(statement: Statement, expected: frozenset[str]) -> None:
 # -- reading --------------------------------------------------------------------------------
 
 
-def _attempts(environment: str) -> Select[Any]:
+def _attempts(environment: str) -> Select[PaymentAttempt, str]:
     return (
         select(PaymentAttempt, Booking.reference)
         .join(Booking, Booking.id == PaymentAttempt.booking_id)
@@ -268,22 +295,14 @@ async def _flag(session: AsyncSession, line: ReportLine, *, actor: str) -> bool:
         return False  # flagged by an earlier run: nothing twice
     if status in _FLAG_SOURCES:
         try:
-            await transition_payment(
-                session, line.attempt_id, PaymentEvent.FLAG, only_from=[status], review_reason=merged
+            await audit.apply_transition(
+                session, "payment", line.attempt_id, PaymentEvent.FLAG, previous=status.value, actor=actor,
+                reason=line.flag_reason, only_from=[status], audit_details={"category": line.category.value},
+                review_reason=merged,
             )
         except TransitionConflict:
             log.warning("attempt changed during reconciliation", extra={"attempt_id": line.attempt_id})
             return False
-        await audit.record_transition(
-            session,
-            actor=actor,
-            subject_type="payment",
-            subject_id=line.attempt_id,
-            previous=status.value,
-            new=PaymentStatus.NEEDS_REVIEW.value,
-            reason=line.flag_reason,
-            category=line.category.value,
-        )
         return True
     # PAID never changes (nor does an attempt already in review): only the reason is added.
     result = await session.execute(

@@ -28,9 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AuditEntry, Booking, PaymentAttempt
-from core.db.uow import TransitionConflict, transition_payment
+from core.db.uow import TransitionConflict
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEvent, PaymentStatus
-from core.runtime import Runtime
+from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.payments import settlement
 from core.services.review.queue import REFUND_DUE, RESOLVED
@@ -109,7 +109,7 @@ async def resolve_review_item(
         else:
             message = await _close_refund(session, decision, actor=actor)
         await uow.commit()
-    runtime.wake("outbox")
+    runtime.wake(Wake.OUTBOX)
     return message
 
 
@@ -169,23 +169,14 @@ async def _confirm(
     booking, receipt = await _confirmable(session, attempt, decision)
     now = runtime.clock()
     amount = attempt.paid_amount_kes if attempt.paid_amount_kes is not None else attempt.amount_kes
-    await transition_payment(
-        session,
-        attempt.id,
-        PaymentEvent.RESOLVE_PAID,
+    await audit.apply_transition(
+        session, "payment", attempt.id, PaymentEvent.RESOLVE_PAID,
+        previous=PaymentStatus.NEEDS_REVIEW, actor=actor,
+        reason=f"confirmed by an admin after review: {decision.note}",
+        audit_details={"receipt": receipt, "amount_kes": amount},
         mpesa_receipt=receipt,
         paid_amount_kes=amount,
         settled_at=attempt.settled_at or now,
-    )
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=PaymentStatus.NEEDS_REVIEW,
-        new=PaymentStatus.PAID,
-        reason=f"confirmed by an admin after review: {decision.note}",
-        actor=actor,
-        receipt=receipt,
-        amount_kes=amount,
     )
     result = settlement.StkResult(
         checkout_request_id=attempt.checkout_request_id or "",
@@ -243,21 +234,14 @@ async def _end_attempt(
         )
     else:
         event, why = PaymentEvent.RESOLVE_FAILED, "dismissed after review"
-    new = await transition_payment(
-        session,
-        attempt.id,
-        event,
-        result_desc=f"{why}: {audit.redact_phones(decision.note)}"[:300],
-        settled_at=now,
-    )
-    await audit.record_payment_transition(
-        session,
-        attempt.id,
-        previous=PaymentStatus.NEEDS_REVIEW,
-        new=new,
-        reason=f"{why}: {decision.note}",
-        actor=actor,
-    )
+    new = (
+        await audit.apply_transition(
+            session, "payment", attempt.id, event,
+            previous=PaymentStatus.NEEDS_REVIEW, actor=actor, reason=f"{why}: {decision.note}",
+            result_desc=f"{why}: {audit.redact_phones(decision.note)}"[:300],
+            settled_at=now,
+        )
+    ).new
     return f"Payment attempt {attempt.id} is closed as {new} ({why})."
 
 

@@ -90,7 +90,8 @@ class MpesaConfig:
     )  # saved|environment|default|unset|unreadable
 
     def value(self, name: str) -> str | None:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        value: str | None = getattr(self, name)
+        return value
 
     def missing(self) -> list[str]:
         """Credential fields without a usable value, plus an insecure production callback."""
