@@ -125,6 +125,7 @@ def create_app(
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
 
+    _mount_home(app, local)
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:
         bot_token, bot_base_url = _mount_simulators(app, settings, services, sms_secret, bot_token)
@@ -187,6 +188,16 @@ def create_app(
     if with_notifications:
         app.cleanup_ctx.append(notifications_ctx)
     return app
+
+
+def _mount_home(app: web.Application, local: bool) -> None:
+    """``GET /`` leads to the phone simulator in local mode, else to the admin site (DESIGN.md §4)."""
+    home = "/sim/" if local else "/admin/"
+
+    async def to_home(_request: web.Request) -> web.Response:
+        return web.Response(status=303, headers={"Location": home})
+
+    app.router.add_get("/", to_home)
 
 
 def _mount_simulators(
