@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-SCENARIO_NAMES: tuple[str, ...] = ("happy", "cancelled", "insufficient", "timeout", "duplicate", "outage", "sms")
+SCENARIO_NAMES: tuple[str, ...] = (
+    "happy", "cancelled", "insufficient", "timeout", "duplicate", "outage", "sms",
+)

@@ -1,0 +1,167 @@
+"""The scenarios: one small function each, acting and checking through the service's HTTP interfaces."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from core.services.notifications.reminders import plan_reminders
+from smiling_steps.demo.stage import Stage
+from smiling_steps.demo.telegram_steps import Person, approve, request_booking, start_payment
+from smiling_steps.demo.transcript import StepFailed, Transcript
+
+PRACTITIONER_CHAT_ID = 2001  # the chat persona linked to the top name of the booking list
+NAIROBI = ZoneInfo("Africa/Nairobi")
+RECEIPT = "Payment received - your session is confirmed"
+PAYING_PHONE = "254708374149"  # pays in the Daraja simulator unless an outcome is queued
+_client_ids = itertools.count(int(time.time()) % 100_000 * 10 + 100_000_000)
+
+
+@dataclass
+class Play:
+    """One scenario's run: the stage it watches, its transcript and the people in it."""
+
+    stage: Stage
+    transcript: Transcript
+    client: Person
+    practitioner: Person
+    email: str
+
+
+def new_play(stage: Stage, transcript: Transcript) -> Play:
+    """A fresh client (own chat, own bookings) so that scenarios can share one service."""
+    user_id = next(_client_ids)
+    client = Person(user_id, "client", PAYING_PHONE)
+    practitioner = Person(PRACTITIONER_CHAT_ID, "practitioner", "254712000111")
+    stage.service.add_chat_user(user_id, "Wanjiru", PAYING_PHONE)
+    stage.watch_chat(user_id, client.who)
+    stage.watch_chat(practitioner.user_id, practitioner.who)
+    return Play(stage, transcript, client, practitioner, f"client{user_id}@demo.smilingsteps.org")
+
+
+def book_and_approve(play: Play) -> None:
+    with play.transcript.step("client books the top practitioner"):
+        name = request_booking(play.stage, play.client, play.email)
+        play.transcript.line("demo", f"booked with {name}, the first name of the list")
+    with play.transcript.step("practitioner approves in the chat"):
+        approve(play.stage, play.practitioner, play.client)
+
+
+def expect_paid(play: Play, within: float = 20.0) -> None:
+    stage, client = play.stage, play.client
+    with play.transcript.step("client gets the receipt"):
+        stage.wait("the receipt in the client's chat", lambda: stage.find(client.user_id, RECEIPT), within)
+    with play.transcript.step("practitioner is told it is paid"):
+        stage.wait("'Booking paid' for the practitioner",
+                   lambda: stage.find(play.practitioner.user_id, "Booking paid"))
+    with play.transcript.step("receipt e-mail captured"):
+        stage.wait(f"receipt e-mail to {play.email}", lambda: [
+            m for m in stage.mails
+            if play.email in m.get("to", []) and "Payment received" in str(m.get("subject"))
+        ])
+    with play.transcript.step("reminders scheduled"):
+        show_reminder_schedule(play)
+
+
+def show_reminder_schedule(play: Play) -> None:
+    """The reminder plan is on no HTTP page: apply the service's own rule to the receipt's session time."""
+    receipt = play.stage.find(play.client.user_id, RECEIPT) or {}
+    found = re.search(r"Session: \w{3} (\d{2} \w{3} \d{4}), (\d{2}:\d{2}) EAT", receipt.get("text") or "")
+    if not found:
+        raise StepFailed("no session time in the receipt")
+    local = datetime.strptime(" ".join(found.groups()), "%d %b %Y %H:%M").replace(tzinfo=NAIROBI)
+    plan = plan_reminders(local.astimezone(UTC), datetime.now(UTC))
+    due = ", ".join(f"{kind} before at {when.astimezone(NAIROBI):%a %d %b %H:%M} EAT" for kind, when in plan)
+    play.transcript.line("reminders", f"session {local:%a %d %b %H:%M} EAT: "
+                         f"{due or 'less than 1 h ahead, so no reminder'} (rule of reminders.plan_reminders)")
+
+
+def expect_failed(play: Play, reason: str) -> None:
+    stage, client = play.stage, play.client
+    with play.transcript.step(f"client is told the payment failed ({reason})"):
+        stage.wait("a failure with 'Retry payment'",
+                   lambda: next((m for m in reversed(stage.messages[client.user_id])
+                                 if m["from_bot"] and "Retry payment" in str(m.get("reply_markup"))), None))
+    with play.transcript.step("nothing was recorded as paid"):
+        stage.refresh()
+        if stage.find(client.user_id, "Payment received"):
+            raise StepFailed("the client was told the payment was received")
+
+
+def happy(play: Play) -> None:
+    book_and_approve(play)
+    with play.transcript.step("client pays with M-Pesa"):
+        start_payment(play.stage, play.client)
+    expect_paid(play)
+
+
+def _failing(outcome: str, reason: str) -> Callable[[Play], None]:
+    def scenario(play: Play) -> None:
+        book_and_approve(play)
+        with play.transcript.step(f"client pays; the phone answers '{outcome}'"):
+            play.stage.service.next_outcome(outcome)
+            play.transcript.line("demo", f"Daraja simulator: next push ends as '{outcome}'")
+            start_payment(play.stage, play.client)
+        expect_failed(play, reason)
+
+    return scenario
+
+
+def timeout(play: Play) -> None:
+    book_and_approve(play)
+    with play.transcript.step("client pays; no callback ever arrives"):
+        play.stage.service.next_outcome("no_callback")
+        play.transcript.line("demo", "Daraja simulator: the customer pays but no callback is sent")
+        start_payment(play.stage, play.client)
+    with play.transcript.step("the watchdog's STK Query settles it"):
+        play.stage.wait("an STK Query", lambda: any("STK Query" in s for s in _daraja_lines(play)), 150.0)
+    expect_paid(play, within=30.0)
+
+
+def duplicate(play: Play) -> None:
+    book_and_approve(play)
+    with play.transcript.step("client pays; M-Pesa sends the callback twice"):
+        play.stage.service.next_outcome("duplicate_callback")
+        start_payment(play.stage, play.client)
+    expect_paid(play)
+    with play.transcript.step("both callbacks arrived, one receipt was sent"):
+        play.stage.wait("two callbacks",
+                        lambda: len([s for s in _daraja_lines(play) if "callback" in s]) >= 2)
+        time.sleep(1.0)  # a second receipt, if any, would follow the first within the outbox's poll
+        play.stage.refresh()
+        receipts = play.stage.count(play.client.user_id, RECEIPT)
+        if receipts != 1:
+            raise StepFailed(f"{receipts} receipts in the client's chat, expected 1")
+
+
+def outage(play: Play) -> None:
+    book_and_approve(play)
+    service = play.stage.service
+    with play.transcript.step("Daraja answers 503; the payment is queued"):
+        service.daraja_faults(push_503=True)
+        play.transcript.line("demo", "Daraja simulator: STK Push answers 503 Service Unavailable")
+        start_payment(play.stage, play.client)
+        play.stage.wait("a 503 in the Daraja log", lambda: any("HTTP 503" in s for s in _daraja_lines(play)))
+    with play.transcript.step("Daraja is back; the queued retry pays"):
+        service.daraja_faults(push_503=False)
+        play.transcript.line("demo", "Daraja simulator: STK Push works again")
+    expect_paid(play, within=60.0)
+
+
+def _daraja_lines(play: Play) -> list[str]:
+    return play.stage.daraja_seen
+
+
+SCENARIOS: dict[str, Callable[[Play], None]] = {
+    "happy": happy,
+    "cancelled": _failing("cancelled", "cancelled on the phone"),
+    "insufficient": _failing("insufficient", "insufficient funds"),
+    "timeout": timeout,
+    "duplicate": duplicate,
+    "outage": outage,
+}
