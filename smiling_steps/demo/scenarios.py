@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from core.services.notifications.reminders import plan_reminders
+from smiling_steps.demo.sms_steps import book_by_sms, new_sms_number, text
+from smiling_steps.demo.sms_steps import reply as sms_reply
 from smiling_steps.demo.stage import Stage
 from smiling_steps.demo.telegram_steps import Person, approve, request_booking, start_payment
 from smiling_steps.demo.transcript import StepFailed, Transcript
@@ -60,18 +62,21 @@ def expect_paid(play: Play, within: float = 20.0) -> None:
         stage.wait("'Booking paid' for the practitioner",
                    lambda: stage.find(play.practitioner.user_id, "Booking paid"))
     with play.transcript.step("receipt e-mail captured"):
-        stage.wait(f"receipt e-mail to {play.email}", lambda: [
-            m for m in stage.mails
-            if play.email in m.get("to", []) and "Payment received" in str(m.get("subject"))
-        ])
+        stage.wait(f"receipt e-mail to {play.email}", lambda: _receipt_mail(play))
     with play.transcript.step("reminders scheduled"):
         show_reminder_schedule(play)
 
 
-def show_reminder_schedule(play: Play) -> None:
+def _receipt_mail(play: Play) -> list[dict[str, object]]:
+    return [m for m in play.stage.mails
+            if play.email in str(m.get("to")) and "Payment received" in str(m.get("subject"))]
+
+
+def show_reminder_schedule(play: Play, receipt: str | None = None) -> None:
     """The reminder plan is on no HTTP page: apply the service's own rule to the receipt's session time."""
-    receipt = play.stage.find(play.client.user_id, RECEIPT) or {}
-    found = re.search(r"Session: \w{3} (\d{2} \w{3} \d{4}), (\d{2}:\d{2}) EAT", receipt.get("text") or "")
+    if receipt is None:
+        receipt = str((play.stage.find(play.client.user_id, RECEIPT) or {}).get("text"))
+    found = re.search(r"Session:? \w{3} (\d{2} \w{3} \d{4}), (\d{2}:\d{2}) EAT", receipt)
     if not found:
         raise StepFailed("no session time in the receipt")
     local = datetime.strptime(" ".join(found.groups()), "%d %b %Y %H:%M").replace(tzinfo=NAIROBI)
@@ -153,6 +158,29 @@ def outage(play: Play) -> None:
     expect_paid(play, within=60.0)
 
 
+def sms(play: Play) -> None:
+    stage, client = play.stage, Person(0, "SMS client", new_sms_number())
+    stage.watch_sms(client.phone, client.who)
+    with play.transcript.step("client books by SMS"):
+        book_by_sms(stage, client, play.email)
+    with play.transcript.step("practitioner approves in the chat"):
+        stage.wait("booking request in the practitioner's chat",
+                   lambda: stage.find(play.practitioner.user_id, "New booking request"))
+        seen = len(stage.sms)
+        stage.say("practitioner -> bot", "[presses Approve]")
+        stage.service.press(play.practitioner.user_id, "Approve")
+        stage.wait("approval SMS", lambda: sms_reply(stage, client, "reply PAY", seen))
+    with play.transcript.step("client replies PAY and picks their own number"):
+        text(stage, client, "PAY", "Which M-Pesa number")
+        text(stage, client, "1", "Check your phone")
+    with play.transcript.step("client gets the receipt by SMS"):
+        stage.wait("receipt SMS", lambda: sms_reply(stage, client, "Paid KES"))
+    with play.transcript.step("receipt e-mail captured"):
+        stage.wait(f"receipt e-mail to {play.email}", lambda: _receipt_mail(play))
+    with play.transcript.step("reminders scheduled"):
+        show_reminder_schedule(play, str((sms_reply(stage, client, "Paid KES") or {}).get("message")))
+
+
 def _daraja_lines(play: Play) -> list[str]:
     return play.stage.daraja_seen
 
@@ -164,4 +192,5 @@ SCENARIOS: dict[str, Callable[[Play], None]] = {
     "timeout": timeout,
     "duplicate": duplicate,
     "outage": outage,
+    "sms": sms,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -96,6 +97,9 @@ class Stage:
             shown = f"{text}\n[{' | '.join(buttons(message))}]" if buttons(message) else text
             if self._shown.get(key) == shown:
                 continue
+            if _digits_only_change(self._shown.get(key), shown):
+                self._shown[key] = shown  # a progress counter ticking: not worth a line
+                continue
             edited = " (edited)" if key in self._shown else ""
             self._shown[key] = shown
             self.say(f"bot -> {self.chats[user_id]}{edited}", shown)
@@ -132,6 +136,10 @@ class Stage:
             self.say("e-mail", f"to {', '.join(mail.get('to') or [])}: {mail.get('subject')}"
                      f" (attachments: {attachments})")
         self._mail_seen = len(mails)
+
+
+def _digits_only_change(before: str | None, after: str) -> bool:
+    return before is not None and re.sub(r"\d+", "#", before) == re.sub(r"\d+", "#", after)
 
 
 def describe_daraja(entry: dict[str, Any]) -> str | None:
