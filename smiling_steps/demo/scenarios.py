@@ -152,10 +152,13 @@ def outage(play: Play) -> None:
         play.transcript.line("demo", "Daraja simulator: STK Push answers 503 Service Unavailable")
         start_payment(play.stage, play.client)
         play.stage.wait("a 503 in the Daraja log", lambda: any("HTTP 503" in s for s in _daraja_lines(play)))
-    with play.transcript.step("Daraja is back; the queued retry pays"):
+    with play.transcript.step("Daraja is back; the queued push is retried"):
         service.daraja_faults(push_503=False)
-        play.transcript.line("demo", "Daraja simulator: STK Push works again")
-    expect_paid(play, within=60.0)
+        play.transcript.line("demo", "Daraja simulator: STK Push works again (the retry waits "
+                             "MPESA_UNAVAILABLE_RETRY_SECONDS, 30 s unless set)")
+        play.stage.wait("the retried STK Push",
+                        lambda: any("accepted" in s for s in _daraja_lines(play)), 60.0)
+    expect_paid(play)
 
 
 def sms(play: Play) -> None:
