@@ -33,6 +33,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 STATUS_NAMES = {
     100: "Processed", 101: "Success", 102: "Queued",
@@ -187,8 +189,17 @@ def create_app(simulator: AfricasTalkingSimulator) -> web.Application:
     """The aiohttp sub-application (mount it at ``/sim/at``)."""
     app = web.Application()
 
+    async def read_form(request: web.Request) -> dict[str, str] | None:
+        """The posted form, or None when the body cannot be read as one (the caller's fault: 400)."""
+        try:
+            return {k: str(v) for k, v in (await request.post()).items()}
+        except (ValueError, LookupError, RequestPayloadError, HttpProcessingError):
+            return None  # no boundary, unknown charset, broken framing or compression
+
     async def messaging(request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await read_form(request)
+        if form is None:
+            return web.Response(status=400, text="The request body is not a readable form")
         status, body = simulator._accept(form, request.headers.get("apiKey"))
         if isinstance(body, str):
             return web.Response(status=status, text=body, content_type="text/plain")
@@ -201,7 +212,9 @@ def create_app(simulator: AfricasTalkingSimulator) -> web.Application:
         return web.json_response([asdict(m) for m in simulator.messages])
 
     async def control_delivery(request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await read_form(request)
+        if form is None:
+            return web.Response(status=400, text="The request body is not a readable form")
         try:
             code = await simulator.send_delivery_report(
                 str(form.get("id", "")), status=str(form.get("status", "Success")),

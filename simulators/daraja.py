@@ -99,6 +99,8 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger(__name__)
 
@@ -530,13 +532,13 @@ async def _json_body(request: web.Request) -> Any:
         return None
     try:
         raw = await request.read()  # bounded by the app's client_max_size as well
-    except web.HTTPRequestEntityTooLarge:
-        return None
+    except (web.HTTPRequestEntityTooLarge, RequestPayloadError, HttpProcessingError):
+        return None  # too large, or broken framing/compression
     if len(raw) > _MAX_BODY:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
 
 

@@ -131,9 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(_args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from smiling_steps.app import NotMigrated, create_app, prepare_database
+    from smiling_steps.server import run_server
 
     ensure_secret_key(settings)
     try:  # check the schema before binding the port, so a refusal is one clean line
@@ -141,12 +140,14 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
     seeded = _run_db(settings, seed_if_empty) if settings.local_mode else None
-    text = banner(settings, seeded)  # printed once listening, after the start-up log lines
+    app = create_app(settings)
+    text = banner(settings, seeded)
 
-    def _listening(_message: str) -> None:
+    async def _started(_app: object) -> None:  # after every start-up step, before listening
         print(text, file=sys.stderr, flush=True)
 
-    web.run_app(create_app(settings), host=settings.bind_host, port=settings.port, print=_listening)
+    app.on_startup.append(_started)
+    run_server(app, settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
 
 

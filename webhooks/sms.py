@@ -31,6 +31,8 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.parser import BytesParser
+from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -45,6 +47,9 @@ from core.dialog.types import Inbound
 from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
 from core.runtime import Runtime
 from core.services.notifications.notify import enqueue, record_delivery_report
+from webhooks.request_body import BodyRejected, read_body
+from webhooks.security_log import SECURITY_LOG, install_security_log
+from webhooks.source_address import caller_address
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,11 @@ _LOCK_STRIPES = 64
 
 
 class BadForm(ValueError):
-    """A callback body we cannot use; the message is returned with the 400."""
+    """A callback body we cannot use; the message is returned with the status (400 unless said)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 @dataclass
@@ -84,7 +93,7 @@ class SmsWebhook:
             if len(message_id) > MAX_ID_CHARS:
                 raise BadForm(f"field 'id' is longer than {MAX_ID_CHARS} characters")
         except BadForm as exc:
-            return web.Response(status=400, text=f"bad request: {exc}")
+            return web.Response(status=exc.status, text=f"bad request: {exc}")
         try:
             msisdn = normalise_phone(sender)
         except InvalidPhoneNumber:
@@ -112,7 +121,7 @@ class SmsWebhook:
             message_id = _required(form, "id")
             status = _required(form, "status")
         except BadForm as exc:
-            return web.Response(status=400, text=f"bad request: {exc}")
+            return web.Response(status=exc.status, text=f"bad request: {exc}")
         reason = (form.get("failureReason") or "").strip() or None
         async with self.runtime.uow() as uow:
             known = await record_delivery_report(
@@ -131,9 +140,11 @@ class SmsWebhook:
     # -- internals ---------------------------------------------------------------------------------
 
     def _check_secret(self, request: web.Request) -> None:
-        given = request.match_info.get("secret", "")
-        if not hmac.compare_digest(given.encode(), self.secret.encode()):
-            log.warning("security: SMS callback with a wrong path secret")
+        given = request.match_info.get("secret", "").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, self.secret.encode()):
+            request.app[SECURITY_LOG].warning(
+                "unknown_sms_secret", "SMS callback with a wrong path secret", source=caller_address(request)
+            )
             raise web.HTTPNotFound()
 
     async def _claim(self, message_id: str, form: Mapping[str, str]) -> bool:
@@ -225,23 +236,35 @@ class SmsWebhook:
 
 
 async def _read_form(request: web.Request) -> Mapping[str, str]:
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise BadForm("body too large")
+    """The whole form (capped at MAX_FORM_BYTES, read within the body time limit)."""
     try:
         if request.content_type == "application/x-www-form-urlencoded":
-            body = await request.content.read(MAX_FORM_BYTES + 1)
-            if len(body) > MAX_FORM_BYTES:
-                raise BadForm("body too large")
+            body = await read_body(request, MAX_FORM_BYTES)
             pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
             return {key: value for key, value in pairs}
         if request.content_type == "multipart/form-data":
-            form = await request.post()
-            return {key: value for key, value in form.items() if isinstance(value, str)}
-    except BadForm:
-        raise
+            body = await read_body(request, MAX_FORM_BYTES)
+            return _multipart_fields(request.headers.get("Content-Type", ""), body)
+    except BodyRejected as exc:
+        raise BadForm(exc.reason, exc.status) from None
     except Exception:
         raise BadForm("the body is not a readable form") from None
     raise BadForm("expected an application/x-www-form-urlencoded form")
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body already read whole (files are ignored)."""
+    head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        raise BadForm("the body is not a readable form")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and part.get_filename() is None and isinstance(payload, bytes):
+            fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return fields
 
 
 def _required(form: Mapping[str, str], name: str) -> str:
@@ -267,6 +290,7 @@ def setup_sms_routes(
     ensure_chat_reply_template()
     hook = SmsWebhook(runtime, engine, secret)
     app[SMS_WEBHOOK] = hook
+    install_security_log(app)
     app.router.add_post("/hooks/sms/{secret}/inbound", hook.inbound)
     app.router.add_post("/hooks/sms/{secret}/delivery", hook.delivery)
 

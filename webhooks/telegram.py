@@ -2,9 +2,10 @@
 
 Telegram sends every update with the header ``X-Telegram-Bot-Api-Secret-Token`` equal to
 the ``secret_token`` given to setWebhook; anything else gets 403 (compared in constant
-time, logged as a security event). A verified update is handed to the bot (PTB's update
-queue) and answered 200 at once, so a slow conversation step never holds Telegram's
-connection. Before the bot has started the route answers 503 and Telegram retries.
+time as bytes, logged with the source address through the rate-limited security log). The
+body is read whole (capped); malformed or deeply nested JSON gets 400. A verified update is
+handed to the bot (PTB's update queue) and answered 200 at once, so a slow conversation step
+never holds Telegram's connection. Before the bot has started the route answers 503 and Telegram retries.
 
 Wiring (the composition root), while building the aiohttp app::
 
@@ -16,18 +17,22 @@ Wiring (the composition root), while building the aiohttp app::
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from webhooks.request_body import BodyRejected, load_json, read_body
+from webhooks.security_log import SECURITY_LOG, install_security_log
+from webhooks.source_address import caller_address
+
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/hooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 512 * 1024
+MAX_UPDATE_DEPTH = 32  # a real update nests about 6 levels; a deeper one is refused before parsing
 
 UpdateSink = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -57,30 +62,35 @@ class TelegramWebhook:
         self._sink = None
 
     def verify(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self._secret)
+        """Constant-time check of the header, compared as the bytes that were sent."""
+        # A non-UTF-8 byte in the header reaches us as a lone surrogate (aiohttp decodes with
+        # surrogateescape); "surrogatepass" encodes any str, so it is a mismatch, never an exception.
+        return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._secret)
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.verify(request.headers.get(SECRET_HEADER)):
-            log.warning(
-                "security: telegram webhook call without the right secret",
-                extra={"source": request.remote, "header_present": SECRET_HEADER in request.headers},
+            request.app[SECURITY_LOG].warning(
+                "telegram_secret_refused", "telegram webhook call without the right secret",
+                source=caller_address(request), header_present=SECRET_HEADER in request.headers,
             )
             return web.Response(status=403, text="Forbidden")
         sink = self._sink
         if sink is None:
             return web.Response(status=503, text="Bot not started")
-        if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
-            return web.Response(status=400, text="Update too large")
-        body = await request.content.read(MAX_UPDATE_BYTES + 1)
-        if len(body) > MAX_UPDATE_BYTES:
-            return web.Response(status=400, text="Update too large")
         try:
-            data = json.loads(body)
+            data = load_json(await read_body(request, MAX_UPDATE_BYTES), max_depth=MAX_UPDATE_DEPTH)
             if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
                 raise ValueError("not a Telegram update")
-            await sink(data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except BodyRejected as exc:
+            log.warning("telegram webhook body rejected", extra={"error": exc.reason})
+            return web.Response(status=exc.status, text=f"Bad update: {exc.reason}")
+        except ValueError as exc:
             log.warning("telegram webhook body rejected", extra={"error": str(exc)[:200]})
+            return web.Response(status=400, text="Bad update")
+        try:
+            await sink(data)
+        except Exception as exc:  # an update the bot cannot read (a date out of range, …): 400, never 500
+            log.warning("telegram update not readable", extra={"error_type": type(exc).__name__})
             return web.Response(status=400, text="Bad update")
         return web.Response(status=200)
 
@@ -98,5 +108,6 @@ def setup_telegram_webhook(app: web.Application, secret: str | None) -> Telegram
         return None
     hook = TelegramWebhook(secret)
     app[TELEGRAM_WEBHOOK] = hook
+    install_security_log(app)
     app.router.add_post(WEBHOOK_PATH, hook.handle)
     return hook

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from simulators.telegram_api.driver import TelegramApiSimulator
 from simulators.telegram_api.driver_api import DRIVER_ROUTES, DriverHandler
@@ -44,26 +46,38 @@ def _state(request: web.Request) -> TelegramApiSimulator:
     return request.app[TELEGRAM_SIMULATOR]
 
 
+# What reading a caller's body may raise: bad JSON or encoding (ValueError), an unknown charset
+# (LookupError), absurd nesting, broken framing or compression, a body over the size limit.
+# All are the caller's fault: 400.
+_UNREADABLE = (
+    ValueError, LookupError, RecursionError, RequestPayloadError, HttpProcessingError,
+    web.HTTPRequestEntityTooLarge,
+)
+
+
 async def _request_params(request: web.Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query)
     if request.method == "POST" and request.can_read_body:
         if request.content_type == "application/json":
             try:
                 body = await request.json()
-            except ValueError:
+            except _UNREADABLE:
                 raise bad("can't parse JSON object") from None
             if not isinstance(body, dict):
                 raise bad("can't parse JSON object")
             params.update(body)
         elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form = await request.post()
+            try:
+                form = await request.post()
+            except _UNREADABLE:
+                raise bad("can't parse the form") from None
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
     for name in _JSON_FIELDS:
         value = params.get(name)
         if isinstance(value, str):
             try:
                 params[name] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise bad(f"can't parse {name} JSON object") from None
     return params
 
@@ -94,7 +108,7 @@ async def _driver_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except ValueError:
+    except _UNREADABLE:
         raise DriverError("body must be a JSON object") from None
     if not isinstance(body, dict):
         raise DriverError("body must be a JSON object")

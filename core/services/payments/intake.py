@@ -246,8 +246,7 @@ def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
 
 def _verify(pending: _Pending, row: Any) -> tuple[IntakeAnswer, tuple[int, str] | None]:
     if row is None or not hmac.compare_digest(row.callback_secret_hash, pending.secret_hash):
-        log.warning("security: callback with an unknown secret", extra={"event": "unknown_callback_secret"})
-        return NOT_FOUND, None
+        return NOT_FOUND, None  # logged by the route, with the source address and rate-limited
     if pending.parsed is None:
         log.warning("callback body rejected", extra={"attempt": row.id, "reason": pending.parse_error})
         return _bad_request(pending.parse_error or "not a Daraja STK result"), None
