@@ -5,21 +5,24 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+# Installing is quiet (one line saying what happens); pip speaks only when something fails.
 $(BIN)/python:
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
+	@echo "Creating $(VENV) (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@echo "Installing Smiling Steps into $(VENV) (a minute on first run)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	$(BIN)/smiling-steps serve
+	@$(BIN)/smiling-steps serve
 
 # ruff, then mypy (its files and strictness are in pyproject.toml's [tool.mypy]).
 lint: $(VENV)/.installed-dev
