@@ -57,6 +57,8 @@ def _service(url: str | None) -> Iterator[Service]:
         try:
             if not service.wait_healthy(5.0):
                 raise ServiceError(f"no healthy service at {url} (start one with: smiling-steps serve)")
+            if not service.is_local_mode():
+                raise ServiceError(f"{url} is not in local mode: the scenarios drive its stand-ins (/sim/)")
             yield service
         finally:
             service.close()

@@ -42,6 +42,13 @@ class Service:
         except httpx.HTTPError:
             return False
 
+    def is_local_mode(self) -> bool:
+        """Whether the stand-ins the scenarios drive are mounted (they are only in local mode)."""
+        try:
+            return self._http.get(f"{TELEGRAM}/users").status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def wait_healthy(self, within: float) -> bool:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
