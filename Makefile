@@ -5,16 +5,20 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
-# Installing is quiet (one line saying what happens); pip speaks only when something fails.
+# Installing says one line; pip's own output (e.g. setuptools' notice about editable installs)
+# goes to .venv/install.log and is shown only when the install fails.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+LOGGED = >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
 	@echo "Creating $(VENV) (first run only)"
 	@$(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PIP) --upgrade pip $(LOGGED)
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	@echo "Installing Smiling Steps into $(VENV) (a minute on first run)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@echo "Installing Smiling Steps into $(VENV) (a minute or two on first run; log: $(VENV)/install.log)"
+	@$(PIP) -e . $(LOGGED)
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
