@@ -33,6 +33,7 @@ class Play:
     client: Person
     practitioner: Person
     email: str
+    reference: str = ""  # the booking's, once requested
 
 
 def new_play(stage: Stage, transcript: Transcript) -> Play:
@@ -48,10 +49,12 @@ def new_play(stage: Stage, transcript: Transcript) -> Play:
 
 def book_and_approve(play: Play) -> None:
     with play.transcript.step("client books the top practitioner"):
-        name = request_booking(play.stage, play.client, play.email)
-        play.transcript.line("demo", f"booked with {name}, the first name of the list")
+        name, play.reference = request_booking(play.stage, play.client, play.email)
+        play.transcript.line("demo", f"{play.reference} asks {name}, the first name of the list")
     with play.transcript.step("practitioner approves in the chat"):
-        approve(play.stage, play.practitioner, play.client)
+        approve(play.stage, play.practitioner, play.reference)
+        approved = f"Your booking is approved ({play.reference})"
+        play.stage.wait("the client's Pay button", lambda: play.stage.find(play.client.user_id, approved))
 
 
 def expect_paid(play: Play, within: float = 20.0) -> None:
@@ -59,8 +62,8 @@ def expect_paid(play: Play, within: float = 20.0) -> None:
     with play.transcript.step("client gets the receipt"):
         stage.wait("the receipt in the client's chat", lambda: stage.find(client.user_id, RECEIPT), within)
     with play.transcript.step("practitioner is told it is paid"):
-        stage.wait("'Booking paid' for the practitioner",
-                   lambda: stage.find(play.practitioner.user_id, "Booking paid"))
+        stage.wait(f"'Booking paid ({play.reference})' for the practitioner",
+                   lambda: stage.find(play.practitioner.user_id, f"Booking paid ({play.reference})"))
     with play.transcript.step("receipt e-mail captured"):
         stage.wait(f"receipt e-mail to {play.email}", lambda: _receipt_mail(play))
     with play.transcript.step("reminders scheduled"):
@@ -69,7 +72,8 @@ def expect_paid(play: Play, within: float = 20.0) -> None:
 
 def _receipt_mail(play: Play) -> list[dict[str, object]]:
     return [m for m in play.stage.mails
-            if play.email in str(m.get("to")) and "Payment received" in str(m.get("subject"))]
+            if play.email in str(m.get("to")) and f"booking {play.reference}" in str(m.get("subject"))
+            and "Payment received" in str(m.get("subject"))]
 
 
 def show_reminder_schedule(play: Play, receipt: str | None = None) -> None:
@@ -165,13 +169,10 @@ def sms(play: Play) -> None:
     stage, client = play.stage, Person(0, "SMS client", new_sms_number())
     stage.watch_sms(client.phone, client.who)
     with play.transcript.step("client books by SMS"):
-        book_by_sms(stage, client, play.email)
+        play.reference = book_by_sms(stage, client, play.email)
     with play.transcript.step("practitioner approves in the chat"):
-        stage.wait("booking request in the practitioner's chat",
-                   lambda: stage.find(play.practitioner.user_id, "New booking request"))
         seen = len(stage.sms)
-        stage.say("practitioner -> bot", "[presses Approve]")
-        stage.service.press(play.practitioner.user_id, "Approve")
+        approve(stage, play.practitioner, play.reference)
         stage.wait("approval SMS", lambda: sms_reply(stage, client, "reply PAY", seen))
     with play.transcript.step("client replies PAY and picks their own number"):
         text(stage, client, "PAY", "Which M-Pesa number")

@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from smiling_steps.demo.stage import Stage
-from smiling_steps.demo.telegram_steps import WAIT_S, Person
+from smiling_steps.demo.telegram_steps import WAIT_S, Person, booking_reference
 
 _ids = itertools.count(1)
 
@@ -35,12 +35,13 @@ def reply(stage: Stage, person: Person, expect: str, after: int = 0) -> dict[str
     return None
 
 
-def book_by_sms(stage: Stage, client: Person, email: str) -> None:
-    """BOOK, then the first choice at every step, the e-mail address and Confirm."""
+def book_by_sms(stage: Stage, client: Person, email: str) -> str:
+    """BOOK, then the first choice at every step, the e-mail address and Confirm; the reference."""
     text(stage, client, "BOOK", "Who would you like to see?")
     text(stage, client, "1", "Which kind of session?")
     text(stage, client, "1", "Pick a day")
     text(stage, client, "1", "Pick a start time")
     text(stage, client, "1", "e-mail")
     text(stage, client, email, "Confirm?")
-    text(stage, client, "1", "sent")
+    sent = text(stage, client, "1", "sent")
+    return booking_reference(str(sent.get("message")))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from smiling_steps.demo.stage import Message, Stage, buttons
 from smiling_steps.demo.transcript import StepFailed
 
 WAIT_S = 15.0
+REFERENCE = re.compile(r"SS-[A-Z0-9]{4,}")
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ def first_button(message: Message, what: str) -> str:
     return labels[0]
 
 
-def request_booking(stage: Stage, client: Person, email: str) -> str:
-    """/book, the top practitioner, the first type, day and time, e-mail, Confirm; returns the name."""
+def request_booking(stage: Stage, client: Person, email: str) -> tuple[str, str]:
+    """/book, the top practitioner, the first type, day and time, e-mail, Confirm; (name, reference)."""
     ask = send(stage, client, "/book", "Who would you like to see?")
     practitioner = first_button(ask, "practitioner")
     kinds = press(stage, client, practitioner, "Which kind of session")
@@ -67,17 +69,24 @@ def request_booking(stage: Stage, client: Person, email: str) -> str:
     times = press(stage, client, first_button(days, "day"), "Pick a start time")
     press(stage, client, first_button(times, "start time"), "e-mail")
     send(stage, client, email, "Please check your request")
-    press(stage, client, "Confirm", "Request sent")
-    return practitioner
+    sent = press(stage, client, "Confirm", "Request sent")
+    return practitioner, booking_reference(sent.get("text") or "")
 
 
-def approve(stage: Stage, practitioner: Person, client: Person) -> None:
-    """The practitioner sees the request and approves it; the client is told it can be paid."""
-    since = stage.snapshot(client.user_id)
-    stage.wait(f"booking request in {practitioner.who}'s chat",
-               lambda: stage.find(practitioner.user_id, "New booking request"))
-    press(stage, practitioner, "Approve", "Approved")
-    stage.wait("approval message for the client", lambda: stage.find(client.user_id, "approved", since))
+def booking_reference(text: str) -> str:
+    found = REFERENCE.search(text)
+    if not found:
+        raise StepFailed(f"no booking reference in {text[:80]!r}")
+    return found.group(0)
+
+
+def approve(stage: Stage, practitioner: Person, reference: str) -> None:
+    """The practitioner sees this booking's request in their chat and approves it."""
+    request = stage.wait(f"request {reference} in {practitioner.who}'s chat",
+                         lambda: stage.find(practitioner.user_id, f"New booking request ({reference})"))
+    stage.say(f"{practitioner.who} -> bot", "[presses Approve]")
+    stage.service.press(practitioner.user_id, "Approve", request["message_id"])
+    stage.wait(f"'Approved {reference}'", lambda: stage.find(practitioner.user_id, f"Approved {reference}"))
 
 
 def start_payment(stage: Stage, client: Person) -> None:

@@ -69,6 +69,8 @@ def test_a_request_for_the_top_name_reaches_the_practitioner_persona_of_the_chat
     service.add_chat_user(client.user_id, "Wanjiru", client.phone)
     stage.watch_chat(client.user_id, "client")
     stage.watch_chat(2001, "practitioner")
-    assert request_booking(stage, client, "newcomer@demo.smilingsteps.org") == "Brian Otieno"
-    request = stage.wait("the request in chat 2001", lambda: stage.find(2001, "New booking request"))
+    name, reference = request_booking(stage, client, "newcomer@demo.smilingsteps.org")
+    assert name == "Brian Otieno"
+    request = stage.wait("the request in chat 2001",
+                         lambda: stage.find(2001, f"New booking request ({reference})"))
     assert buttons(request) == ["Approve", "Decline"]
