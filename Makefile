@@ -22,8 +22,9 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.installed-run
+	@echo "Installing Smiling Steps with its test tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) -e '.[dev]' $(LOGGED)
+	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
 	@$(BIN)/smiling-steps serve
