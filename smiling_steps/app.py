@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from admin_web.app import create_admin_app
+from admin_web.context import AdminDeps
 from core.config import Settings, ensure_secret_key
 from core.db.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from core.dialog.engine import DialogEngine
@@ -124,8 +126,8 @@ def create_app(
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
+    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments), local)
 
-    _mount_home(app, local)
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:
         bot_token, bot_base_url = _mount_simulators(app, settings, services, sms_secret, bot_token)
@@ -190,14 +192,16 @@ def create_app(
     return app
 
 
-def _mount_home(app: web.Application, local: bool) -> None:
-    """``GET /`` leads to the phone simulator in local mode, else to the admin site (DESIGN.md §4)."""
+def _mount_admin(app: web.Application, deps: AdminDeps, local: bool) -> None:
+    """The admin site at /admin in every mode; ``/`` leads to /sim/ in local mode, else to /admin/."""
+    app.router.add_get("/admin", lambda _request: _see_other("/admin/"))  # before the sub-app claims it
+    app.add_subapp("/admin", create_admin_app(deps))
     home = "/sim/" if local else "/admin/"
+    app.router.add_get("/", lambda _request: _see_other(home))
 
-    async def to_home(_request: web.Request) -> web.Response:
-        return web.Response(status=303, headers={"Location": home})
 
-    app.router.add_get("/", to_home)
+async def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _mount_simulators(

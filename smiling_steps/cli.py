@@ -22,7 +22,7 @@ from core.domain.slots import InvalidHours, format_weekly_hours, parse_weekly_ho
 from core.logging import configure_logging
 from core.runtime import Runtime, build_runtime
 from core.services.booking.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
-from core.services.ops.admins import AdminError, create_admin
+from core.services.ops.admins import FIRST_ADMIN_USERNAME, AdminError, create_admin, ensure_first_admin
 from core.services.ops.privacy import PrivacyError
 from smiling_steps.demo.names import SCENARIO_NAMES
 from smiling_steps.local_mode import banner, seed_demo, seed_if_empty
@@ -139,9 +139,12 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
         _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
+    # Local mode: a newcomer can sign in at once (the one-time password goes to this console
+    # banner only, never through the JSON logger), and an empty database gets the demo data.
+    first_password = _run_db(settings, ensure_first_admin) if settings.local_mode else None
     seeded = _run_db(settings, seed_if_empty) if settings.local_mode else None
     app = create_app(settings)
-    text = banner(settings, seeded)
+    text = banner(settings, seeded, _admin_line(settings, first_password))
 
     async def _started(_app: object) -> None:  # after every start-up step, before listening
         print(text, file=sys.stderr, flush=True)
@@ -149,6 +152,16 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
     app.on_startup.append(_started)
     run_server(app, settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
+
+
+def _admin_line(settings: Settings, first_password: str | None) -> str:
+    url = f"{settings.base_url}/admin/"
+    if first_password is None:
+        return f"{url} (sign in as an admin; new admins: smiling-steps admin create)"
+    return (
+        f"{url} user '{FIRST_ADMIN_USERNAME}', one-time password {first_password} "
+        "(shown only now; keep it or create your own admin with: smiling-steps admin create)"
+    )
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:

@@ -42,18 +42,16 @@ async def seed_if_empty(runtime: Runtime) -> DemoSeed | None:
     return None if added is None else DemoSeed(*added, practitioner_chat_users())
 
 
-def banner(settings: Settings, seeded: DemoSeed | None, admin_line: str | None = None) -> str:
-    """The few lines ``serve`` prints before it starts listening."""
+def banner(settings: Settings, seeded: DemoSeed | None, admin_line: str) -> str:
+    """The few lines ``serve`` prints once started; ``admin_line``: the admin URL (and password)."""
     base = f"http://127.0.0.1:{settings.port}" if settings.local_mode else settings.base_url
     head = f"Smiling Steps is listening on http://{settings.bind_host}:{settings.port}"
     if not settings.local_mode:
-        return f"{head} (M-Pesa: {settings.mpesa_environment})\n  Admin site: {base}/admin/"
+        return f"{head} (M-Pesa: {settings.mpesa_environment})\n  Admin site: {admin_line}"
     lines = [
         f"{head} — local mode: M-Pesa, Telegram, SMS and e-mail are simulated, no real money moves.",
         f"  Open the phone simulator:  {base}/sim/",
-        # ADMIN-BANNER: the admin site (/admin/, with local mode's one-time password) lands from h11;
-        # until it is on main this line says so.
-        f"  Admin site:                {admin_line or 'not part of this build yet'}",
+        f"  Admin site:                {admin_line}",
         f"  E-mail the service sent:   {base}/sim/mail/",
         f"  SMS the service sent:      {base}/sim/at/",
     ]

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -123,3 +124,12 @@ async def pg_runtime(pg_database_url: str) -> AsyncIterator[Runtime]:
         yield rt
     finally:
         await rt.close()
+
+
+@pytest.fixture
+async def admin(runtime: Runtime) -> AsyncIterator[Any]:
+    """A signed-in admin on the admin site (tests/support/admin.py), on each backend in turn."""
+    from tests.support.admin import admin_site
+
+    async with admin_site(runtime) as site:
+        yield site

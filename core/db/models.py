@@ -258,10 +258,29 @@ class AdminUser(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(60), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Logging out ends every session of the admin issued before this moment (cookies cannot be recalled).
+    sessions_revoked_at: Mapped[datetime | None]
+
+
+class AdminLoginFailure(Base):
+    """One failed admin login, kept ~30 minutes for throttling (core/domain/throttle.py).
+
+    ``account_key`` is the SHA-256 of the lower-cased username tried, so unknown names
+    lock like real ones and what people typed is not kept; ``ip`` is the caller's address.
+    """
+
+    __tablename__ = "admin_login_failures"
+    __table_args__ = (
+        Index("ix_admin_login_failures_account_at", "account_key", "at"),
+        Index("ix_admin_login_failures_ip_at", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    account_key: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45))
 
 
 class Setting(Base):

@@ -92,7 +92,7 @@ def test_the_domain_is_pure_python() -> None:
     assert _offenders("core/domain", io_modules) == []
 
 
-@pytest.mark.parametrize("package", ["core", "bot", "webhooks", "simulators"])
+@pytest.mark.parametrize("package", ["core", "bot", "webhooks", "admin_web", "simulators"])
 def test_nothing_imports_the_composition_root(package: str) -> None:
     assert _offenders(package, ("smiling_steps",)) == []
 
