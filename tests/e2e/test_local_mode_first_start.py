@@ -46,6 +46,8 @@ def test_the_banner_says_what_to_open_and_that_demo_data_was_added(fresh_serve: 
     assert f"{fresh_serve.base_url}/sim/mail/" in text and f"{fresh_serve.base_url}/sim/at/" in text
     assert "Demo data added to the empty database: 3 session types, 2 practitioners" in text
     assert "Brian Otieno = chat user 2001" in text
+    admin = f"Admin site:                {fresh_serve.base_url}/admin/ user 'admin', one-time password "
+    assert admin in text
     assert "Traceback" not in text
 
 
