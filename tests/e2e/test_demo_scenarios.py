@@ -8,15 +8,18 @@ knobs MPESA_PAYMENT_DEADLINE_SECONDS and MPESA_UNAVAILABLE_RETRY_SECONDS so that
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from smiling_steps.demo.names import SCENARIO_NAMES
 from tests.integration.test_cli import clean_env
 from tests.support.serve import SCRIPT, RunningServe, running_serve
+from tests.support.telegram import serving
 
 SMS_SECRET = "demo-scenarios-sms-secret"
 FAST = {"MPESA_PAYMENT_DEADLINE_SECONDS": "8", "MPESA_UNAVAILABLE_RETRY_SECONDS": "2", "LOG_LEVEL": "WARNING"}
@@ -72,3 +75,21 @@ def test_an_unknown_scenario_is_refused_in_one_line(tmp_path: Path):
     result = demo(tmp_path, "--scenario", "nonsense")
     assert result.returncode == 2 and "invalid choice" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_a_service_without_the_local_stand_ins_is_refused_in_one_line(tmp_path: Path):
+    async def healthy(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthy)  # healthy, but no /sim/: like sandbox or production
+    async with serving(app) as url:
+        process = await asyncio.create_subprocess_exec(
+            SCRIPT, "demo", "--scenario", "happy", "--url", url, cwd=tmp_path, env=clean_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), SCENARIO_TIMEOUT_S)
+    assert process.returncode == 3, (out, err)
+    assert err.decode().strip() == (
+        f"smiling-steps demo: {url} is not in local mode: the scenarios drive its stand-ins (/sim/)"
+    )
