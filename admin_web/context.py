@@ -6,18 +6,21 @@ Views get everything through these functions, never through globals or ``smiling
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from core.config import MpesaEnvironment
-from core.mpesa import DarajaClient
 from core.runtime import Runtime
 from core.services.ops.admins import AdminIdentity
+from core.services.reconciliation.runs import ReportCache
+from core.services.settings.crypto import SettingsCipher
+from core.services.settings.gateway import ConfiguredDaraja
+from core.services.settings.mpesa import MpesaSettings
 
 if TYPE_CHECKING:  # only for the type: views must not need the payment stack to import
-    from core.services.payments.initiate import PaymentService
+    from core.services.payments.initiate import DarajaGateway, PaymentService
 
 PREFIX = "/admin"
 
@@ -28,8 +31,17 @@ class AdminDeps:
 
     runtime: Runtime
     secret_key: str
-    daraja: DarajaClient | None = None  # connectivity check, STK-Query reconciliation
+    daraja: DarajaGateway | None = None  # the payments' gateway (settings and reconciliation use mpesa)
     payments: PaymentService | None = None
+    # Saved M-Pesa mode and credentials with a Daraja client per configuration (settings,
+    # connectivity test, STK-Query reconciliation); built from runtime + secret_key when not given.
+    mpesa: ConfiguredDaraja = field(default=None)  # type: ignore[assignment]
+
+    reports: ReportCache = field(default_factory=ReportCache)  # reconciliation reports for the CSV link
+
+    def __post_init__(self) -> None:
+        if self.mpesa is None:
+            self.mpesa = ConfiguredDaraja(MpesaSettings(self.runtime, SettingsCipher(self.secret_key)))
 
 
 DEPS = web.AppKey("admin_deps", AdminDeps)
@@ -66,7 +78,12 @@ def signed_in_admin(request: web.Request) -> AdminIdentity | None:
 async def active_environment(request: web.Request) -> MpesaEnvironment:
     """The M-Pesa environment payments go to now: reports default to it (Property 81).
 
-    The one place that answers it for the admin site; once settings saved in the database can
-    switch the mode, this asks that service.
+    The one place that answers it for the admin site: the mode saved by an admin on the
+    settings page, else MPESA_ENVIRONMENT.
     """
-    return runtime(request).settings.mpesa_environment
+    return await mpesa(request).settings.active_environment()  # type: ignore[return-value]
+
+
+def mpesa(request: web.Request) -> ConfiguredDaraja:
+    """The saved M-Pesa configuration and its Daraja clients."""
+    return request.app[DEPS].mpesa

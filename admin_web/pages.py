@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from admin_web.context import PREFIX, current_admin, runtime, signed_in_admin
+from admin_web.context import PREFIX, active_environment, current_admin, runtime, signed_in_admin
 from admin_web.security import Handler, csrf_token
 from core.domain.phone import is_valid_phone, mask_phone
 from core.services import audit
@@ -61,14 +61,15 @@ async def layout_context(request: web.Request) -> dict[str, Any]:
     """What base.html needs on every page (an aiohttp-jinja2 context processor)."""
     session = await get_session(request)
     messages = session.pop(_FLASH, []) if signed_in_admin(request) else []
+    environment = await active_environment(request)  # the mode saved on the settings page wins
     return {
         "admin": signed_in_admin(request),
         "csrf_token": await csrf_token(request),
         "nav": NAV,
         "current_path": request.path,
         "flashes": messages,
-        "test_mode": runtime(request).settings.test_mode,
-        "environment": runtime(request).settings.mpesa_environment,
+        "test_mode": environment != "production",
+        "environment": environment,
     }
 
 

@@ -328,7 +328,7 @@ class Settings(BaseSettings):
     @property
     def test_mode(self) -> bool:
         """Sandbox and simulator payments are marked TEST MODE to users (Property 78)."""
-        return self.mpesa_environment != "production"
+        return is_test_environment(self.mpesa_environment)
 
     @property
     def client_cancel_window(self) -> timedelta | None:
@@ -340,6 +340,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def is_test_environment(environment: str) -> bool:
+    """Property 78: everything but production is test money, marked TEST MODE to users."""
+    return environment != "production"
 
 
 def secret_key_weakness(value: str) -> str | None:

@@ -42,7 +42,15 @@ digit  outcome               what happens
 Outcomes available only through the control API: ``expired`` (1019),
 ``subscriber_busy`` (1001), ``system_error`` (1025), ``unknown_code`` (1031, not in the
 product's catalogue), ``string_code`` ("SFC_IC0003", a non-numeric ResultCode) and
-``hold`` (nothing happens until ``POST /control/resolve``; for an interactive phone page).
+``hold`` (nothing happens until ``POST /control/resolve``).
+
+Interactive mode (the phone page ``/sim/``): a push to a number marked as handled by a
+person (``POST /control/interactive`` or :meth:`DarajaSimulator.claim_phones`) waits for
+that person's decision instead of the last-digit rule — ``POST /control/decide``
+``{"CheckoutRequestID": ..., "choice": "pay"}`` with ``pay`` (0), ``cancel`` (1032),
+``wrong_pin`` (2001) or ``insufficient`` (1); with no decision within ``prompt_timeout``
+seconds the push ends like an unanswered prompt does: 1037. A queued next-outcome still
+wins, so scripts keep full control.
 
 STK Query becomes final ``delay`` seconds after acceptance (``callback_delay`` unless
 next-outcome gave a ``delay``) for every outcome: ``no_callback`` then reports
@@ -69,11 +77,17 @@ Control API (JSON; not part of Daraja):
 * ``GET /control/log[?since=SEQ]`` — requests and callback deliveries, each with the
   HTTP status answered (callbacks: the status the receiver answered, or ``error``).
 * ``GET /control/transactions`` — pushes seen so far.
-* ``POST /control/reset`` — forget transactions, log, queued outcomes and faults
-  (issued tokens stay valid).
+* ``POST /control/interactive`` ``{"phone": "2547...", "interactive": true,
+  "prompt_timeout": 60}`` — mark (or unmark) a number as handled by a person; optionally
+  set the prompt time-out for every push. ``GET`` shows the numbers and the time-out.
+* ``POST /control/decide`` ``{"CheckoutRequestID": "...", "choice": "pay"}`` — a person's
+  answer to a prompt (only the choice: there is no PIN field). ``GET /control/prompts``
+  lists the prompts waiting for one.
+* ``POST /control/reset`` — forget transactions, log, queued outcomes, faults and
+  interactive numbers (issued tokens stay valid).
 
 The simulator never asks for, receives or stores an M-Pesa PIN (Property 48): the
-prompt is "approved" by the outcome rules above.
+prompt is "approved" by the outcome rules above or by a person's choice (never a PIN).
 """
 
 from __future__ import annotations
@@ -145,6 +159,16 @@ BY_LAST_DIGIT: dict[str, str] = {
     "9": "success",
 }
 
+# A person's choice on the phone page's M-Pesa prompt -> the outcome it causes.
+CHOICES: dict[str, str] = {
+    "pay": "success",
+    "cancel": "cancelled",
+    "wrong_pin": "wrong_pin",
+    "insufficient": "insufficient",
+}
+PERSON = "person"  # take_outcome's answer for a number a person handles (held, awaiting_person)
+PROMPT_TIMEOUT_S = 60.0  # an unanswered prompt ends with 1037, as on a real handset
+
 DEFAULT_FAULTS: dict[str, bool | float] = {
     "push_503": False,
     "push_500": False,
@@ -187,6 +211,7 @@ class SimTransaction:
     receipt: str
     transaction_date: int | None = None
     callbacks_sent: int = 0
+    awaiting_person: bool = False  # interactive: on hold until a decision or the prompt timeout
 
     @property
     def result(self) -> tuple[int | str, str]:
@@ -209,6 +234,7 @@ class SimTransaction:
             "result_desc": desc,
             "receipt": self.receipt if code == 0 else None,
             "callbacks_sent": self.callbacks_sent,
+            "awaiting_person": self.awaiting_person,
         }
 
 
@@ -225,6 +251,7 @@ class DarajaSimulator:
         callback_delay: float,
         token_ttl: int,
         late_delay: float,
+        prompt_timeout: float = PROMPT_TIMEOUT_S,
     ) -> None:
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
@@ -233,6 +260,8 @@ class DarajaSimulator:
         self.callback_delay = callback_delay
         self.token_ttl = token_ttl
         self.late_delay = late_delay
+        self.prompt_timeout = prompt_timeout
+        self.interactive: dict[str, int] = {}  # phone -> how many pages/scripts claim it
         self.tokens: dict[str, float] = {}
         self.transactions: OrderedDict[str, SimTransaction] = OrderedDict()
         self.next_outcomes: deque[tuple[str, float | None]] = deque()
@@ -297,11 +326,43 @@ class DarajaSimulator:
 
     # -- outcomes ----------------------------------------------------------------------
     def take_outcome(self, phone: str) -> tuple[str, float]:
-        """The queued outcome if any, else the phone's last digit; plus the delay."""
+        """The queued outcome if any, else hold for a person, else the last digit; plus the delay."""
         if self.next_outcomes:
             outcome, delay = self.next_outcomes.popleft()
             return outcome, self.callback_delay if delay is None else delay
+        if self.interactive.get(phone):
+            return PERSON, self.callback_delay
         return BY_LAST_DIGIT[phone[-1]], self.callback_delay
+
+    # -- interactive mode ----------------------------------------------------------------
+    def claim_phones(self, phones: list[str]) -> None:
+        """Pushes to these numbers wait for a person's decision (until released)."""
+        for phone in phones:
+            self.interactive[phone] = self.interactive.get(phone, 0) + 1
+
+    def release_phones(self, phones: list[str]) -> None:
+        """Undo one :meth:`claim_phones`; the last-digit rule applies again when none is left."""
+        for phone in phones:
+            left = self.interactive.get(phone, 0) - 1
+            if left > 0:
+                self.interactive[phone] = left
+            else:
+                self.interactive.pop(phone, None)
+
+    def prompts(self) -> list[SimTransaction]:
+        """Pushes waiting for a person's decision, oldest first."""
+        return [t for t in self.transactions.values() if t.awaiting_person and t.outcome == "hold"]
+
+    def decide(self, tx: SimTransaction, choice: str) -> None:
+        """A person answered the prompt (``CHOICES``); the callback follows at once."""
+        tx.awaiting_person = False
+        self.resolve(tx, CHOICES[choice])
+
+    async def _prompt_timeout(self, tx: SimTransaction) -> None:
+        await asyncio.sleep(self.prompt_timeout)
+        if tx.awaiting_person and tx.outcome == "hold":
+            tx.awaiting_person = False
+            self.resolve(tx, "unreachable")
 
     def pending_for(self, phone: str) -> bool:
         """True when this phone has a push whose result is not known yet."""
@@ -312,6 +373,8 @@ class DarajaSimulator:
         """Register an accepted push."""
         phone = str(body["PhoneNumber"])
         now = _now()
+        person = outcome == PERSON
+        outcome = "hold" if person else outcome
         tx = SimTransaction(
             merchant_request_id=f"{secrets.randbelow(90000) + 10000}-{next(self._ids):08d}-1",
             checkout_request_id=self._checkout_id(phone),
@@ -325,6 +388,7 @@ class DarajaSimulator:
             accepted_at=now,
             final_at=math.inf if outcome == "hold" else now + delay,
             receipt=_receipt(),
+            awaiting_person=person,
         )
         self.transactions[tx.checkout_request_id] = tx
         while len(self.transactions) > _MAX_TRANSACTIONS:
@@ -343,10 +407,15 @@ class DarajaSimulator:
 
     # -- callbacks ---------------------------------------------------------------------
     def schedule(self, tx: SimTransaction) -> None:
-        """Complete the push in the background after its delay (nothing for ``hold``)."""
+        """Complete the push in the background after its delay (a held one: only its prompt timeout)."""
         if tx.outcome == "hold":
+            if tx.awaiting_person:
+                self._spawn(self._prompt_timeout(tx))
             return
-        task = asyncio.get_running_loop().create_task(self._complete(tx))
+        self._spawn(self._complete(tx))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -432,13 +501,14 @@ class DarajaSimulator:
             self._session = None
 
     def reset(self) -> None:
-        """Forget transactions, log, queued outcomes and faults (tokens stay valid)."""
+        """Forget transactions, log, queued outcomes, faults and interactive numbers (tokens stay valid)."""
         for task in self._tasks:
             task.cancel()
         self.transactions.clear()
         self.next_outcomes.clear()
         self.faults = dict(DEFAULT_FAULTS)
         self.log.clear()
+        self.interactive.clear()
 
 
 DARAJA_SIMULATOR: web.AppKey[DarajaSimulator] = web.AppKey("daraja_simulator", DarajaSimulator)
@@ -793,6 +863,53 @@ async def control_resolve(request: web.Request) -> web.Response:
     return web.json_response({"resolved": tx.checkout_request_id, "outcome": outcome})
 
 
+async def control_interactive(request: web.Request) -> web.Response:
+    """POST /control/interactive {"phone", "interactive", "prompt_timeout"?}; GET shows the state."""
+    sim = _state(request)
+    if request.method == "POST":
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _control_error("body must be a JSON object")
+        timeout = body.get("prompt_timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600
+        ):
+            return _control_error("prompt_timeout must be a number of seconds, more than 0 and at most 600")
+        phone = body.get("phone")
+        if phone is not None:
+            digits = _digits(phone)
+            flag = body.get("interactive")
+            if digits is None or not _PHONE.fullmatch(digits) or not isinstance(flag, bool):
+                return _control_error('give "phone" as 2547XXXXXXXX and "interactive" as true or false')
+            if flag:
+                sim.interactive[digits] = max(1, sim.interactive.get(digits, 0))
+            else:
+                sim.interactive.pop(digits, None)
+        if timeout is not None:
+            sim.prompt_timeout = float(timeout)
+    return web.json_response({"interactive": sorted(sim.interactive), "prompt_timeout": sim.prompt_timeout})
+
+
+async def control_prompts(request: web.Request) -> web.Response:
+    """GET /control/prompts: pushes waiting for a person's decision."""
+    return web.json_response({"prompts": [t.summary() for t in _state(request).prompts()]})
+
+
+async def control_decide(request: web.Request) -> web.Response:
+    """POST /control/decide {"CheckoutRequestID": ..., "choice": one of ``CHOICES``}."""
+    sim = _state(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict) or body.get("choice") not in CHOICES:
+        return _control_error(f"choice must be one of: {', '.join(CHOICES)}")
+    tx = sim.transactions.get(str(body.get("CheckoutRequestID")))
+    if tx is None:
+        return web.json_response({"error": "unknown CheckoutRequestID"}, status=404)
+    if not tx.awaiting_person:
+        return web.json_response({"error": "this prompt is no longer waiting for an answer"}, status=409)
+    sim.decide(tx, body["choice"])
+    return web.json_response({"decided": tx.checkout_request_id, "outcome": tx.outcome})
+
+
 async def control_expire_tokens(request: web.Request) -> web.Response:
     """POST /control/expire-tokens: every issued token stops working."""
     sim = _state(request)
@@ -835,6 +952,7 @@ def create_app(
     callback_delay: float = 1.0,
     token_ttl: int = 3599,
     late_delay: float = 130.0,
+    prompt_timeout: float = PROMPT_TIMEOUT_S,
 ) -> web.Application:
     """Build the simulator app; mount it anywhere (``add_subapp``) or serve it standalone."""
     app = web.Application()
@@ -846,6 +964,7 @@ def create_app(
         callback_delay=callback_delay,
         token_ttl=token_ttl,
         late_delay=late_delay,
+        prompt_timeout=prompt_timeout,
     )
     app.router.add_get("/oauth/v1/generate", oauth)
     app.router.add_post("/mpesa/stkpush/v1/processrequest", stk_push)
@@ -854,6 +973,10 @@ def create_app(
     app.router.add_get("/control/faults", control_faults)
     app.router.add_post("/control/faults", control_faults)
     app.router.add_post("/control/resolve", control_resolve)
+    app.router.add_get("/control/interactive", control_interactive)
+    app.router.add_post("/control/interactive", control_interactive)
+    app.router.add_get("/control/prompts", control_prompts)
+    app.router.add_post("/control/decide", control_decide)
     app.router.add_post("/control/expire-tokens", control_expire_tokens)
     app.router.add_get("/control/log", control_log)
     app.router.add_get("/control/transactions", control_transactions)

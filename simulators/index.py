@@ -1,4 +1,6 @@
-"""``GET /sim/`` in local mode: what stand-ins are mounted, and a five-step demo walk-through."""
+"""``GET /sim/stand-ins`` in local mode: what stand-ins are mounted, and a five-step demo walk-through.
+
+(``/sim/`` itself is the phone simulator, :mod:`simulators.phone`; links here are relative to ``/sim/``.)"""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ _PAGE = """<!doctype html>
 code {{ background: #f3f3f3; padding: 0 3px; }} li {{ margin: 4px 0; }}</style></head>
 <body>
 <h1>Smiling Steps · local mode</h1>
-<p>Every outside system is replaced by a stand-in speaking its real protocol.</p>
+<p>Every outside system is replaced by a stand-in speaking its real protocol.
+Everything on one page: the <a href="./">phone simulator</a>.</p>
 <h2>Stand-ins</h2>
 <ul id="stand-ins">{links}</ul>
 {real}
@@ -64,7 +67,7 @@ def _item(href: str, title: str, what: str) -> str:
 
 
 def index_page(mounted: Collection[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler for ``GET /sim/`` listing the stand-ins in ``mounted`` (keys of ``STAND_INS``)."""
+    """A handler for ``GET /sim/stand-ins`` listing the stand-ins in ``mounted`` (keys of ``STAND_INS``)."""
     links = "".join(_item(*STAND_INS[name]) for name in STAND_INS if name in mounted)
     links += "".join(_item(*link) for link in SERVICE_LINKS)
     missing = [STAND_INS[name][1] for name in STAND_INS if name not in mounted]
@@ -78,5 +81,5 @@ def index_page(mounted: Collection[str]) -> Callable[[web.Request], Awaitable[we
 
 
 async def to_index(request: web.Request) -> web.Response:
-    """``GET /sim`` → ``/sim/`` (the page's links are relative to it)."""
+    """``GET /sim`` → ``/sim/`` (the phone page's links are relative to it)."""
     raise web.HTTPFound(request.path + "/")

@@ -27,9 +27,12 @@ from core.mpesa import DarajaClient
 from core.runtime import Runtime, build_runtime
 from core.services.booking.housekeeping import run_housekeeping
 from core.services.notifications.notify import Dispatcher, Sender, run_due_reminders
-from core.services.payments.initiate import PaymentService
+from core.services.payments.initiate import DarajaGateway, PaymentService
 from core.services.payments.intake import CallbackIntake, SettlementWorker
 from core.services.payments.watchdog import Watchdog
+from core.services.settings.crypto import SettingsCipher
+from core.services.settings.gateway import ConfiguredDaraja
+from core.services.settings.mpesa import MpesaSettings
 from smiling_steps.jobs import BackgroundJobs
 from webhooks.health import setup_health
 from webhooks.metrics import setup_metrics
@@ -38,7 +41,8 @@ from webhooks.sms import setup_sms_routes
 from webhooks.telegram import setup_telegram_webhook
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
+# 6 MB: the admin's statement upload (5 MB) plus its form; webhooks read with their own, smaller caps.
+MAX_BODY_BYTES = 6 * 1024 * 1024
 WATCHDOG_INTERVAL_S = 5
 REMINDER_INTERVAL_S = 30
 HOUSEKEEPING_INTERVAL_S = 60
@@ -54,12 +58,14 @@ class Services:
     """What the adapters share."""
 
     runtime: Runtime
-    daraja: DarajaClient
+    daraja: DarajaGateway
     payments: PaymentService
     settlement: SettlementWorker
     watchdog: Watchdog
     engine: DialogEngine
     extras: dict[str, Any] = field(default_factory=dict)  # bot handle, mail capture, …
+    # The saved M-Pesa mode and credentials (admin settings) with a Daraja client per configuration.
+    mpesa: ConfiguredDaraja | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -103,7 +109,9 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     local = settings.local_mode
 
-    client = daraja or DarajaClient.from_settings(settings)
+    # Saved admin settings win over the environment for every NEW payment, without a restart.
+    mpesa = ConfiguredDaraja(MpesaSettings(runtime, SettingsCipher(secret_key)))
+    client: DarajaGateway = daraja or mpesa
     payments = PaymentService(runtime, client, secret_key, on_change=lambda _id: runtime.wake("payments"))
     settlement = SettlementWorker(
         runtime, confirm=client.stk_query if settings.confirm_success_by_query else None
@@ -115,6 +123,7 @@ def create_app(
         settlement,
         Watchdog(runtime, client, payments),
         DialogEngine(runtime, payments),
+        mpesa=mpesa,
     )
     app[SERVICES] = services
 
@@ -126,7 +135,7 @@ def create_app(
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
-    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments), local)
+    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments, mpesa=mpesa), local)
 
     bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
     if local:
@@ -137,8 +146,7 @@ def create_app(
         await prepare_database(runtime, auto_upgrade=local)
         yield
         await intake.close()
-        if daraja is None:
-            await client.aclose()
+        await mpesa.aclose()
         await runtime.close()
 
     async def payments_ctx(_app: web.Application) -> AsyncIterator[None]:
@@ -213,13 +221,18 @@ def _mount_simulators(
 ) -> tuple[str | None, str]:
     """Local mode: the outside systems' stand-ins under /sim/ (only those not configured for real)."""
     from simulators import africastalking, smtp, telegram_api, telegram_chat
+    from simulators import phone as phone_sim
     from simulators.daraja import create_app as daraja_app
+    from simulators.daraja import simulator_state
     from simulators.index import index_page, to_index
 
     base = f"http://127.0.0.1:{settings.port}"
     mounted: set[str] = set()
+    sources = phone_sim.PhoneSources(None, None, None, None, None, shortcode=settings.at_shortcode or "22384")
     if settings.mpesa_api_base_url is None:
-        app.add_subapp("/sim/daraja", daraja_app())
+        daraja_sim = daraja_app()
+        app.add_subapp("/sim/daraja", daraja_sim)
+        sources.daraja = simulator_state(daraja_sim)
         mounted.add("daraja")
     bot_base_url = settings.telegram_api_base_url
     if bot_token is None:
@@ -231,20 +244,24 @@ def _mount_simulators(
             state.add_user(user_id, first_name, phone_number=phone, started=True)
         app.add_subapp("/sim/telegram", telegram_api.create_app(state=state))
         services.extras["telegram_sim_state"] = state
+        sources.telegram = state
         mounted.add("telegram")
         bot_token, bot_base_url = telegram_api.SIMULATOR_TOKEN, ""  # base URL known once listening
     if settings.at_api_base_url is None and not settings.at_username:
         report_url = f"{base}/hooks/sms/{sms_secret}/delivery" if sms_secret else None
-        app.add_subapp(
-            "/sim/at", africastalking.AfricasTalkingSimulator(delivery_report_url=report_url).app()
-        )
+        sources.at = africastalking.AfricasTalkingSimulator(delivery_report_url=report_url)
+        sources.sms_inbound_url = f"{base}/hooks/sms/{sms_secret}/inbound" if sms_secret else None
+        app.add_subapp("/sim/at", sources.at.app())
         mounted.add("at")
     if not settings.smtp_host:
         capture = smtp.SmtpCaptureServer()
         services.extras["mail_capture"] = capture
         app.add_subapp("/sim/mail", smtp.create_app(capture.mailbox))
+        sources.mailbox = capture.mailbox
         mounted.add("mail")
-    app.router.add_get("/sim/", index_page(mounted))
+    app.add_subapp("/sim/phone", phone_sim.create_app(sources))  # the phone page's API and files
+    app.router.add_get("/sim/", phone_sim.page)
+    app.router.add_get("/sim/stand-ins", index_page(mounted))
     app.router.add_get("/sim", to_index)
     return bot_token, bot_base_url
 

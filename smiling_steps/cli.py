@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--environment",
         choices=("production", "sandbox", "simulator"),
-        help="which payments to reconcile (default: MPESA_ENVIRONMENT)",
+        help="which payments to reconcile (default: the mode saved on the admin site, or MPESA_ENVIRONMENT)",
     )
 
     simulate = sub.add_parser("simulate", help="run a simulator on its own").add_subparsers(
@@ -225,7 +225,7 @@ def _clients(args: argparse.Namespace, settings: Settings) -> int:
     report = _run_db(settings, lambda rt: anonymise_client(rt.uow(), args.client_id, actor="system:cli"),
                      migrate=True)
     print(f"client {report.client_id} anonymised: {report.attempts_masked} payment(s) kept with masked "
-          f"phone, {report.messages_dropped} queued message(s) dropped")
+          f"phone, {report.messages_dropped} queued or failed message(s) dropped")
     return EXIT_OK
 
 
@@ -266,10 +266,12 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from core.mpesa import DarajaClient
-    from core.services.reconciliation.reconcile import reconcile
     from core.services.reconciliation.report import ReconciliationReport
+    from core.services.reconciliation.runs import ReconciliationRequest, reconcile_with_saved_settings
     from core.services.reconciliation.statement_csv import StatementError
+    from core.services.settings.crypto import SettingsCipher
+    from core.services.settings.gateway import ConfiguredDaraja
+    from core.services.settings.mpesa import MpesaSettings
 
     statement = None
     if args.statement:
@@ -280,19 +282,17 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"smiling-steps: cannot read {args.statement}: {exc.strerror}") from None
     if statement is None and args.no_query:
         raise UsageError("smiling-steps: nothing to compare: give --statement or allow STK Query")
+    secret_key = ensure_secret_key(settings)
 
     async def _go(rt: Runtime) -> ReconciliationReport:
-        client = None if args.no_query else DarajaClient.from_settings(settings)
+        # The mode and credentials saved on the admin settings page win, as for payments.
+        gateway = ConfiguredDaraja(MpesaSettings(rt, SettingsCipher(secret_key)))
         try:
-            return await reconcile(
-                rt,
-                environment=args.environment or settings.mpesa_environment,
-                statement=statement,
-                query=client.stk_query if client else None,
-            )
+            environment = args.environment or await gateway.settings.active_environment()
+            wanted = ReconciliationRequest(environment, statement, use_query=not args.no_query)
+            return await reconcile_with_saved_settings(rt, gateway, wanted, actor="system")
         finally:
-            if client:
-                await client.aclose()
+            await gateway.aclose()
 
     try:
         report = _run_db(settings, _go, migrate=True)

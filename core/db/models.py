@@ -139,6 +139,14 @@ class PaymentAttempt(Timestamped, Base):
         ),
         Index("ix_payment_attempts_status_deadline", "status", "deadline_at"),
         Index("ix_payment_attempts_created_at", "created_at"),
+        # The admin transaction list: newest first within an environment (Property 81), by status.
+        Index("ix_payment_attempts_environment_created_at", "environment", "created_at"),
+        Index("ix_payment_attempts_environment_status_created_at", "environment", "status", "created_at"),
+        # Search by the last digits of a phone scans these small indexes instead of the table.
+        Index("ix_payment_attempts_phone", "phone"),
+        Index("ix_payment_attempts_paid_phone", "paid_phone"),
+        # The practitioner filter: that practitioner's bookings' attempts in one environment.
+        Index("ix_payment_attempts_booking_id_environment", "booking_id", "environment"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -223,6 +231,8 @@ class AuditEntry(Base):
     """Append-only, hash-chained log: hash = SHA-256(prev_hash ‖ canonical JSON)."""
 
     __tablename__ = "audit_entries"
+    # One attempt's or booking's timeline on the admin detail page.
+    __table_args__ = (Index("ix_audit_entries_subject", "subject_type", "subject_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from core.config import is_test_environment
 from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
@@ -85,7 +86,9 @@ class DialogEngine:
     async def _handle(self, inbound: Inbound) -> list[Reply]:
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
-            turn = Turn(self.runtime, self.payments, inbound, snap)
+            # TEST MODE marks and the sandbox test number follow the mode payments use now.
+            test_mode = is_test_environment(await self.payments.active_environment())
+            turn = Turn(self.runtime, self.payments, inbound, snap, active_test_mode=test_mode)
             outcome = await self._decide(turn)
             claimed = await self.store.save(
                 snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)

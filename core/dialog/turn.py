@@ -54,6 +54,8 @@ class PaymentPort(Protocol):
 
     async def latest_for_booking(self, booking_id: int) -> PaymentView | None: ...
 
+    async def active_environment(self) -> str: ...
+
 
 @dataclass
 class Outcome:
@@ -78,6 +80,9 @@ class Turn:
     _client: ClientRef | None = None
     _therapist: TherapistRef | None = None
     _therapist_loaded: bool = False
+    # The mode a payment started now would use (an admin may switch it on the settings page);
+    # None: the mode the process booted in.
+    active_test_mode: bool | None = None
 
     # -- context -----------------------------------------------------------------------------
     @property
@@ -98,6 +103,8 @@ class Turn:
 
     @property
     def test_mode(self) -> bool:
+        if self.active_test_mode is not None:
+            return self.active_test_mode
         return bool(self.runtime.settings.test_mode)
 
     async def client(self) -> ClientRef:

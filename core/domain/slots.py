@@ -71,13 +71,10 @@ def validate_weekly_hours(hours: WeeklyHours) -> None:
 
 
 def format_weekly_hours(hours: WeeklyHours) -> str:
-    """Human-readable weekly hours, one day after another."""
-    return (
-        "; ".join(
-            f"{day} " + ", ".join(f"{a}-{b}" for a, b in hours[day]) for day in WEEKDAYS if hours.get(day)
-        )
-        or "no hours"
-    )
+    """Weekly hours as :func:`parse_weekly_hours` reads them, a day after another
+    (``mon 09:00-12:00; mon 13:00-17:00; tue 09:00-17:00``), so an edit form can show them."""
+    parts = [f"{day} {a}-{b}" for day in WEEKDAYS for a, b in hours.get(day, ())]
+    return "; ".join(parts) or "no hours"
 
 
 def free_slots(

@@ -52,7 +52,8 @@ class PaymentEvent(StrEnum):
     DEADLINE_PASSED = "deadline_passed"  # no answer by the 120 s deadline
     FLAG = "flag"  # needs a human: double payment, mismatch, unknown for too long
     RESOLVE_PAID = "resolve_paid"  # admin decision after review
-    RESOLVE_FAILED = "resolve_failed"
+    RESOLVE_FAILED = "resolve_failed"  # admin: no money to act on (dismissed)
+    RESOLVE_REFUNDED = "resolve_refunded"  # admin: the money was sent back to the payer
 
 
 B, BE = BookingStatus, BookingEvent
@@ -86,6 +87,7 @@ PAYMENT_TRANSITIONS: Mapping[tuple[PaymentStatus, PaymentEvent], PaymentStatus] 
     **{(s, PE.FLAG): P.NEEDS_REVIEW for s in (*_LIVE, *_FAILURES)},
     (P.NEEDS_REVIEW, PE.RESOLVE_PAID): P.PAID,
     (P.NEEDS_REVIEW, PE.RESOLVE_FAILED): P.FAILED,
+    (P.NEEDS_REVIEW, PE.RESOLVE_REFUNDED): P.FAILED,
 }
 
 LIVE_BOOKING_STATUSES = frozenset({B.PENDING_APPROVAL, B.APPROVED, B.CONFIRMED})

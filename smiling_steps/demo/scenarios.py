@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from collections.abc import Callable
@@ -20,8 +19,6 @@ from smiling_steps.demo.transcript import StepFailed, Transcript
 PRACTITIONER_CHAT_ID = 2001  # the chat persona linked to the top name of the booking list
 NAIROBI = ZoneInfo("Africa/Nairobi")
 RECEIPT = "Payment received - your session is confirmed"
-PAYING_PHONE = "254708374149"  # pays in the Daraja simulator unless an outcome is queued
-_client_ids = itertools.count(int(time.time()) % 100_000 * 10 + 100_000_000)
 
 
 @dataclass
@@ -37,14 +34,18 @@ class Play:
 
 
 def new_play(stage: Stage, transcript: Transcript) -> Play:
-    """A fresh client (own chat, own bookings) so that scenarios can share one service."""
-    user_id = next(_client_ids)
-    client = Person(user_id, "client", PAYING_PHONE)
+    """A fresh client (own number, chat and bookings) so that scenarios can share one service.
+
+    Its Telegram id is 3000000000 + the number's last 8 digits, the phone page's rule for a
+    client typed in by number, so the page lists it among clients, not practitioners.
+    """
+    phone = new_sms_number()
+    client = Person(3_000_000_000 + int(phone[4:]), "client", phone)
     practitioner = Person(PRACTITIONER_CHAT_ID, "practitioner", "254712000111")
-    stage.service.add_chat_user(user_id, "Wanjiru", PAYING_PHONE)
-    stage.watch_chat(user_id, client.who)
+    stage.service.add_chat_user(client.user_id, "Wanjiru", phone)
+    stage.watch_chat(client.user_id, client.who)
     stage.watch_chat(practitioner.user_id, practitioner.who)
-    return Play(stage, transcript, client, practitioner, f"client{user_id}@demo.smilingsteps.org")
+    return Play(stage, transcript, client, practitioner, f"client{phone[-6:]}@demo.smilingsteps.org")
 
 
 def book_and_approve(play: Play) -> None:

@@ -14,7 +14,8 @@ _ids = itertools.count(1)
 
 
 def new_sms_number() -> str:
-    """A fresh Safaricom-looking number ending in 0, which pays in the Daraja simulator."""
+    """A fresh Safaricom-looking number ending in 0, which pays in the Daraja simulator (unless a
+    scenario queues another outcome)."""
     return f"25471{secrets.randbelow(1_000_000):06d}0"
 
 

@@ -126,7 +126,9 @@ async def test_a_person_books_a_session_from_the_sim_index_through_the_browser_c
     database_url: str, in_tmp_cwd: Path
 ):
     async with local_app(database_url, "Dr. Amani Wanjiku") as base_url, browser_page() as page:
-        await page.goto(f"{base_url}/sim/")
+        await page.goto(f"{base_url}/sim/")  # the phone simulator, which links to the stand-ins
+        await page.get_by_role("link", name="All stand-ins").click()
+        await expect(page).to_have_url(f"{base_url}/sim/stand-ins")
         await expect(page.locator("h1")).to_have_text("Smiling Steps · local mode")
         stand_ins = page.locator("#stand-ins")
         for link in ("Daraja (M-Pesa) log", "Africa's Talking SMS", "Captured e-mail", "/healthz",

@@ -248,6 +248,16 @@ def inside_hours(start: datetime, end: datetime, hours) -> bool:
 
 
 @settings(max_examples=200, deadline=None)
+@given(hours=weekly_hours())
+def test_formatted_hours_read_back_as_the_same_hours(hours):
+    """The admin site's weekly-hours field shows the formatted hours; saving them unchanged keeps them."""
+    if hours:
+        assert parse_weekly_hours(format_weekly_hours(hours)) == hours
+    else:
+        assert format_weekly_hours(hours) == "no hours"
+
+
+@settings(max_examples=200, deadline=None)
 @given(
     hours=weekly_hours(),
     minutes=st.sampled_from([30, 45, 50, 60, 80, 90]),

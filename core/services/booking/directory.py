@@ -1,20 +1,35 @@
-"""Therapists and session types: the practice's catalogue."""
+"""Therapists and session types: the practice's catalogue, and the admin site's changes to it.
+
+Admin changes (add, deactivate/reactivate, weekly hours, a new Telegram link code) each run
+in one transaction with their audit entry; bad input raises ``DirectoryError`` with a
+message fit to show, before anything is written.
+"""
 
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db.models import SessionType, Therapist
 from core.db.uow import UnitOfWork
 from core.domain.email import InvalidEmail, normalise_email
-from core.domain.phone import normalise_phone
-from core.domain.slots import DEFAULT_WEEKLY_HOURS, validate_weekly_hours
+from core.domain.phone import InvalidPhoneNumber, mask_phone, normalise_phone
+from core.domain.slots import (
+    DEFAULT_WEEKLY_HOURS,
+    InvalidHours,
+    format_weekly_hours,
+    parse_weekly_hours,
+    validate_weekly_hours,
+)
+from core.services import audit
+
+HOURS_FIELD_MAX = 400
 
 DEMO_SESSION_TYPES = (("Individual", 50, 2500), ("Couples", 80, 4000), ("Teen", 45, 2000))
 DEMO_THERAPISTS = (
@@ -38,6 +53,16 @@ class TherapistView:
     weekly_hours: dict[str, Any]
     active: bool
 
+    @property
+    def phone_masked(self) -> str:
+        """The phone as pages show it: the last four digits only."""
+        return mask_phone(self.phone)
+
+    @property
+    def hours_summary(self) -> str:
+        """Weekly hours in the form the hours field takes (``mon 09:00-17:00; …``)."""
+        return format_weekly_hours(self.weekly_hours)
+
 
 def validate_email(email: str) -> str:
     """Return the normalised e-mail address (core.domain.email) or raise DirectoryError."""
@@ -47,11 +72,18 @@ def validate_email(email: str) -> str:
         raise DirectoryError("that is not an e-mail address") from None
 
 
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds a control character (NUL, escape, …): never part of a name or address."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
 def validate_name(name: str) -> str:
     """Return a trimmed display name or raise DirectoryError."""
     name = " ".join(name.split())
     if not 2 <= len(name) <= 120:
         raise DirectoryError("a name must be 2 to 120 characters")
+    if has_control_characters(name):
+        raise DirectoryError("a name cannot contain control characters")
     return name
 
 
@@ -63,8 +95,12 @@ async def add_therapist(
     phone: str,
     telegram_user_id: int | None = None,
     weekly_hours: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> TherapistView:
-    """Register a therapist; without a Telegram id a one-time link code is issued."""
+    """Register a therapist; without a Telegram id a one-time link code is issued.
+
+    With ``actor`` (an admin) the addition is audited in the same transaction.
+    """
     hours = weekly_hours if weekly_hours is not None else DEFAULT_WEEKLY_HOURS
     validate_weekly_hours(hours)
     therapist = Therapist(
@@ -77,12 +113,111 @@ async def add_therapist(
         active=True,
     )
     async with uow:
+        if actor:
+            await audit.lock_chain(uow.session)
         uow.session.add(therapist)
         try:
-            await uow.commit()
+            await uow.session.flush()
         except IntegrityError:
             raise DirectoryError("a therapist with that e-mail or Telegram user id already exists") from None
+        if actor:
+            await _audit(uow, actor, "therapist.added", therapist.id, {"hours": format_weekly_hours(hours)})
+        await uow.commit()
     return _view(therapist)
+
+
+def parse_hours_field(text: str) -> dict[str, list[list[str]]]:
+    """A weekly-hours form field: blank means Mon–Fri 09:00–17:00; else ``mon-fri 09:00-17:00; …``
+    (new lines separate like ``;``, for a textarea)."""
+    if not text.strip():
+        return {day: [list(r) for r in ranges] for day, ranges in DEFAULT_WEEKLY_HOURS.items()}
+    if len(text) > HOURS_FIELD_MAX:
+        raise InvalidHours(f"weekly hours are at most {HOURS_FIELD_MAX} characters")
+    hours = parse_weekly_hours(text.replace("\r", "").replace("\n", ";"))
+    validate_weekly_hours(hours)
+    return hours
+
+
+async def add_practitioner(
+    uow: UnitOfWork, *, name: str, email: str, phone: str, hours: str, actor: str
+) -> TherapistView:
+    """The admin site's "add a practitioner" form: every field checked first, then one audited insert."""
+    try:
+        return await add_therapist(
+            uow, name=name, email=email, phone=phone, weekly_hours=parse_hours_field(hours), actor=actor
+        )
+    except (InvalidPhoneNumber, InvalidHours) as exc:
+        raise DirectoryError(str(exc)) from None
+
+
+async def set_practitioner_active(
+    uow: UnitOfWork, therapist_id: int, *, active: bool, actor: str
+) -> TherapistView:
+    """Deactivate (no longer offered to clients; booked sessions stay) or reactivate; audited."""
+    async with uow:
+        await audit.lock_chain(uow.session)
+        changed = await uow.session.execute(
+            update(Therapist)
+            .where(Therapist.id == therapist_id, Therapist.active != active)
+            .values(active=active)
+            .execution_options(synchronize_session=False)
+        )
+        therapist = await _get(uow, therapist_id)
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            state = "active" if active else "inactive"
+            raise DirectoryError(f"{therapist.name} is already {state}")
+        action = "therapist.reactivated" if active else "therapist.deactivated"
+        await _audit(uow, actor, action, therapist_id, {})
+        await uow.commit()
+        return _view(therapist)
+
+
+async def set_weekly_hours(uow: UnitOfWork, therapist_id: int, *, hours: str, actor: str) -> TherapistView:
+    """Replace a practitioner's weekly hours (``mon-fri 09:00-17:00; sat 10:00-13:00``); audited."""
+    if not hours.strip():
+        raise DirectoryError("give the weekly hours, e.g. 'mon-fri 09:00-17:00; sat 10:00-13:00'")
+    try:
+        parsed = parse_hours_field(hours)
+    except InvalidHours as exc:
+        raise DirectoryError(str(exc)) from None
+    async with uow:
+        await audit.lock_chain(uow.session)
+        therapist = await _get(uow, therapist_id)
+        therapist.weekly_hours = parsed
+        summary = {"hours": format_weekly_hours(parsed)}
+        await _audit(uow, actor, "therapist.hours_changed", therapist_id, summary)
+        await uow.commit()
+        return _view(therapist)
+
+
+async def regenerate_link_code(uow: UnitOfWork, therapist_id: int, *, actor: str) -> TherapistView:
+    """Issue a new one-time Telegram link code (the old one stops working); audited, code not logged.
+
+    A practitioner who is linked already may use it to move to another Telegram account.
+    """
+    async with uow:
+        await audit.lock_chain(uow.session)
+        therapist = await _get(uow, therapist_id)
+        therapist.telegram_link_code = new_link_code()
+        await _audit(uow, actor, "therapist.link_code_issued", therapist_id, {})
+        await uow.commit()
+        return _view(therapist)
+
+
+async def _get(uow: UnitOfWork, therapist_id: int) -> Therapist:
+    therapist = await uow.session.get(Therapist, therapist_id, populate_existing=True)
+    if therapist is None:
+        raise DirectoryError(f"there is no practitioner {therapist_id}")
+    return therapist
+
+
+async def _audit(
+    uow: UnitOfWork, actor: str, action: str, therapist_id: int, details: dict[str, Any]
+) -> None:
+    await audit.record(
+        uow.session, actor=actor, action=action, subject_type="therapist", subject_id=therapist_id,
+        details=details,
+    )
 
 
 async def list_therapists(uow: UnitOfWork, *, active_only: bool = False) -> list[TherapistView]:

@@ -35,6 +35,7 @@ from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatu
 from core.runtime import Runtime
 from core.services import audit
 from core.services.notifications import notify as notifications
+from core.services.settings.mpesa import active_test_mode
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ async def _run_batch(runtime: Runtime, now: datetime, batch_size: int, counts: d
                 booking,
                 was_approved=previous is _B.APPROVED,
                 under_review=booking.id in in_review,
-                test_mode=runtime.settings.test_mode,
+                test_mode=await active_test_mode(session, runtime),
             )
         await uow.commit()
         return len(bookings)

@@ -42,6 +42,7 @@ from core.services.booking.types import (
     new_reference,
 )
 from core.services.notifications import notify as notifications
+from core.services.settings.mpesa import active_test_mode
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,8 @@ async def _decide(
         )
         data = _common_data(booking, therapist, session_type, client)
         if approve:
-            await _notify_approved(session, booking, client, data, test_mode=runtime.settings.test_mode)
+            test_mode = await active_test_mode(session, runtime)  # the mode the payment will be made in
+            await _notify_approved(session, booking, client, data, test_mode=test_mode)
         else:
             declined = {
                 k: data[k]
@@ -455,7 +457,7 @@ async def cancel_booking(
             client,
             by_client=by_client,
             paid=paid,
-            test_mode=runtime.settings.test_mode,
+            test_mode=await active_test_mode(session, runtime),
         )
         await uow.commit()
         facts = await payment_facts(session, [booking.id])

@@ -238,6 +238,25 @@ async def mark_final(session: AsyncSession, row: ClaimedRow, *, status: str, err
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def requeue_failed(session: AsyncSession, outbox_id: int, *, now: datetime) -> bool:
+    """FAILED → PENDING, due now with a fresh retry budget (an admin's "send again"; caller commits).
+
+    Only a row that failed for good is requeued (a conditional UPDATE: a row that is pending,
+    sent or was requeued a moment ago by someone else is left alone and False is returned).
+    The old provider id goes so a late delivery report about the first send cannot touch it.
+    """
+    result = await session.execute(
+        update(Outbox)
+        .where(Outbox.id == outbox_id, Outbox.status == FAILED)
+        .values(
+            status=PENDING, due_at=now, attempts=0, claimed_until=None, last_error=None,
+            provider_message_id=None, sent_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def mark_telegram_unreachable(session: AsyncSession, route: Mapping[str, Any]) -> None:
     """The user blocked the bot (or never started it): later messages go by SMS."""
     model: type[Client] | type[Therapist] | None = {"client": Client, "therapist": Therapist}.get(

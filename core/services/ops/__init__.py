@@ -1,1 +1,1 @@
-"""Operations: admin accounts, privacy (forgetting a client), metrics."""
+"""Operations: admin accounts, client records and privacy (forgetting a client), metrics."""

@@ -2,7 +2,10 @@
 
 Receipts, amounts and times stay (the practice must account for payments for 7 years);
 the payer's phone on each attempt is reduced to its last four digits; conversation
-state and queued messages to the client go; the audit trail records the erasure.
+state and queued or failed messages to the client go (a failed one still names them and
+could be sent again from the admin site); the audit trail records the erasure.
+Refused while one of the client's payments is in progress (settlement would write the payer's
+number back). The admin site calls :func:`forget_client`, which asks for an explicit confirmation.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy import delete, or_, select, update
 from core.db.models import Booking, Client, DialogState, Outbox, PaymentAttempt
 from core.db.uow import UnitOfWork
 from core.domain.phone import mask_phone
+from core.domain.states import LIVE_PAYMENT_STATUSES
 from core.services import audit
 
 
@@ -38,10 +42,20 @@ async def anonymise_client(uow: UnitOfWork, client_id: int, *, actor: str = "sys
         if client is None:
             raise PrivacyError(f"no client with id {client_id}")
         telegram_key = str(client.telegram_user_id) if client.telegram_user_id else None
-        contacts = [c for c in (client.phone, client.email, telegram_key) if c]
+        booking_emails = (
+            await session.scalars(
+                select(Booking.email).where(Booking.client_id == client_id, Booking.email.is_not(None))
+            )
+        ).all()
+        contacts = list({c for c in (client.phone, client.email, telegram_key, *booking_emails) if c})
         attempts = (
             await session.scalars(select(PaymentAttempt).where(PaymentAttempt.client_id == client_id))
         ).all()
+        if any(a.status in LIVE_PAYMENT_STATUSES for a in attempts):
+            # Settlement would write the payer's number back onto a forgotten client's attempt.
+            raise PrivacyError(
+                f"client {client_id} has a payment in progress; forget them once it has finished"
+            )
         for attempt in attempts:
             attempt.phone = mask_phone(attempt.phone)[-12:]
             if attempt.paid_phone:
@@ -54,7 +68,7 @@ async def anonymise_client(uow: UnitOfWork, client_id: int, *, actor: str = "sys
         dropped = 0
         if contacts:
             result = await session.execute(
-                delete(Outbox).where(Outbox.recipient.in_(contacts), Outbox.status == "PENDING")
+                delete(Outbox).where(Outbox.recipient.in_(contacts), Outbox.status.in_(("PENDING", "FAILED")))
             )
             dropped = result.rowcount or 0  # type: ignore[attr-defined]
         keys = [k for k in (telegram_key, client.phone) if k]
@@ -75,3 +89,16 @@ async def anonymise_client(uow: UnitOfWork, client_id: int, *, actor: str = "sys
         )
         await uow.commit()
     return ErasureReport(client_id, len(attempts), cleared.rowcount or 0, dropped)  # type: ignore[attr-defined]
+
+
+async def forget_client(uow: UnitOfWork, client_id: int, *, confirmed: bool, actor: str) -> ErasureReport:
+    """The admin site's "forget this client": refused without ``confirmed`` or when done already."""
+    if not confirmed:
+        raise PrivacyError("tick the confirmation box to forget this client; nothing was changed")
+    async with uow:
+        client = await uow.session.get(Client, client_id)
+        if client is None:
+            raise PrivacyError(f"no client with id {client_id}")
+        if client.anonymised:
+            raise PrivacyError(f"client {client_id} has been forgotten already")
+    return await anonymise_client(uow, client_id, actor=actor)

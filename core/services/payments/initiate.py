@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.config import is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt
 from core.db.uow import TransitionConflict, transition_payment
 from core.domain.phone import mask_phone, normalise_phone
@@ -39,6 +40,7 @@ from core.runtime import Runtime
 from core.services import audit
 from core.services.notifications import notify as notifications
 from core.services.payments.settlement import notify_payment_failed
+from core.services.settings.gateway import MpesaRoute, MpesaRouter
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ class PaymentService:
         """Start paying ``booking_id`` from ``phone``; returns the (new or live) attempt."""
         msisdn = normalise_phone(phone)  # raises InvalidPhoneNumber with the accepted formats
         try:
-            created = await self._create_attempt(booking_id, client_id, msisdn)
+            environment = (await self._active_route()).environment  # admins may switch it at run time
+            created = await self._create_attempt(booking_id, client_id, msisdn, environment)
         except SQLAlchemyError:
             log.exception("payment initiation rolled back", extra={"booking": booking_id})
             raise PaymentRefused(
@@ -172,16 +175,35 @@ class PaymentService:
 
     # -- internals -------------------------------------------------------------------
 
+    async def active_environment(self) -> str:
+        """The M-Pesa mode a payment started now would use (saved admin settings win)."""
+        if isinstance(self.gateway, MpesaRouter):
+            return await self.gateway.active_environment()
+        return self.runtime.settings.mpesa_environment
+
+    async def _active_route(self) -> MpesaRoute:
+        """The M-Pesa mode and credentials a NEW payment uses (saved admin settings win)."""
+        if isinstance(self.gateway, MpesaRouter):
+            return await self.gateway.active_route()
+        settings = self.runtime.settings
+        return MpesaRoute(settings.mpesa_environment, self.gateway, settings.base_url)
+
+    async def _route_for(self, environment: str) -> MpesaRoute:
+        """An attempt is always pushed with the credentials of the mode it was created in."""
+        if isinstance(self.gateway, MpesaRouter):
+            return await self.gateway.route_for(environment)
+        settings = self.runtime.settings
+        return MpesaRoute(environment, self.gateway, settings.base_url)
+
     @property
     def _deadline(self) -> timedelta:
         """Property 14: no result after this long means the attempt is no longer "waiting"."""
         return timedelta(seconds=self.runtime.settings.mpesa_payment_deadline_seconds)
 
     async def _create_attempt(
-        self, booking_id: int, client_id: int, msisdn: str
+        self, booking_id: int, client_id: int, msisdn: str, environment: str
     ) -> tuple[PaymentAttempt, str | None]:
         now = self.runtime.clock()
-        settings = self.runtime.settings
         for _ in range(2):
             async with self.runtime.uow() as uow:
                 session = uow.session
@@ -224,7 +246,7 @@ class PaymentService:
                     status=PaymentStatus.QUEUED.value,
                     amount_kes=booking.price_kes,
                     phone=msisdn,
-                    environment=settings.mpesa_environment,
+                    environment=environment,
                     callback_secret_hash=callback_secret_hash(self.secret_key, secret),
                     deadline_at=now + self._deadline,
                 )
@@ -254,10 +276,11 @@ class PaymentService:
         return reference or f"Booking {booking_id}"
 
     async def _push(self, attempt: PaymentAttempt, secret: str) -> None:
-        callback_url = f"{self.runtime.settings.base_url}{CALLBACK_PATH}{secret}"
+        route = await self._route_for(attempt.environment)
+        callback_url = f"{route.callback_base_url}{CALLBACK_PATH}{secret}"
         try:
             accepted = await asyncio.wait_for(
-                self.gateway.stk_push(
+                route.gateway.stk_push(
                     phone=attempt.phone,
                     amount=attempt.amount_kes,
                     callback_url=callback_url,
@@ -337,7 +360,7 @@ class PaymentService:
                         "reference": booking.reference,
                         "amount_kes": attempt.amount_kes,
                         "retry_seconds": int(self.runtime.settings.unavailable_retry_after.total_seconds()),
-                        "test_mode": self.runtime.settings.test_mode,
+                        "test_mode": _test_mode(attempt),
                     },
                     dedupe_key=f"payment:{attempt.id}:delayed:{current.query_count}",
                 )
@@ -407,7 +430,7 @@ class PaymentService:
         )
         booking = await session.get_one(Booking, attempt.booking_id)
         await notify_payment_failed(
-            session, attempt, booking, reason=client_reason, test_mode=self.runtime.settings.test_mode
+            session, attempt, booking, reason=client_reason, test_mode=_test_mode(attempt)
         )
 
     def _view(self, attempt: PaymentAttempt, *, reused: bool = False) -> PaymentView:
@@ -426,6 +449,11 @@ class PaymentService:
             client_message=message,
             created_at=attempt.created_at,
             deadline_at=attempt.deadline_at,
-            test_mode=self.runtime.settings.test_mode,
+            test_mode=_test_mode(attempt),
             reused=reused,
         )
+
+
+def _test_mode(attempt: PaymentAttempt) -> bool:
+    """TEST MODE (Property 78) follows the mode the attempt was made in, not the process's boot mode."""
+    return is_test_environment(attempt.environment)

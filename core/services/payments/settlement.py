@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.config import Settings
+from core.config import Settings, is_test_environment
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import transition_booking, transition_payment
 from core.domain.meeting import new_meeting_url
@@ -64,7 +64,7 @@ class StkResult:
     checkout_request_id: str
     result_code: int | str
     result_desc: str | None
-    source: Literal["callback", "query"]
+    source: Literal["callback", "query", "admin"]  # admin: confirmed by hand after review
     amount: int | None = None
     amount_raw: Any = None
     receipt: str | None = None
@@ -112,8 +112,6 @@ async def _settle_success(
 
     previous = attempt.status
     await transition_payment(session, attempt.id, PaymentEvent.SUCCEED, **details)
-    meeting_url = new_meeting_url(settings.meeting_url_template)
-    await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
     await audit.record_payment_transition(
         session,
         attempt.id,
@@ -123,9 +121,30 @@ async def _settle_success(
         receipt=result.receipt,
         amount_kes=result.amount,
     )
+    await confirm_paid_booking(session, attempt, booking, result, settings=settings, now=now)
+    log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
+    return Settled.PAID
+
+
+async def confirm_paid_booking(
+    session: AsyncSession,
+    attempt: PaymentAttempt,
+    booking: Booking,
+    result: StkResult,
+    *,
+    settings: Settings,
+    now: datetime,
+    actor: str = "system",
+) -> None:
+    """The booking half of a payment, once its attempt is PAID: CONFIRMED with a meeting link
+    (compare-and-set from APPROVED; TransitionConflict otherwise), audited, reminders armed
+    and the client's, practitioner's and e-mail confirmations queued. Used by settlement and
+    by an admin's review decision, so a resolved payment is announced like any other."""
+    meeting_url = new_meeting_url(settings.meeting_url_template)
+    await transition_booking(session, booking.id, BookingEvent.PAY, meeting_url=meeting_url)
     await audit.record_transition(
         session,
-        actor="system",
+        actor=actor,
         subject_type="booking",
         subject_id=booking.id,
         previous=booking.status,
@@ -137,8 +156,6 @@ async def _settle_success(
     set_committed_value(booking, "status", BookingStatus.CONFIRMED.value)
     await notifications.create_reminders(session, booking, now=now)
     await _notify_paid(session, attempt, booking, result, settings=settings)
-    log.info("payment settled", extra={"attempt": attempt.id, "booking": booking.id, "source": result.source})
-    return Settled.PAID
 
 
 async def _success_problems(
@@ -217,7 +234,7 @@ async def _flag(
             "reference": booking.reference,
             "amount_kes": attempt.amount_kes,
             "receipt": details.get("mpesa_receipt"),
-            "test_mode": settings.test_mode,
+            "test_mode": is_test_environment(attempt.environment),
         },
         dedupe_key=f"payment:{attempt.id}:review:client",
     )
@@ -289,7 +306,9 @@ async def _settle_failure(
             "unknown M-Pesa ResultCode, review",
             extra={"attempt": attempt.id, "result_code": str(result.result_code)},
         )
-    await notify_payment_failed(session, attempt, booking, reason=info.message, test_mode=settings.test_mode)
+    await notify_payment_failed(
+        session, attempt, booking, reason=info.message, test_mode=is_test_environment(attempt.environment)
+    )
     return Settled.FAILED
 
 
@@ -308,7 +327,7 @@ async def _notify_paid(
         session_type_name=session_type.name,
         minutes=session_type.minutes,
         result=result,
-        test_mode=settings.test_mode,
+        test_mode=is_test_environment(attempt.environment),  # the attempt's mode, not the boot mode
     )
     key = paid_dedupe_key(attempt.id)
     await notifications.notify_client(

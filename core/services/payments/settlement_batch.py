@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.config import Settings
+from core.config import Settings, is_test_environment
 from core.db.models import (
     AuditEntry,
     Booking,
@@ -159,6 +159,7 @@ async def _load(session: AsyncSession, items: Sequence[BatchItem]) -> _State:
             _A.checkout_request_id,
             _A.status.label("attempt_status"),
             _A.amount_kes,
+            _A.environment,
             _B.id.label("booking_id"),
             _B.reference,
             _B.status.label("booking_status"),
@@ -254,7 +255,7 @@ def _plan_paid(item: BatchItem, row: Any, *, settings: Settings, now: datetime) 
         session_type_name=row.session_type_name,
         minutes=row.minutes,
         result=result,
-        test_mode=settings.test_mode,
+        test_mode=is_test_environment(row.environment),  # the attempt's mode, not the boot mode
     )
     # enqueue stores a plain-JSON copy of each message's data; the three share everything but
     # "_route" (plain JSON already), so one copy serves them all.

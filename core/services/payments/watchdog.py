@@ -25,6 +25,7 @@ from core.runtime import Runtime
 from core.services import audit
 from core.services.payments.initiate import DarajaGateway, PaymentService
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
+from core.services.settings.gateway import MpesaRouter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ class Watchdog:
         self._runtime = runtime
         self._gateway = gateway
         self._payments = payments
+
+    async def _gateway_for(self, attempt: PaymentAttempt) -> DarajaGateway:
+        # Ask with the credentials of the mode the attempt was made in (admins may switch modes).
+        if isinstance(self._gateway, MpesaRouter):
+            return (await self._gateway.route_for(attempt.environment)).gateway
+        return self._gateway
 
     async def tick(self) -> dict[str, int]:
         """Handle every due attempt once; returns counts by action (for logs and tests)."""
@@ -141,7 +148,7 @@ class Watchdog:
                 )
             return await self._reschedule(attempt, now + timedelta(seconds=10))
         try:
-            answer = await self._gateway.stk_query(attempt.checkout_request_id)
+            answer = await (await self._gateway_for(attempt)).stk_query(attempt.checkout_request_id)
         except DarajaError as exc:
             log.warning("stk query failed", extra={"attempt": attempt.id, "error": type(exc).__name__})
             answer = None

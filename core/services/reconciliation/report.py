@@ -90,11 +90,11 @@ class ReconciliationReport:
             writer.writerow(
                 [
                     line.category.value,
-                    line.receipt or "",
+                    _cell(line.receipt or ""),
                     "" if line.attempt_id is None else line.attempt_id,
-                    line.booking_reference or "",
-                    format_amount(line.amount_ours),
-                    format_amount(line.amount_mpesa),
+                    _cell(line.booking_reference or ""),
+                    _cell(format_amount(line.amount_ours)),
+                    _cell(format_amount(line.amount_mpesa)),
                     _local(line.time),
                     _cell(line.note),
                 ]

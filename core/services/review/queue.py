@@ -1,0 +1,230 @@
+"""The review queue: what needs a human decision about money, with its evidence.
+
+Two kinds of item:
+
+- ``attempt-<id>``: a payment attempt in NEEDS_REVIEW (double payment, late success for a
+  booking no longer payable, amount or receipt mismatch, reconciliation discrepancy,
+  unknown after the watchdog). Evidence: the review reason, expected and received amounts,
+  receipt, the booking's other paid attempts and the callbacks M-Pesa sent for it
+  (phone numbers masked).
+- ``refund-<seq>``: a ``booking.refund_due`` audit entry (a paid booking was cancelled)
+  that no ``review.resolved`` entry has closed yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from core.db.models import AuditEntry, Booking, CallbackInbox, PaymentAttempt
+from core.db.uow import UnitOfWork
+from core.domain.slots import NAIROBI
+from core.domain.states import PaymentStatus
+from core.logging import mask_phones
+from core.mpesa.redact import redact_checkout_id
+from core.services.reporting.transactions import ROW_COLUMNS, TransactionRow, joined_attempts, row_of
+
+REFUND_DUE = "booking.refund_due"
+RESOLVED = "review.resolved"
+CALLBACK_PROVIDER = "mpesa_stk"  # core.services.callbacks.PROVIDER
+CALLBACK_SHOWN_CHARS = 2000
+QUEUE_LIMIT = 200  # the oldest first; a longer queue shows its count and this many items
+_CHECKOUT_ID = re.compile(r"ws_CO_\d+")
+
+
+@dataclass(frozen=True)
+class PaidSibling:
+    """Another PAID attempt of the same booking (the first payment of a double payment)."""
+
+    attempt_id: int
+    receipt: str | None
+    amount_kes: int
+
+
+@dataclass(frozen=True)
+class AttemptItem:
+    """A NEEDS_REVIEW attempt with its evidence."""
+
+    row: TransactionRow
+    booking_status: str
+    transaction_time: datetime | None
+    paid_siblings: tuple[PaidSibling, ...]
+    callbacks: tuple[str, ...]  # raw bodies, phone numbers masked, cut at CALLBACK_SHOWN_CHARS
+
+    @property
+    def item_id(self) -> str:
+        return f"attempt-{self.row.id}"
+
+
+@dataclass(frozen=True)
+class RefundItem:
+    """An open ``booking.refund_due`` entry."""
+
+    seq: int
+    at: datetime
+    actor: str
+    booking_id: int | None
+    reference: str | None
+    attempt_id: int | None
+    amount_kes: int | None
+    receipt: str | None
+
+    @property
+    def item_id(self) -> str:
+        return f"refund-{self.seq}"
+
+    @property
+    def at_local(self) -> datetime:
+        return self.at.astimezone(NAIROBI)
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    attempts: tuple[AttemptItem, ...]
+    refunds: tuple[RefundItem, ...]
+    attempts_total: int
+    refunds_total: int
+
+
+def open_refunds_query() -> Any:
+    """``booking.refund_due`` entries without a ``review.resolved`` entry naming them."""
+    resolved = aliased(AuditEntry)
+    return (
+        select(AuditEntry)
+        .outerjoin(
+            resolved,
+            and_(
+                resolved.action == RESOLVED,
+                resolved.subject_type == "refund_due",
+                resolved.subject_id == cast(AuditEntry.seq, String),
+            ),
+        )
+        .where(AuditEntry.action == REFUND_DUE, resolved.id.is_(None))
+    )
+
+
+async def review_counts(session: AsyncSession) -> tuple[int, int]:
+    """(attempts in NEEDS_REVIEW, open refunds due): the dashboard's links."""
+    attempts = await session.scalar(
+        select(func.count())
+        .select_from(PaymentAttempt)
+        .where(PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value)
+    )
+    refunds = await session.scalar(select(func.count()).select_from(open_refunds_query().subquery()))
+    return attempts or 0, refunds or 0
+
+
+async def review_queue(session: AsyncSession) -> ReviewQueue:
+    """Every open item, oldest first (at most QUEUE_LIMIT of each kind), with its evidence."""
+    attempts_total, refunds_total = await review_counts(session)
+    return ReviewQueue(
+        attempts=await _attempt_items(session),
+        refunds=await _refund_items(session),
+        attempts_total=attempts_total,
+        refunds_total=refunds_total,
+    )
+
+
+async def _attempt_items(session: AsyncSession) -> tuple[AttemptItem, ...]:
+    query = (
+        joined_attempts(
+            select(
+                *ROW_COLUMNS,
+                Booking.status,
+                PaymentAttempt.transaction_time,
+                PaymentAttempt.checkout_request_id,
+            )
+        )
+        .where(PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value)
+        .order_by(PaymentAttempt.updated_at, PaymentAttempt.id)
+        .limit(QUEUE_LIMIT)
+    )
+    found = (await session.execute(query)).all()
+    n = len(ROW_COLUMNS)
+    rows = [(row_of(r[:n]), r[n], r[n + 1], r[n + 2]) for r in found]
+    siblings = await _paid_siblings(session, [row.booking_id for row, *_ in rows])
+    callbacks = await _callbacks(session, [cid for *_, cid in rows if cid])
+    return tuple(
+        AttemptItem(
+            row=row,
+            booking_status=b_status,
+            transaction_time=tx.astimezone(NAIROBI) if tx else None,
+            paid_siblings=tuple(s for s in siblings.get(row.booking_id, ()) if s.attempt_id != row.id),
+            callbacks=callbacks.get(cid, ()) if cid else (),
+        )
+        for row, b_status, tx, cid in rows
+    )
+
+
+async def _paid_siblings(session: AsyncSession, booking_ids: list[int]) -> dict[int, list[PaidSibling]]:
+    if not booking_ids:
+        return {}
+    query = (
+        select(
+            PaymentAttempt.booking_id,
+            PaymentAttempt.id,
+            PaymentAttempt.mpesa_receipt,
+            func.coalesce(PaymentAttempt.paid_amount_kes, PaymentAttempt.amount_kes),
+        )
+        .where(
+            PaymentAttempt.booking_id.in_(set(booking_ids)),
+            PaymentAttempt.status == PaymentStatus.PAID.value,
+        )
+        .order_by(PaymentAttempt.id)
+    )
+    out: dict[int, list[PaidSibling]] = {}
+    for booking_id, attempt_id, receipt, amount in (await session.execute(query)).all():
+        out.setdefault(booking_id, []).append(PaidSibling(attempt_id, receipt, amount))
+    return out
+
+
+async def _callbacks(session: AsyncSession, checkout_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    if not checkout_ids:
+        return {}
+    query = (
+        select(CallbackInbox.provider_id, CallbackInbox.raw_body)
+        .where(CallbackInbox.provider == CALLBACK_PROVIDER, CallbackInbox.provider_id.in_(set(checkout_ids)))
+        .order_by(CallbackInbox.id)
+    )
+    out: dict[str, list[str]] = {}
+    for provider_id, body in (await session.execute(query)).all():
+        out.setdefault(provider_id, []).append(_masked(body[:CALLBACK_SHOWN_CHARS]))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _masked(body: str) -> str:
+    # A CheckoutRequestID ends with the payer's number (core.mpesa.redact): mask it too.
+    return mask_phones(_CHECKOUT_ID.sub(lambda m: redact_checkout_id(m.group(0)), body))
+
+
+async def _refund_items(session: AsyncSession) -> tuple[RefundItem, ...]:
+    query = open_refunds_query().order_by(AuditEntry.seq).limit(QUEUE_LIMIT)
+    items = []
+    for entry in (await session.scalars(query)).all():
+        d: dict[str, Any] = dict(entry.details or {})
+        items.append(
+            RefundItem(
+                seq=entry.seq,
+                at=entry.at,
+                actor=entry.actor,
+                booking_id=d.get("booking_id"),
+                reference=d.get("reference"),
+                attempt_id=d.get("attempt_id"),
+                amount_kes=d.get("amount_kes"),
+                receipt=d.get("receipt"),
+            )
+        )
+    return tuple(items)
+
+
+async def queue_of(uow_factory: Callable[[], UnitOfWork]) -> ReviewQueue:
+    """:func:`review_queue` in its own read transaction (the admin view's one call)."""
+    async with uow_factory() as uow:
+        return await review_queue(uow.session)
