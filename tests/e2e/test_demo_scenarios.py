@@ -65,10 +65,20 @@ def test_the_default_scenario_starts_its_own_serve_and_prints_the_transcript(tmp
 
 
 def test_a_failed_step_is_named_and_the_exit_code_is_not_zero(shared_serve: RunningServe, tmp_path: Path):
-    result = demo(tmp_path, "--scenario", "sms", "--url", shared_serve.base_url)  # no SMS hook secret
+    url = shared_serve.base_url
+    result = demo(tmp_path, "--scenario", "sms", "--url", url, AT_WEBHOOK_SECRET="not-the-hook-secret")
     assert result.returncode == 1
-    assert "step 'client books by SMS' failed" in result.stderr
+    assert "step 'client books by SMS' failed: SMS hook: HTTP 404" in result.stderr
     assert "FAILED" in result.stdout and "0/1 steps passed" in result.stdout
+
+
+@pytest.mark.timeout(SCENARIO_TIMEOUT_S + 30)
+def test_without_the_hook_secret_the_sms_scenario_texts_through_the_phone_page(
+    shared_serve: RunningServe, tmp_path: Path
+):
+    result = demo(tmp_path, "--scenario", "sms", "--url", shared_serve.base_url)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    assert "Paid KES" in result.stdout
 
 
 def test_an_unknown_scenario_is_refused_in_one_line(tmp_path: Path):
