@@ -91,12 +91,14 @@ def show_reminder_schedule(play: Play, receipt: str | None = None) -> None:
                          f"{due or 'less than 1 h ahead, so no reminder'} (rule of reminders.plan_reminders)")
 
 
-def expect_failed(play: Play, reason: str) -> None:
+def expect_failed(play: Play, reason: str, words: str) -> None:
+    """One failure notice saying ``words`` (the reason from M-Pesa's result code), with Retry payment."""
     stage, client = play.stage, play.client
     with play.transcript.step(f"client is told the payment failed ({reason})"):
-        stage.wait("a failure with 'Retry payment'",
+        stage.wait(f"a failure saying '{words}' with 'Retry payment'",
                    lambda: next((m for m in reversed(stage.messages[client.user_id])
-                                 if m["from_bot"] and "Retry payment" in str(m.get("reply_markup"))), None))
+                                 if m["from_bot"] and words in (m.get("text") or "")
+                                 and "Retry payment" in str(m.get("reply_markup"))), None))
     with play.transcript.step("nothing was recorded as paid"):
         stage.refresh()
         if stage.find(client.user_id, "Payment received"):
@@ -110,14 +112,14 @@ def happy(play: Play) -> None:
     expect_paid(play)
 
 
-def _failing(outcome: str, reason: str) -> Callable[[Play], None]:
+def _failing(outcome: str, reason: str, words: str) -> Callable[[Play], None]:
     def scenario(play: Play) -> None:
         book_and_approve(play)
         with play.transcript.step(f"client pays; the phone answers '{outcome}'"):
             play.stage.service.next_outcome(outcome)
             play.transcript.line("demo", f"Daraja simulator: next push ends as '{outcome}'")
             start_payment(play.stage, play.client)
-        expect_failed(play, reason)
+        expect_failed(play, reason, words)
 
     return scenario
 
@@ -145,8 +147,9 @@ def duplicate(play: Play) -> None:
         time.sleep(1.0)  # a second receipt, if any, would follow the first within the outbox's poll
         play.stage.refresh()
         receipts = play.stage.count(play.client.user_id, RECEIPT)
-        if receipts != 1:
-            raise StepFailed(f"{receipts} receipts in the client's chat, expected 1")
+        if receipts != 1 or len(_receipt_mail(play)) != 1:
+            raise StepFailed(f"{receipts} receipts in the chat and {len(_receipt_mail(play))} by e-mail, "
+                             "expected 1 and 1")
 
 
 def outage(play: Play) -> None:
@@ -157,6 +160,8 @@ def outage(play: Play) -> None:
         play.transcript.line("demo", "Daraja simulator: STK Push answers 503 Service Unavailable")
         start_payment(play.stage, play.client)
         play.stage.wait("a 503 in the Daraja log", lambda: any("HTTP 503" in s for s in _daraja_lines(play)))
+        play.stage.wait("'not answering' for the client",
+                        lambda: play.stage.find(play.client.user_id, "not answering"))
     with play.transcript.step("Daraja is back; the queued push is retried"):
         service.daraja_faults(push_503=False)
         play.transcript.line("demo", "Daraja simulator: STK Push works again (the retry waits "
@@ -192,8 +197,8 @@ def _daraja_lines(play: Play) -> list[str]:
 
 SCENARIOS: dict[str, Callable[[Play], None]] = {
     "happy": happy,
-    "cancelled": _failing("cancelled", "cancelled on the phone"),
-    "insufficient": _failing("insufficient", "insufficient funds"),
+    "cancelled": _failing("cancelled", "cancelled on the phone", "cancelled"),
+    "insufficient": _failing("insufficient", "insufficient funds", "balance was not enough"),
     "timeout": timeout,
     "duplicate": duplicate,
     "outage": outage,
