@@ -241,7 +241,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     seeded = _run_db(settings, seed_demo, migrate=True)
     who = ", ".join(f"{name} is Telegram user {uid}" for name, uid in seeded.chat_users)
     print(f"demo data: {seeded.session_types} session types and {seeded.practitioners} therapists added; "
-          f"in /sim/telegram/chat {who}")
+          f"in the chat {who}", flush=True)
     return _serve(args, settings)
 
 
