@@ -5,21 +5,29 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+# Installing says one line; pip's own output (e.g. setuptools' notice about editable installs)
+# goes to .venv/install.log and is shown only when the install fails.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+LOGGED = >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+
 $(BIN)/python:
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
+	@echo "Creating $(VENV) (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip $(LOGGED)
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@echo "Installing Smiling Steps into $(VENV) (a minute or two on first run; log: $(VENV)/install.log)"
+	@$(PIP) -e . $(LOGGED)
+	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.installed-run
+	@echo "Installing Smiling Steps with its test tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) -e '.[dev]' $(LOGGED)
+	@touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	$(BIN)/smiling-steps serve
+	@$(BIN)/smiling-steps serve
 
 # ruff, then mypy (its files and strictness are in pyproject.toml's [tool.mypy]).
 lint: $(VENV)/.installed-dev

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     mpesa_trusted_proxies: str | None = None
     mpesa_confirm_with_query: bool | None = None  # unset: see confirm_success_by_query
     mpesa_payment_deadline_seconds: int = 120
+    # Local mode only: how long a push refused by an unavailable Daraja waits before it is retried
+    # (unset: 30 s, as in production); lets `smiling-steps demo --scenario outage` run in seconds.
+    mpesa_unavailable_retry_seconds: int | None = None
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
     client_cancel_window_hours: int | None = None
@@ -135,6 +138,13 @@ class Settings(BaseSettings):
     def _deadline(cls, value: int) -> int:
         if not 1 <= value <= 600:
             raise ValueError("must be between 1 and 600 seconds (Safaricom's prompt lasts about 120)")
+        return value
+
+    @field_validator("mpesa_unavailable_retry_seconds")
+    @classmethod
+    def _unavailable_retry(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 30:
+            raise ValueError("must be between 1 and 30 seconds")
         return value
 
     @field_validator("client_cancel_window_hours")
@@ -240,6 +250,10 @@ class Settings(BaseSettings):
                     f"SECRET_KEY is too weak for MPESA_ENVIRONMENT={self.mpesa_environment} ({weakness}); "
                     f"use at least 32 random bytes, e.g. the output of: {GENERATE_SECRET_KEY}"
                 )
+        if self.mpesa_unavailable_retry_seconds is not None and not self.local_mode:
+            raise ValueError(
+                "MPESA_UNAVAILABLE_RETRY_SECONDS is for local mode only (MPESA_ENVIRONMENT=simulator)"
+            )
         if self.mpesa_environment == "sandbox":
             for name in ("mpesa_consumer_key", "mpesa_consumer_secret"):
                 if not getattr(self, name):
@@ -265,6 +279,11 @@ class Settings(BaseSettings):
         if self.mpesa_confirm_with_query is not None:
             return self.mpesa_confirm_with_query
         return not self.local_mode
+
+    @property
+    def unavailable_retry_after(self) -> timedelta:
+        """How long a push refused by an unavailable Daraja waits (Properties 55, 71: 30 s)."""
+        return timedelta(seconds=self.mpesa_unavailable_retry_seconds or 30)
 
     @property
     def bind_host(self) -> str:

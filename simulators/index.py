@@ -41,13 +41,13 @@ Everything on one page: the <a href="./">phone simulator</a>.</p>
 {real}
 <h2>Demo in five steps</h2>
 <ol>
-<li><strong>Data.</strong> Start with <code>smiling-steps demo</code>: session types and two
-practitioners, the first of them already linked to Telegram user 2001 of this chat. (With
-<code>make run</code> / <code>seed-demo-data</code> instead, add a practitioner with a Telegram id:
+<li><strong>Data.</strong> Local mode seeds an empty database at start: session types and two
+practitioners, Brian Otieno linked to Telegram user 2001 of this chat and Dr. Amani Wanjiku to 2002,
+in the order the booking chat lists them. (For a practitioner of your own:
 <code>smiling-steps therapists add --name "Dr. Demo" --email demo@example.org --phone 0712000111
 --telegram-user-id 2001</code>.)</li>
 <li><strong>Book as a client.</strong> In the <a href="telegram/chat">Telegram chat</a> choose
-<em>Wanjiru (1001)</em>, send <code>/book</code> and pick the practitioner, session type, day and time,
+<em>Wanjiru (1001)</em>, send <code>/book</code> and pick the top practitioner, session type, day and time,
 choose <em>Skip</em> for e-mail, then <em>Confirm</em>: the bot answers “Request sent”.</li>
 <li><strong>Approve as the practitioner.</strong> Open the chat as Telegram id 2001 (the
 <em>Practitioner</em> button) and press <em>Approve</em> on “New booking request”.</li>

@@ -15,9 +15,11 @@ from html import escape
 from aiohttp import web
 
 PRESETS = (
-    # id, first name, phone: a client whose number pays in the Daraja stand-in, and a practitioner
+    # id, first name, phone: a client whose number pays in the Daraja stand-in, and the practitioners
+    # (local mode links the demo practitioners to 2001, 2002 in the order the booking chat lists them)
     (1001, "Wanjiru", "254708374149"),
     (2001, "Practitioner", "254712000111"),
+    (2002, "Practitioner 2", "254712000222"),
 )
 
 _PAGE = """<!doctype html>

@@ -11,7 +11,6 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import NoReturn, TypeVar
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -25,6 +24,8 @@ from core.runtime import Runtime, build_runtime
 from core.services.booking.directory import DirectoryError, add_therapist, list_therapists, seed_demo_data
 from core.services.ops.admins import FIRST_ADMIN_USERNAME, AdminError, create_admin, ensure_first_admin
 from core.services.ops.privacy import PrivacyError
+from smiling_steps.demo.names import SCENARIO_NAMES
+from smiling_steps.local_mode import banner, seed_demo, seed_if_empty
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -72,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     clients = sub.add_parser("clients", help="clients").add_subparsers(dest="clients_command", required=True)
     forget = clients.add_parser("forget", help="anonymise a client (receipts and amounts are kept)")
     forget.add_argument("--id", type=_positive_int, required=True, dest="client_id")
-    sub.add_parser("demo", help="local mode with demo data: migrate, seed, serve")
+    demo = sub.add_parser("demo", help="local mode with demo data: migrate, seed, serve; or run a scenario")
+    demo.add_argument("--scenario", nargs="?", const="happy", choices=SCENARIO_NAMES,
+                      help="run a scripted end-to-end scenario (default: happy)")
+    demo.add_argument("--url", help="with --scenario: a running local-mode serve (default: start one)")
 
     audit = sub.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(
         dest="audit_command", required=True
@@ -135,25 +139,27 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
         _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
-    # Local mode: a newcomer can sign in at once. The password goes to this console banner only,
-    # never through the JSON logger.
+    # Local mode: a newcomer can sign in at once (the one-time password goes to this console
+    # banner only, never through the JSON logger), and an empty database gets the demo data.
     first_password = _run_db(settings, ensure_first_admin) if settings.local_mode else None
-    print(
-        f"Smiling Steps listening on http://{settings.bind_host}:{settings.port} "
-        f"(M-Pesa: {settings.mpesa_environment})",
-        file=sys.stderr,
-    )
-    print(_admin_banner(settings, first_password), file=sys.stderr)
-    run_server(create_app(settings), settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
+    seeded = _run_db(settings, seed_if_empty) if settings.local_mode else None
+    app = create_app(settings)
+    text = banner(settings, seeded, _admin_line(settings, first_password))
+
+    async def _started(_app: object) -> None:  # after every start-up step, before listening
+        print(text, file=sys.stderr, flush=True)
+
+    app.on_startup.append(_started)
+    run_server(app, settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
 
 
-def _admin_banner(settings: Settings, first_password: str | None) -> str:
+def _admin_line(settings: Settings, first_password: str | None) -> str:
     url = f"{settings.base_url}/admin/"
     if first_password is None:
-        return f"Admin site: {url} (sign in as an admin; new admins: smiling-steps admin create)"
+        return f"{url} (sign in as an admin; new admins: smiling-steps admin create)"
     return (
-        f"Admin site: {url} user '{FIRST_ADMIN_USERNAME}', one-time password {first_password} "
+        f"{url} user '{FIRST_ADMIN_USERNAME}', one-time password {first_password} "
         "(shown only now; keep it or create your own admin with: smiling-steps admin create)"
     )
 
@@ -223,16 +229,19 @@ def _clients(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-DEMO_PRACTITIONER_TELEGRAM_ID = 2001  # the "Practitioner" user of the simulated Telegram chat (/sim/)
-
-
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.scenario is not None:  # a scripted walk-through against local mode (smiling_steps.demo)
+        from smiling_steps.demo.runner import run_demo
+
+        return run_demo(args.scenario, url=args.url)
+    if args.url is not None:
+        raise UsageError("smiling-steps demo: --url goes with --scenario")
     if not settings.local_mode:
         raise UsageError("smiling-steps: demo runs in local mode only (unset MPESA_ENVIRONMENT)")
-    seed = partial(seed_demo_data, first_telegram_user_id=DEMO_PRACTITIONER_TELEGRAM_ID)
-    types, therapists = _run_db(settings, lambda rt: seed(rt.uow()), migrate=True)
-    print(f"demo data: {types} session types and {therapists} therapists added; "
-          f"the first practitioner is Telegram user {DEMO_PRACTITIONER_TELEGRAM_ID} in /sim/telegram/chat")
+    seeded = _run_db(settings, seed_demo, migrate=True)
+    who = ", ".join(f"{name} is Telegram user {uid}" for name, uid in seeded.chat_users)
+    print(f"demo data: {seeded.session_types} session types and {seeded.practitioners} therapists added; "
+          f"in the chat {who}", flush=True)
     return _serve(args, settings)
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from tests.integration.test_health import SCRIPT, free_port, serve_env
 
-BANNER = re.compile(r"^Admin site: (\S+) user 'admin', one-time password (\S+) ")
+BANNER = re.compile(r"^\s*Admin site:\s+(\S+) user 'admin', one-time password (\S+) ")
 
 
 def _serve_until_banner(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], str]:
@@ -23,7 +23,7 @@ def _serve_until_banner(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = process.stderr.readline()
-        if line.startswith("Admin site:") or not line:
+        if line.strip().startswith("Admin site:") or not line:
             return process, line
     return process, ""
 
@@ -72,4 +72,4 @@ def test_first_serve_prints_a_working_one_time_admin_password_and_never_logs_it(
 
     again, second = _serve_until_banner(tmp_path, port)  # an admin exists now: no new password
     _stop(again)
-    assert second.startswith("Admin site:") and "one-time password" not in second
+    assert second.strip().startswith("Admin site:") and "one-time password" not in second

@@ -211,6 +211,25 @@ async def test_daraja_unavailable_queues_the_payment_and_retries_after_thirty_se
         await stack.wait_status(view.attempt_id, PaymentStatus.PAID)
 
 
+# Feature: mpesa-payment-integration, Property 71: API Unavailability Queues and Retries
+async def test_local_mode_may_shorten_the_retry_of_a_queued_payment(database_url: str) -> None:
+    async with payment_stack(database_url, MPESA_UNAVAILABLE_RETRY_SECONDS="2") as stack:
+        await stack.sim.control("/control/faults", {"push_503": True})
+        booking = await stack.approved_booking()
+        view = await stack.services.payments.initiate_payment(booking.id, booking.client_id, SUCCESS_PHONE)
+        assert view.status == PaymentStatus.QUEUED
+        [delayed] = await stack.outbox(template="payment_delayed_client")
+        assert delayed.data["retry_seconds"] == 2  # the client is told the real delay
+        await stack.sim.control("/control/faults", {"push_503": False})
+        stack.clock.advance(1)
+        await stack.services.watchdog.tick()
+        assert len(stack.pushes()) == 1
+        stack.clock.advance(1.5)
+        await stack.services.watchdog.tick()
+        assert len(stack.pushes()) == 2
+        await stack.wait_status(view.attempt_id, PaymentStatus.PAID)
+
+
 # Feature: mpesa-payment-integration, Property 14: STK Push Timeout Handling
 # Feature: mpesa-payment-integration, Property 19: Unclear Status Triggers Direct Query
 # Feature: mpesa-payment-integration, Property 74: Unclear Status Triggers Direct Query

@@ -436,3 +436,27 @@ def test_a_short_or_malformed_metrics_token_is_refused_without_echoing_it(weak):
         load_settings({"METRICS_TOKEN": weak})
     message = assert_one_line_naming(error.value, "METRICS_TOKEN")
     assert weak not in message and GENERATE_SECRET_KEY in message
+
+
+# -- the local-mode retry knob (smiling-steps demo --scenario outage) -----------------------
+
+
+def test_an_unavailable_daraja_is_retried_after_30_seconds_unless_local_mode_says_otherwise():
+    assert load_settings({}).unavailable_retry_after == timedelta(seconds=30)
+    assert load_settings(SANDBOX).unavailable_retry_after == timedelta(seconds=30)
+    fast = load_settings({"MPESA_UNAVAILABLE_RETRY_SECONDS": "2"})
+    assert fast.unavailable_retry_after == timedelta(seconds=2)
+
+
+@pytest.mark.parametrize("value", ["0", "31", "-1", "soon"])
+def test_a_retry_delay_outside_1_to_30_seconds_is_refused(value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MPESA_UNAVAILABLE_RETRY_SECONDS": value})
+    assert_one_line_naming(caught.value, "MPESA_UNAVAILABLE_RETRY_SECONDS")
+
+
+@pytest.mark.parametrize("mode", [SANDBOX, PRODUCTION])
+def test_the_retry_knob_is_refused_outside_local_mode(mode):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**mode, "MPESA_UNAVAILABLE_RETRY_SECONDS": "2"})
+    assert "local mode only" in assert_one_line_naming(caught.value, "MPESA_UNAVAILABLE_RETRY_SECONDS")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,41 +230,61 @@ async def list_therapists(uow: UnitOfWork, *, active_only: bool = False) -> list
         return [_view(t) for t in rows]
 
 
-async def seed_demo_data(uow: UnitOfWork, *, first_telegram_user_id: int | None = None) -> tuple[int, int]:
+async def seed_demo_data(uow: UnitOfWork, *, telegram_user_ids: Sequence[int] = ()) -> tuple[int, int]:
     """Create the demo session types and two therapists; idempotent. Returns (types, therapists) added.
 
-    ``first_telegram_user_id`` links the first demo therapist to that Telegram user (local mode's
-    ``demo``: a simulated user, so the walk-through can approve from the chat at once).
+    ``telegram_user_ids`` links the demo therapists, in the order the booking chat lists them (by
+    name), to those Telegram users (local mode: the simulated chat's practitioner personas, so the
+    walk-through can approve from the chat at once). An id already someone's keeps its owner.
     """
     added_types = added_therapists = 0
     async with uow:
-        if first_telegram_user_id is not None and await uow.session.scalar(
-            select(Therapist.id).where(Therapist.telegram_user_id == first_telegram_user_id)
-        ):
-            first_telegram_user_id = None  # already someone's: keep the existing link
+        taken = set((await uow.session.scalars(select(Therapist.telegram_user_id))).all())
         existing_types = set((await uow.session.scalars(select(SessionType.name))).all())
         for name, minutes, price in DEMO_SESSION_TYPES:
             if name not in existing_types:
                 uow.session.add(SessionType(name=name, minutes=minutes, price_kes=price, active=True))
                 added_types += 1
         existing_emails = set((await uow.session.scalars(select(Therapist.email))).all())
-        for position, (name, email, phone) in enumerate(DEMO_THERAPISTS):
+        links = dict(zip(demo_therapist_names(), telegram_user_ids, strict=False))
+        for name, email, phone in DEMO_THERAPISTS:
             if email not in existing_emails:
-                telegram_user_id = first_telegram_user_id if position == 0 else None
-                uow.session.add(
-                    Therapist(
-                        name=name,
-                        email=email,
-                        phone=normalise_phone(phone),
-                        telegram_user_id=telegram_user_id,
-                        telegram_link_code=None if telegram_user_id else new_link_code(),
-                        weekly_hours=dict(DEFAULT_WEEKLY_HOURS),
-                        active=True,
-                    )
-                )
+                telegram_user_id = links.get(name)
+                if telegram_user_id in taken:
+                    telegram_user_id = None
+                uow.session.add(_demo_therapist(name, email, phone, telegram_user_id))
                 added_therapists += 1
         await uow.commit()
     return added_types, added_therapists
+
+
+async def seed_demo_data_if_empty(
+    uow: UnitOfWork, *, telegram_user_ids: Sequence[int] = ()
+) -> tuple[int, int] | None:
+    """Seed as :func:`seed_demo_data` when there is no therapist and no session type yet; else None."""
+    async with uow:
+        has_therapist = await uow.session.scalar(select(Therapist.id).limit(1))
+        has_type = await uow.session.scalar(select(SessionType.id).limit(1))
+    if has_therapist is not None or has_type is not None:
+        return None
+    return await seed_demo_data(uow, telegram_user_ids=telegram_user_ids)
+
+
+def demo_therapist_names() -> list[str]:
+    """The demo therapists in the order the booking chat lists them (by name)."""
+    return sorted(name for name, _email, _phone in DEMO_THERAPISTS)
+
+
+def _demo_therapist(name: str, email: str, phone: str, telegram_user_id: int | None) -> Therapist:
+    return Therapist(
+        name=name,
+        email=email,
+        phone=normalise_phone(phone),
+        telegram_user_id=telegram_user_id,
+        telegram_link_code=None if telegram_user_id else new_link_code(),
+        weekly_hours=dict(DEFAULT_WEEKLY_HOURS),
+        active=True,
+    )
 
 
 async def count_therapists(uow: UnitOfWork) -> int:

@@ -42,8 +42,8 @@ from core.services.settings.gateway import MpesaRoute, MpesaRouter
 
 log = logging.getLogger(__name__)
 
-RETRY_UNAVAILABLE_AFTER = timedelta(seconds=30)  # Properties 55, 71
 MAX_UNAVAILABLE_RETRIES = 3
+RETRY_UNAVAILABLE_AFTER = timedelta(seconds=30)  # Properties 55, 71 (Settings.unavailable_retry_after)
 PUSH_TIMEOUT_S = 2.5  # the Pay step answers within 3 s (Properties 8, 51)
 CALLBACK_PATH = "/hooks/lnm/"
 UNAVAILABLE_MESSAGE = "M-Pesa is not answering right now. Nothing was charged; please retry later."
@@ -305,7 +305,7 @@ class PaymentService:
                     settled_at=now,
                 )
             else:
-                current.next_check_at = now + RETRY_UNAVAILABLE_AFTER
+                current.next_check_at = now + self.runtime.settings.unavailable_retry_after
                 current.result_desc = f"M-Pesa unavailable: {error}"[:300]
                 await audit.record(
                     uow.session,
@@ -322,7 +322,7 @@ class PaymentService:
                     data={
                         "reference": booking.reference,
                         "amount_kes": attempt.amount_kes,
-                        "retry_seconds": int(RETRY_UNAVAILABLE_AFTER.total_seconds()),
+                        "retry_seconds": int(self.runtime.settings.unavailable_retry_after.total_seconds()),
                         "test_mode": _test_mode(attempt),
                     },
                     dedupe_key=f"payment:{attempt.id}:delayed:{current.query_count}",
