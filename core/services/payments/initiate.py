@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -28,7 +28,6 @@ from core.mpesa import (
     DarajaRejected,
     DarajaUnavailable,
     StkPushAccepted,
-    StkQueryResult,
     StkRequestInvalid,
     describe_result,
 )
@@ -38,7 +37,7 @@ from core.services import audit
 from core.services.notifications import notify as notifications
 from core.services.notifications.payment_notices import notify_payment_failed
 from core.services.payments.secrets import callback_secret_hash, new_callback_secret
-from core.services.settings.gateway import MpesaRoute, MpesaRouter
+from core.services.settings.gateway import MpesaRoute, MpesaRouter, StkGateway
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +49,9 @@ UNAVAILABLE_MESSAGE = "M-Pesa is not answering right now. Nothing was charged; p
 REFUSED_MESSAGE = "M-Pesa did not accept the request. Nothing was charged; please retry."
 
 
-class DarajaGateway(Protocol):
-    """What the payment engine needs from the Daraja client."""
-
-    async def stk_push(
-        self,
-        *,
-        phone: str,
-        amount: int,
-        callback_url: str,
-        account_reference: str = ...,
-        transaction_desc: str,
-    ) -> StkPushAccepted: ...
-
-    async def stk_query(self, checkout_request_id: str) -> StkQueryResult: ...
+# What the payment engine needs from the Daraja client: one Protocol, kept beside the
+# configuration-routing gateway that implements it.
+DarajaGateway = StkGateway
 
 
 class PaymentRefused(Exception):

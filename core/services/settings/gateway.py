@@ -23,7 +23,7 @@ ClientFactory = Callable[[MpesaConfig], DarajaClient]
 
 
 class StkGateway(Protocol):
-    """The two Daraja calls a payment needs (``core.services.payments.initiate.DarajaGateway``)."""
+    """The two Daraja calls a payment needs (the payment engine calls it ``DarajaGateway``)."""
 
     async def stk_push(
         self,
