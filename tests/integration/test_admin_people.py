@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from core.services.notifications.email import SmtpSender
 from markupsafe import escape
 from sqlalchemy import func, select
 
@@ -20,6 +19,7 @@ from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import Runtime
 from core.services.booking.queries import bookable_therapists
 from core.services.notifications import notify
+from senders.email import SmtpSender
 from simulators.smtp import SmtpCaptureServer
 from tests.factories import make_attempt, make_booking, make_client, make_therapist
 from tests.integration.test_dialog_support import build_world

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from core.services.notifications.email import SmtpSender
 from sqlalchemy import select
 
 from core.db.models import AuditEntry, Outbox
@@ -18,6 +17,7 @@ from core.services.audit import verify_chain
 from core.services.notifications import notify as notifications
 from core.services.notifications.notify import Dispatcher, SendAgainRefused
 from core.services.ops.privacy import anonymise_client
+from senders.email import SmtpSender
 from simulators.smtp import SmtpCaptureServer
 from tests.factories import make_booking, make_client
 
