@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,14 +69,16 @@ class Services:
     settlement: SettlementWorker
     watchdog: Watchdog
     engine: DialogEngine
+    # The saved M-Pesa mode and credentials (admin settings) with a Daraja client per configuration.
+    mpesa: ConfiguredDaraja
     # The running bot, once bot_ctx has started it (after the application froze, hence a field
     # and not an AppKey); the senders reuse its Bot for Telegram messages.
     bot: BotHandle | None = None
-    # The saved M-Pesa mode and credentials (admin settings) with a Daraja client per configuration.
-    mpesa: ConfiguredDaraja | None = None
 
 
 SERVICES = web.AppKey("services", Services)
+# An aiohttp cleanup context: set-up before the yield, tear-down after it.
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Local mode's stand-ins of outside systems, set while the application is built.
 MAIL_CAPTURE: web.AppKey[SmtpCaptureServer] = web.AppKey("mail_capture")
 TELEGRAM_SIMULATOR: web.AppKey[TelegramApiSimulator] = web.AppKey("telegram_simulator")
@@ -118,8 +120,24 @@ def create_app(
     runtime = runtime or build_runtime(settings)
     secret_key = ensure_secret_key(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    local = settings.local_mode
+    services = _build_services(settings, runtime, secret_key, daraja)
+    app[SERVICES] = services
+    intake = CallbackIntake(runtime, secret_key, on_stored=services.settlement.notify)
+    bot_token, bot_base_url = _add_routes(app, settings, services, secret_key, intake)
+    runtime.components["bot"] = "starting" if (with_bot and bot_token) else "disabled"
 
+    app.cleanup_ctx.append(_database_ctx(services, intake, auto_upgrade=settings.local_mode))
+    app.cleanup_ctx.append(_payment_workers_ctx(services))
+    if with_bot and bot_token:
+        app.cleanup_ctx.append(_bot_ctx(services, bot_token, bot_base_url))
+    if with_notifications:
+        app.cleanup_ctx.append(_notification_workers_ctx(settings, services))
+    return app
+
+
+def _build_services(
+    settings: Settings, runtime: Runtime, secret_key: str, daraja: DarajaClient | None
+) -> Services:
     # Saved admin settings win over the environment for every NEW payment, without a restart.
     mpesa = ConfiguredDaraja(MpesaSettings(runtime, SettingsCipher(secret_key)))
     client: DarajaGateway = daraja or mpesa
@@ -127,42 +145,52 @@ def create_app(
     settlement = SettlementWorker(
         runtime, confirm=client.stk_query if settings.confirm_success_by_query else None
     )
-    services = Services(
-        runtime,
-        client,
-        payments,
-        settlement,
-        Watchdog(runtime, client, payments),
-        DialogEngine(runtime, payments),
-        mpesa=mpesa,
-    )
-    app[SERVICES] = services
+    watchdog = Watchdog(runtime, client, payments)
+    engine = DialogEngine(runtime, payments)
+    return Services(runtime, client, payments, settlement, watchdog, engine, mpesa)
 
+
+def _add_routes(
+    app: web.Application, settings: Settings, services: Services, secret_key: str, intake: CallbackIntake
+) -> tuple[str | None, str]:
+    """Health, metrics, the provider webhooks, /admin and, in local mode, the stand-ins under /sim/.
+
+    Returns the bot's token and Bot API base URL (local mode's Telegram stand-in when no real bot).
+    """
+    runtime = services.runtime
     setup_health(app, runtime)
     setup_metrics(app, runtime)
-    intake = CallbackIntake(runtime, secret_key, on_stored=settlement.notify)
     setup_mpesa_callbacks(app, intake, settings)
     sms_secret = at_webhook_secret(settings, secret_key)
     if sms_secret:
         setup_sms_routes(app, runtime, services.engine, sms_secret)
     setup_telegram_webhook(app, settings.telegram_webhook_secret)
-    _mount_admin(app, AdminDeps(runtime, secret_key, daraja=client, payments=payments, mpesa=mpesa), local)
+    admin = AdminDeps(
+        runtime, secret_key, daraja=services.daraja, payments=services.payments, mpesa=services.mpesa
+    )
+    _mount_admin(app, admin, settings.local_mode)
+    if settings.local_mode:
+        return _mount_simulators(app, settings, services, sms_secret, settings.telegram_bot_token)
+    return settings.telegram_bot_token, settings.telegram_api_base_url
 
-    bot_token, bot_base_url = settings.telegram_bot_token, settings.telegram_api_base_url
-    if local:
-        bot_token, bot_base_url = _mount_simulators(app, settings, services, sms_secret, bot_token)
-    runtime.components["bot"] = "starting" if (with_bot and bot_token) else "disabled"
 
-    async def database_ctx(_app: web.Application) -> AsyncIterator[None]:
-        await prepare_database(runtime, auto_upgrade=local)
+def _database_ctx(services: Services, intake: CallbackIntake, *, auto_upgrade: bool) -> CleanupContext:
+    async def database(_app: web.Application) -> AsyncIterator[None]:
+        await prepare_database(services.runtime, auto_upgrade=auto_upgrade)
         yield
         await intake.close()
-        await mpesa.aclose()
-        await runtime.close()
+        await services.mpesa.aclose()
+        await services.runtime.close()
 
-    async def payments_ctx(_app: web.Application) -> AsyncIterator[None]:
+    return database
+
+
+def _payment_workers_ctx(services: Services) -> CleanupContext:
+    runtime = services.runtime
+
+    async def payment_workers(_app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        settler = asyncio.create_task(settlement.run(stop), name="settlement")
+        settler = asyncio.create_task(services.settlement.run(stop), name="settlement")
         jobs = BackgroundJobs()
         # Property 76: pick up every live attempt at start-up, then every few seconds.
         jobs.every(WATCHDOG_INTERVAL_S, "payment-watchdog", services.watchdog.tick)
@@ -177,8 +205,14 @@ def create_app(
         await jobs.stop()
         await _stop_task(settler, stop, runtime, Wake.SETTLEMENT)
 
-    async def notifications_ctx(_app: web.Application) -> AsyncIterator[None]:
-        capture = _app.get(MAIL_CAPTURE)
+    return payment_workers
+
+
+def _notification_workers_ctx(settings: Settings, services: Services) -> CleanupContext:
+    runtime = services.runtime
+
+    async def notification_workers(app: web.Application) -> AsyncIterator[None]:
+        capture = app.get(MAIL_CAPTURE)
         if capture is not None:
             await capture.start()
         senders = await _senders(settings, services, capture)
@@ -193,38 +227,45 @@ def create_app(
         if capture is not None:
             await capture.stop()
 
-    async def bot_ctx(_app: web.Application) -> AsyncIterator[None]:
+    return notification_workers
+
+
+def _bot_ctx(services: Services, token: str, base_url: str) -> CleanupContext:
+    async def bot(app: web.Application) -> AsyncIterator[None]:
         from bot.app import start_bot
 
-        sim_runner, base_url = None, bot_base_url
-        simulator = _app.get(TELEGRAM_SIMULATOR)
+        sim_runner, url = None, base_url
+        simulator = app.get(TELEGRAM_SIMULATOR)
         if simulator is not None:
-            sim_runner, base_url = await _private_telegram(simulator)
-        handle = await start_bot(runtime, services.engine, payments, app, token=bot_token, base_url=base_url)
+            sim_runner, url = await _private_telegram(simulator)
+        handle = await start_bot(
+            services.runtime, services.engine, services.payments, app, token=token, base_url=url
+        )
         services.bot = handle
         yield
         await handle.stop()
         if sim_runner is not None:
             await sim_runner.cleanup()
 
-    app.cleanup_ctx.append(database_ctx)
-    app.cleanup_ctx.append(payments_ctx)
-    if with_bot and bot_token:
-        app.cleanup_ctx.append(bot_ctx)
-    if with_notifications:
-        app.cleanup_ctx.append(notifications_ctx)
-    return app
+    return bot
 
 
 def _mount_admin(app: web.Application, deps: AdminDeps, local: bool) -> None:
     """The admin site at /admin in every mode; ``/`` leads to /sim/ in local mode, else to /admin/."""
-    app.router.add_get("/admin", lambda _request: _see_other("/admin/"))  # before the sub-app claims it
-    app.add_subapp("/admin", create_admin_app(deps))
     home = "/sim/" if local else "/admin/"
-    app.router.add_get("/", lambda _request: _see_other(home))
+
+    async def to_admin(_request: web.Request) -> web.Response:
+        return _see_other("/admin/")
+
+    async def to_home(_request: web.Request) -> web.Response:
+        return _see_other(home)
+
+    app.router.add_get("/admin", to_admin)  # before the sub-app claims it
+    app.add_subapp("/admin", create_admin_app(deps))
+    app.router.add_get("/", to_home)
 
 
-async def _see_other(location: str) -> web.Response:
+def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
