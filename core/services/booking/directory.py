@@ -8,7 +8,6 @@ message fit to show, before anything is written.
 from __future__ import annotations
 
 import secrets
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from core.domain.slots import (
     parse_weekly_hours,
     validate_weekly_hours,
 )
+from core.domain.text import has_control_characters
 from core.services import audit
 
 HOURS_FIELD_MAX = 400
@@ -70,11 +70,6 @@ def validate_email(email: str) -> str:
         return normalise_email(email)
     except InvalidEmail:
         raise DirectoryError("that is not an e-mail address") from None
-
-
-def has_control_characters(text: str) -> bool:
-    """True when ``text`` holds a control character (NUL, escape, …): never part of a name or address."""
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def validate_name(name: str) -> str:

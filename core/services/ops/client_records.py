@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select
 
 from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
 from core.domain.phone import mask_phone
-from core.services.booking.directory import has_control_characters
+from core.domain.text import has_control_characters
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
