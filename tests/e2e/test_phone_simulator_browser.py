@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from core.runtime import Runtime, build_runtime
-from smiling_steps.app import SERVICES, create_app
+from smiling_steps.app import MAIL_CAPTURE, create_app
 from tests.conftest import make_settings
 from tests.e2e.test_local_mode_browser import CHROMIUM, MONDAY_MORNING, PRACTITIONER_ID, WAIT_MS
 from tests.factories import make_session_type, make_therapist
@@ -63,7 +63,7 @@ async def local_app(
             await make_session_type(uow.session, name="Individual", minutes=50, price_kes=2500)
             await uow.commit()
         assert (await wait_healthy(base_url)).status_code == 200
-        yield base_url, app[SERVICES].extras["mail_capture"].port
+        yield base_url, app[MAIL_CAPTURE].port
     finally:
         await runner.cleanup()
         await runtime.close()
