@@ -16,6 +16,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -142,7 +144,7 @@ class PaymentAttempt(Timestamped, Base):
         # The admin transaction list: newest first within an environment (Property 81), by status.
         Index("ix_payment_attempts_environment_created_at", "environment", "created_at"),
         Index("ix_payment_attempts_environment_status_created_at", "environment", "status", "created_at"),
-        # Search by the last digits of a phone scans these small indexes instead of the table.
+        # A whole phone number is an index lookup; its last digits use the last-four indexes below.
         Index("ix_payment_attempts_phone", "phone"),
         Index("ix_payment_attempts_paid_phone", "paid_phone"),
         # The practitioner filter: that practitioner's bookings' attempts in one environment.
@@ -171,6 +173,18 @@ class PaymentAttempt(Timestamped, Base):
     next_check_at: Mapped[datetime | None]
     query_count: Mapped[int] = mapped_column(Integer, default=0)
     settled_at: Mapped[datetime | None]
+
+
+def last_four(column: Any) -> Any:
+    """``substr(col, length(col) - 3, 4)``: the last four characters, read alike by SQLite and
+    PostgreSQL (their negative-start ``substr`` and ``right`` differ). Literals, not bound
+    parameters, so a query spelling it this way matches the expression indexes below."""
+    return func.substr(column, func.length(column) - literal_column("3"), literal_column("4"))
+
+
+# Search by the last 4-8 digits of a phone: seek the last four, then compare the longer suffix.
+Index("ix_payment_attempts_phone_last4", last_four(PaymentAttempt.phone))
+Index("ix_payment_attempts_paid_phone_last4", last_four(PaymentAttempt.paid_phone))
 
 
 # The columns whose repeat the inbox ignores (INSERT … ON CONFLICT DO NOTHING).

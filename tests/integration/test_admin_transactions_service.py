@@ -14,7 +14,12 @@ from core.db.models import AuditEntry
 from core.services import audit
 from core.services.reporting.test_summary import parse_summary_filter, summarise_test_payments
 from core.services.reporting.transaction_detail import transaction_detail
-from core.services.reporting.transactions import PAGE_SIZE, list_transactions, parse_filter
+from core.services.reporting.transactions import (
+    PAGE_SIZE,
+    filtered_rows_query,
+    list_transactions,
+    parse_filter,
+)
 from core.services.reporting.transactions_csv import HEADER, stream_transactions_csv
 from tests.factories import make_booking
 from tests.support.admin_money import FORMULA_NAME, bulk_attempts, nairobi, seed_scenario
@@ -87,6 +92,42 @@ async def test_q_finds_by_receipt_checkout_id_reference_name_and_phone_digits(ru
     assert await ids_for(runtime, q="+254712345678") == paid
     assert await ids_for(runtime, q="1222") == {sc.ids["late_evening"], sc.ids["after_midnight"]}
     assert await ids_for(runtime, q="%") == set()  # a LIKE wildcard is searched as text
+
+
+# Feature: mpesa-payment-integration, Property 39: Transaction Search Filters Results
+async def test_phone_digits_match_the_whole_suffix_not_only_the_last_four(runtime):
+    sc = await seed_scenario(runtime)
+    assert await ids_for(runtime, q="45678") == {sc.ids["paid"]}
+    assert await ids_for(runtime, q="2345678") == {sc.ids["paid"]}
+    assert await ids_for(runtime, q="95678") == set()  # same last four, another fifth digit
+    assert await ids_for(runtime, q="11222") == {sc.ids["late_evening"], sc.ids["after_midnight"]}
+    assert await ids_for(runtime, q="33111222") == {sc.ids["late_evening"], sc.ids["after_midnight"]}
+    assert await ids_for(runtime, q="34111222") == set()
+
+
+async def query_plan(runtime, query) -> str:
+    """The database's plan of ``query`` (EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL)."""
+    async with runtime.uow() as uow:
+        conn = await uow.session.connection()
+        dialect = conn.dialect
+        compiled = query.compile(dialect=dialect)  # bound parameters, as the service sends it
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        if dialect.name == "sqlite":
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+            return "\n".join(str(r[-1]) for r in rows)
+        # An almost empty table is cheapest to scan: forbid that to see which index it can use.
+        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return "\n".join(r[0] for r in await conn.exec_driver_sql(f"EXPLAIN {compiled}", params))
+
+
+async def test_a_search_by_the_last_phone_digits_seeks_the_last_four_indexes(runtime):
+    await seed_scenario(runtime)
+    for q in ("5678", "2345678"):
+        filt = parse_filter({"q": q}, active_environment="simulator").filter
+        plan = await query_plan(runtime, filtered_rows_query(filt))
+        assert "ix_payment_attempts_phone_last4" in plan, plan
+        assert "ix_payment_attempts_paid_phone_last4" in plan, plan
+        assert "ix_payment_attempts_phone)" not in plan and "ix_payment_attempts_phone " not in plan, plan
 
 
 # Feature: mpesa-payment-integration, Property 39: Transaction Search Filters Results

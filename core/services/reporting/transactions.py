@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Booking, Client, PaymentAttempt, Therapist
+from core.db.models import Booking, Client, PaymentAttempt, Therapist, last_four
 from core.db.uow import UnitOfWork
 from core.domain.slots import NAIROBI
 from core.domain.states import FAILED_PAYMENT_STATUSES, PaymentStatus
@@ -291,10 +291,16 @@ def _search_ids(q: str) -> Any:
         # and 254712… all find the same number.
         tail = _digits(text)[-9:]
         for column in (PaymentAttempt.phone, PaymentAttempt.paid_phone):
-            # A whole number is an index lookup; 4-8 digits scan the (small) phone indexes.
-            match = column == "254" + tail if len(tail) == 9 else column.endswith(tail, autoescape=True)
-            parts.append(ids.where(match))
+            parts.append(ids.where(_phone_ends_with(column, tail)))
     return union(*parts)
+
+
+def _phone_ends_with(column: Any, tail: str) -> Any:
+    """A whole number (9 digits) is a lookup in the phone index; 4-8 digits seek the last-four
+    expression index, then the longer suffix is compared exactly on those few rows."""
+    if len(tail) == 9:
+        return column == "254" + tail
+    return and_(last_four(column) == tail[-4:], column.endswith(tail, autoescape=True))
 
 
 def joined_attempts(query: Select[Any]) -> Select[Any]:
