@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(VENV)/.installed-dev
 	@for b in bench/*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
