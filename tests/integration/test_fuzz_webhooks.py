@@ -103,3 +103,16 @@ def test_telegram_updates_never_get_a_5xx_or_change_rows_when_refused(app: LiveA
     headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
     check_case(app, lambda: app.post("/hooks/telegram", body, headers=headers), tally, "telegram")
     _holds(app, tally)
+
+
+@FUZZ
+@given(body=telegram_bodies())
+def test_telegram_updates_with_a_wrong_secret_are_refused_and_change_nothing(
+    app: LiveApp, body: Body
+) -> None:
+    tally = Tally()
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "not-the-secret"}
+    send = lambda: app.post("/hooks/telegram", body, headers=headers)  # noqa: E731
+    answer = check_case(app, send, tally, "telegram bad")
+    _holds(app, tally)
+    assert answer.status == 403

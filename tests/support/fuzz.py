@@ -260,6 +260,21 @@ def admin_forms(fields: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[
             lambda extra: {**extra, **form}))
 
 
+def webhooks() -> dict[str, tuple[str, dict[str, str], st.SearchStrategy[Body]]]:
+    """Every public webhook to fuzz: label -> (path, headers, bodies)."""
+    telegram = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    return {
+        "lnm valid secret": (f"/hooks/lnm/{LNM_SECRET}", {}, stk_bodies_for(LIVE_CHECKOUT_ID)),
+        "lnm unknown secret": ("/hooks/lnm/not-a-secret-of-ours", {}, stk_bodies()),
+        "sms inbound": (f"/hooks/sms/{AT_SECRET}/inbound", {}, sms_inbound_bodies()),
+        "sms delivery": (f"/hooks/sms/{AT_SECRET}/delivery", {}, sms_delivery_bodies()),
+        "sms wrong secret": ("/hooks/sms/wrong-secret/inbound", {}, sms_inbound_bodies()),
+        "telegram": ("/hooks/telegram", telegram, telegram_bodies()),
+        "telegram wrong secret": ("/hooks/telegram", {"X-Telegram-Bot-Api-Secret-Token": "nope"},
+                                  telegram_bodies()),
+    }
+
+
 # -- the live application -------------------------------------------------------------------------
 
 
