@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import shutil
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -308,15 +309,14 @@ class LiveApp:
         from smiling_steps.app import create_app
         from tests.conftest import make_settings
 
+        port = _free_port()  # the stand-ins in local mode call the app back on PORT
         self.runtime = build_runtime(make_settings(
-            self.database_url, SECRET_KEY=SECRET_KEY, TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
+            self.database_url, PORT=str(port), SECRET_KEY=SECRET_KEY, TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
             AT_WEBHOOK_SECRET=AT_SECRET,
         ))
         self._runner = web.AppRunner(create_app(self.runtime.settings, self.runtime))
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.base_url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             if self.runtime.components.get("bot") == "ok":
@@ -454,6 +454,12 @@ class LiveApp:
                 return now
             before = now
         return before
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _encoded(form: dict[str, str] | aiohttp.FormData) -> tuple[Any, dict[str, str]]:
