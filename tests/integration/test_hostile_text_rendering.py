@@ -1,5 +1,7 @@
 """Attacker-controlled text is stored as it came and shown escaped on the admin pages (issue 14).
 
+Statement CSV cells are checked on the reconciliation page the same way.
+
 A client's name and e-mail address, a practitioner's name and a review reason carrying HTML and
 script, SQL metacharacters, an RTL override, zero-width characters, 4 096 characters and emoji
 are stored through the ORM and the pages are RENDERED by the admin site: each value must appear
@@ -64,3 +66,32 @@ async def test_hostile_client_and_practitioner_text_is_stored_as_sent_and_render
         _assert_escaped(page, name, where)
         if where == "clients":
             _assert_escaped(page, value[:254], "clients (e-mail)")
+
+
+@pytest.mark.parametrize("value", list(HOSTILE.values()), ids=list(HOSTILE))
+async def test_hostile_statement_cells_are_shown_escaped_on_the_reconciliation_page(
+    admin: AdminSite, value: str
+) -> None:
+    import csv
+    import io
+
+    from tests.integration.test_admin_reconciliation import statement, upload
+
+    cells = io.StringIO()
+    writer = csv.writer(cells, lineterminator="")
+    writer.writerow(["SCCSTRANGE", "2024-03-14 09:00:00", "2024-03-14 09:00:00", value, "Completed",
+                     "1,000.00", "", ""])
+    bad_receipt = io.StringIO()
+    csv.writer(bad_receipt, lineterminator="").writerow(
+        [value[:200], "2024-03-14 09:00:00", "2024-03-14 09:00:00", "Pay Bill Online", "Completed", "1.00",
+         "", ""])
+    pages = []
+    for data in (statement(cells.getvalue()), statement(bad_receipt.getvalue())):
+        answer = await upload(admin, data, admin.csrf)
+        page = await answer.text()
+        assert answer.status in (200, 400), page
+        for markup in RAW_MARKUP:
+            assert markup not in page, f"raw markup {markup!r} from a statement cell reached the page"
+        pages.append(page)
+    # the refused receipt is named in the message (upper-cased, shortened): escaped
+    assert str(escape(value.strip().upper()[:12])) in pages[1], "the refused receipt is not shown escaped"
