@@ -242,13 +242,15 @@ async def record_admin_access(
     """Audit an admin's read of payment data: who, what and when (Property 69)."""
     # An admin may search by phone number: keep the fact, not the number.
     safe_filters = _mask_phone_fields(_redact_strings(dict(filters)))
+    # The path is the caller's: a phone number or a NUL byte in it must not make the read fail.
+    path = redact_phones(what).replace("\x00", "\ufffd")
     return await record(
         session,
         actor=f"admin:{admin_id}",
         action="admin.accessed",
         subject_type="admin_view",
-        subject_id=what[:40],
-        details={"what": what, "filters": safe_filters},
+        subject_id=path[:40],
+        details={"what": path, "filters": safe_filters},
     )
 
 
