@@ -17,24 +17,23 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, String, and_, case, cast, func, literal, select
+from sqlalchemy import Integer, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from core.db.models import AuditEntry, PaymentAttempt
+from core.db.models import PaymentAttempt
 from core.db.types import UTCDateTime
 from core.domain.states import PaymentStatus
 from core.mpesa.result_codes import describe_result
 from core.runtime import Runtime
 from core.services.notifications.outbox_store import FAILED as FAILED_NOTIFICATION
 from core.services.notifications.outbox_store import outbox_counts
+from core.services.reporting.refunds import open_refunds_query
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 SERIES_DAYS = 30
 PERIODS: tuple[tuple[str, int], ...] = (("Today", 1), ("Last 7 days", 7), ("Last 30 days", 30))
 PAID = PaymentStatus.PAID.value
 FAILURES = (PaymentStatus.FAILED.value, PaymentStatus.CANCELLED.value, PaymentStatus.TIMED_OUT.value)
-REFUND_DUE, REVIEW_RESOLVED = "booking.refund_due", "review.resolved"
 
 
 @dataclass(frozen=True)
@@ -234,19 +233,5 @@ async def _work_waiting(session: AsyncSession) -> WorkWaiting:
         )
     )
     failed = (await outbox_counts(session))[FAILED_NOTIFICATION]
-    # Open refunds: a refund_due entry that no review.resolved entry names (the review queue's rule).
-    resolved = aliased(AuditEntry)
-    refunds = await session.scalar(
-        select(func.count())
-        .select_from(AuditEntry)
-        .outerjoin(
-            resolved,
-            and_(
-                resolved.action == REVIEW_RESOLVED,
-                resolved.subject_type == "refund_due",
-                resolved.subject_id == cast(AuditEntry.seq, String),
-            ),
-        )
-        .where(AuditEntry.action == REFUND_DUE, resolved.id.is_(None))
-    )
+    refunds = await session.scalar(select(func.count()).select_from(open_refunds_query().subquery()))
     return WorkWaiting(int(review or 0), int(failed or 0), int(refunds or 0))

@@ -33,7 +33,8 @@ from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEven
 from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.payments import settlement
-from core.services.review.queue import REFUND_DUE, RESOLVED
+from core.services.reporting.refunds import REFUND_DUE
+from core.services.reporting.refunds import REVIEW_RESOLVED as RESOLVED
 
 NOTE_MIN, NOTE_MAX = 3, 500
 MAX_ID = 2**31 - 1  # attempt ids are 32-bit integers (PostgreSQL refuses larger values)

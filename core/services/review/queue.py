@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from core.db.models import AuditEntry, Booking, CallbackInbox, PaymentAttempt
 from core.db.uow import UnitOfWork
@@ -29,10 +28,9 @@ from core.domain.slots import NAIROBI
 from core.domain.states import PaymentStatus
 from core.logging import mask_phones
 from core.mpesa.redact import redact_checkout_id
+from core.services.reporting.refunds import open_refunds_query
 from core.services.reporting.transactions import ROW_COLUMNS, TransactionRow, joined_attempts, row_of
 
-REFUND_DUE = "booking.refund_due"
-RESOLVED = "review.resolved"
 CALLBACK_PROVIDER = "mpesa_stk"  # core.services.callbacks.PROVIDER
 CALLBACK_SHOWN_CHARS = 2000
 QUEUE_LIMIT = 200  # the oldest first; a longer queue shows its count and this many items
@@ -91,23 +89,6 @@ class ReviewQueue:
     refunds: tuple[RefundItem, ...]
     attempts_total: int
     refunds_total: int
-
-
-def open_refunds_query() -> Any:
-    """``booking.refund_due`` entries without a ``review.resolved`` entry naming them."""
-    resolved = aliased(AuditEntry)
-    return (
-        select(AuditEntry)
-        .outerjoin(
-            resolved,
-            and_(
-                resolved.action == RESOLVED,
-                resolved.subject_type == "refund_due",
-                resolved.subject_id == cast(AuditEntry.seq, String),
-            ),
-        )
-        .where(AuditEntry.action == REFUND_DUE, resolved.id.is_(None))
-    )
 
 
 async def review_counts(session: AsyncSession) -> tuple[int, int]:
