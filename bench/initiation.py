@@ -221,7 +221,7 @@ async def check_against_simulator(url: str, daraja_url: str, ids: range) -> dict
         "attempts": len(rows),
         "mismatched": mismatched,
         "bookings_without_one_attempt": sum(1 for n in per_booking.values() if n != 1),
-        "sms_replies_check_your_phone": sum(1 for r in replies if "Check your phone" in str(r.data.get("text"))),
+        "sms_replies_check_your_phone": sum(1 for r in replies if "Check your phone" in str(r.data["text"])),
         "push_checkouts": [a.checkout_request_id for a, _ in rows if a.checkout_request_id],
     }
 

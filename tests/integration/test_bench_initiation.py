@@ -1,0 +1,44 @@
+"""Smoke test of bench/initiation.py (issue 13): a tiny burst of Pay presses, on both paths and
+both databases, ends with one JSON line whose correctness fields hold (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BACKENDS, PG_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(script: str, *args: str, backend: str) -> dict:
+    database = ["--database-url", PG_URL] if backend == "postgresql" and PG_URL else []
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, *database],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", ["service", "sms"])
+def test_a_small_burst_of_pay_presses_reaches_the_simulator_once_each_and_on_the_right_booking(
+    path: str, backend: str
+) -> None:
+    figures = run_bench("initiation.py", "--count", "6", "--path", path, backend=backend)
+    assert figures["bench"] == "initiation" and figures["path"] == path and figures["count"] == 6
+    assert figures["database"].startswith(backend)
+    assert figures["pushes"] == figures["attempts"] == 6
+    assert figures["mismatched"] == 0 and figures["bookings_without_one_attempt"] == 0
+    assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert all(mb and mb > 0 for mb in figures["peak_rss_mb"].values()), figures["peak_rss_mb"]
+    if path == "sms":
+        assert figures["statuses"] == {"http_200": 6, "http_other": 0}
+        assert figures["sms_replies_check_your_phone"] == 6
+    else:
+        assert figures["statuses"] == {"AWAITING_CUSTOMER": 6}
