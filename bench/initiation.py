@@ -302,12 +302,16 @@ def print_table(f: dict[str, Any]) -> None:
         print(f"  SMS replies 'Check your phone': {f['sms_replies_check_your_phone']} of {f['count']}")
     print(f"  initiations/s over the burst: {f['per_s']:.1f}   outcomes: {f['statuses']}")
     print(f"  pushes at the simulator: {f['pushes']} (expected {f['count']}), attempts {f['attempts']}")
-    print(f"  attempts not matching their push/booking: {f['mismatched']}; "
-          f"bookings without exactly one attempt: {f['bookings_without_one_attempt']}")
+    print(
+        f"  attempts not matching their push/booking: {f['mismatched']}; "
+        f"bookings without exactly one attempt: {f['bookings_without_one_attempt']}"
+    )
     print(f"  peak RSS (MB): {f['peak_rss_mb']}")
     verdict = "met" if f["target_met"] else "NOT met"
-    print(f"  target p99 <= {TARGET_P99_MS:.0f} ms: {verdict}; seed limit {SEED_LIMIT_MS:.0f} ms: "
-          f"{'met' if f['p99_ms'] <= SEED_LIMIT_MS else 'NOT met'}")
+    print(
+        f"  target p99 <= {TARGET_P99_MS:.0f} ms: {verdict}; seed limit {SEED_LIMIT_MS:.0f} ms: "
+        f"{'met' if f['p99_ms'] <= SEED_LIMIT_MS else 'NOT met'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
