@@ -3,26 +3,10 @@ both databases, ends with one JSON line whose correctness fields hold (no timing
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import BACKENDS, PG_URL
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_bench(script: str, *args: str, backend: str) -> dict:
-    database = ["--database-url", PG_URL] if backend == "postgresql" and PG_URL else []
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args, *database],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.conftest import BACKENDS
+from tests.support.bench import run_bench
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
