@@ -11,9 +11,10 @@ Two paths, both the real code:
   answer the chat side would show.
 * ``--path sms``: the real ``smiling-steps serve`` process; each client has texted PAY (not
   timed) and then texts its M-Pesa number to the Africa's Talking hook
-  (``POST /hooks/sms/{secret}/inbound``), all N at once. Latency: the hook's HTTP answer,
-  which waits for the conversation turn (the push) up to its 2 s reply wait; "push latency"
-  is from the send to the simulator logging the push.
+  (``POST /hooks/sms/{secret}/inbound``), all N at once. Latency: from the send to the turn's
+  reply ("Check your phone") being queued in the outbox (its ``created_at``; the hook's HTTP
+  answer itself waits at most 2 s); "push latency" is from the send to the simulator logging
+  the push.
 
 Checks after the run: exactly N pushes reached the simulator; no attempt is attached to the
 wrong booking — each attempt's CheckoutRequestID is a push of the simulator for the attempt's
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +154,30 @@ async def sms_post(http: aiohttp.ClientSession, path: str, i: int, text: str, ta
         return response.status, await response.text()
 
 
+async def sms_replies(url: str, tag: str) -> dict[str, float]:
+    """Message id -> when our reply to it was queued (epoch s): the end of that turn."""
+    runtime = build_runtime(load_settings({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY}))
+    try:
+        async with runtime.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    select(Outbox.dedupe_key, Outbox.created_at).where(
+                        Outbox.dedupe_key.like(f"sms:bench-{tag}-%")
+                    )
+                )
+            ).all()
+    finally:
+        await runtime.close()
+    return {key.split(":")[1]: _epoch(at) for key, at in rows}
+
+
+def _epoch(at: datetime) -> float:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 async def press_pay_by_sms(url: str, daraja_url: str, ids: range, tmp: str) -> dict[str, Any]:
-    """PAY (untimed), then N numbers texted at once to the real ``serve`` process."""
+    """PAY (untimed), then N numbers texted at once to the real ``serve`` process; each turn's
+    latency is from its send to its reply being queued (the hook answers after at most 2 s)."""
     port = free_port()
     server = start([SCRIPT, "serve"], base_env(url, port, daraja_url), tmp)
     path = f"/hooks/sms/{AT_SECRET}/inbound"
@@ -162,25 +186,34 @@ async def press_pay_by_sms(url: str, daraja_url: str, ids: range, tmp: str) -> d
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}", connector=connector) as http:
             await asyncio.gather(*[sms_post(http, path, i, "PAY", "pay") for i in ids])
-
-            async def number(i: int, began: float) -> tuple[float, float, int]:
-                status, _ = await sms_post(http, path, i, "0" + phone_of(i)[3:], "number")
-                return time.time(), time.perf_counter() - began, status
-
+            await wait_for_replies(url, "pay", len(ids))
             began_wall, began = time.time(), time.perf_counter()
-            answers = await asyncio.gather(*[number(i, began) for i in ids])
-            wall = time.perf_counter() - began
+            answers = await asyncio.gather(
+                *[sms_post(http, path, i, "0" + phone_of(i)[3:], "number") for i in ids]
+            )
+        replied = await wait_for_replies(url, "number", len(ids))
+        wall = max(replied.values(), default=began_wall) - began_wall
         rss = child_peak_rss_mb(server.pid)
     finally:
         stop(server)
-    bad = sum(1 for _, _, status in answers if status != 200)
+    bad = sum(1 for status, _ in answers if status != 200)
     return {
-        "latencies_s": [latency for _, latency, _ in answers],
-        "wall_s": wall,
+        "latencies_s": [at - began_wall for at in replied.values()],
+        "wall_s": wall or (time.perf_counter() - began),
         "began_wall": began_wall,
-        "statuses": {"http_200": len(answers) - bad, "http_other": bad},
+        "statuses": {"http_200": len(answers) - bad, "http_other": bad, "replied": len(replied)},
         "processes": {"serve": rss},
     }
+
+
+async def wait_for_replies(url: str, tag: str, count: int, within: float = 120.0) -> dict[str, float]:
+    """Until every ``bench-<tag>-*`` message has its reply queued (or ``within`` s): id -> when."""
+    deadline = time.monotonic() + within
+    while True:
+        replied = await sms_replies(url, tag)
+        if len(replied) >= count or time.monotonic() > deadline:
+            return replied
+        await asyncio.sleep(0.2)
 
 
 # -- checks ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_a_small_burst_of_pay_presses_reaches_the_simulator_once_each_and_on_the
     assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
     assert all(mb and mb > 0 for mb in figures["peak_rss_mb"].values()), figures["peak_rss_mb"]
     if path == "sms":
-        assert figures["statuses"] == {"http_200": 6, "http_other": 0}
+        assert figures["statuses"] == {"http_200": 6, "http_other": 0, "replied": 6}
         assert figures["sms_replies_check_your_phone"] == 6
     else:
         assert figures["statuses"] == {"AWAITING_CUSTOMER": 6}
