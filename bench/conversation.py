@@ -18,7 +18,8 @@ per 7 on SMS: a page of days), so no two clients race for one slot. Per update: 
 the update is queued (Telegram) or posted (SMS) to the bot's answer being visible (the message
 sent or edited; the SMS reply in the outbox). Updates/s: all updates over the run's wall time
 (which also holds the waits for outbox-delivered notices, e.g. the approval). Peak RSS of the
-process (everything runs in it).
+process (everything runs in it) and its CPU time per update (all threads, the driving included:
+less disturbed by other load on the host than the wall-clock figures).
 
     .venv/bin/python bench/conversation.py [--count 100] [--channel both|telegram|sms] [--database-url URL]
 
@@ -349,9 +350,9 @@ async def drive(channel: str, count: int, conversation: Callable[[Timings, int],
         except Exception as exc:  # a failed conversation is a figure, not a crash of the bench
             t.failures.append(f"{channel} client {i}: {type(exc).__name__}: {str(exc)[:200]}")
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*[one(i) for i in range(count)])
-    wall = time.perf_counter() - began
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     ms = [s * 1000 for s in t.latencies]
     return {
         "conversations": count,
@@ -361,6 +362,7 @@ async def drive(channel: str, count: int, conversation: Callable[[Timings, int],
         "updates": len(ms),
         "seconds": round(wall, 2),
         "updates_per_s": round(len(ms) / wall, 1) if wall else 0.0,
+        "cpu_ms_per_update": round(cpu * 1000 / len(ms), 2) if ms else 0.0,
         "p50_ms": round(percentile(ms, 50), 1),
         "p99_ms": round(percentile(ms, 99), 1),
         "max_ms": round(max(ms, default=0.0), 1),
@@ -421,14 +423,15 @@ def print_table(f: dict[str, Any]) -> None:
     print(f"Booking conversations: {f['count']} clients at once per channel ({f['database']}, one process)")
     print(
         f"  {'channel':<9} {'done':>5} {'failed':>6} {'updates':>8} {'seconds':>8} {'upd/s':>7} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU ms/upd':>10}"
     )
     for channel in ("telegram", "sms"):
         r = f.get(channel)
         if r:
             print(
                 f"  {channel:<9} {r['completed']:>5} {r['failed']:>6} {r['updates']:>8} {r['seconds']:>8.2f} "
-                f"{r['updates_per_s']:>7.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f}"
+                f"{r['updates_per_s']:>7.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} "
+                f"{r['cpu_ms_per_update']:>10.2f}"
             )
             for failure in r["failures"]:
                 print(f"    {failure}")

@@ -8,6 +8,7 @@ while it still runs (the kernel forgets it once the child is reaped).
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import secrets
 import signal
@@ -77,6 +78,12 @@ def child_peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def child_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_peak_rss_mb() -> float:

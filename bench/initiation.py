@@ -19,7 +19,8 @@ Two paths, both the real code:
 Checks after the run: exactly N pushes reached the simulator; no attempt is attached to the
 wrong booking — each attempt's CheckoutRequestID is a push of the simulator for the attempt's
 phone, amount, booking reference (TransactionDesc) and callback secret, one attempt per
-booking, each booking's client's own phone. Peak RSS of every process.
+booking, each booking's client's own phone. Peak RSS of every process, and the CPU time
+the application's process spent per initiation (less disturbed by a busy host than latency).
 
     .venv/bin/python bench/initiation.py [--count 500] [--path service|sms] [--database-url URL]
 
@@ -47,6 +48,7 @@ from aiohttp import web  # noqa: E402
 from harness import (  # noqa: E402
     ROOT,
     SECRET_KEY,
+    child_cpu_s,
     child_peak_rss_mb,
     free_port,
     own_peak_rss_mb,
@@ -133,12 +135,18 @@ async def press_pay_in_process(url: str, daraja_url: str, ids: range) -> dict[st
             statuses[key] = statuses.get(key, 0) + 1
             return time.perf_counter() - began
 
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         latencies = await asyncio.gather(*[pay(i, began) for i in ids])
-        wall = time.perf_counter() - began
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     finally:
         await runner.cleanup()
-    return {"latencies_s": list(latencies), "wall_s": wall, "statuses": statuses, "processes": {}}
+    return {
+        "latencies_s": list(latencies),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "statuses": statuses,
+        "processes": {},
+    }
 
 
 async def sms_post(http: aiohttp.ClientSession, path: str, i: int, text: str, tag: str) -> tuple[int, str]:
@@ -187,11 +195,12 @@ async def press_pay_by_sms(url: str, daraja_url: str, ids: range, tmp: str) -> d
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}", connector=connector) as http:
             await asyncio.gather(*[sms_post(http, path, i, "PAY", "pay") for i in ids])
             await wait_for_replies(url, "pay", len(ids))
-            began_wall, began = time.time(), time.perf_counter()
+            began_wall, began, cpu_began = time.time(), time.perf_counter(), child_cpu_s(server.pid)
             answers = await asyncio.gather(
                 *[sms_post(http, path, i, "0" + phone_of(i)[3:], "number") for i in ids]
             )
         replied = await wait_for_replies(url, "number", len(ids))
+        cpu = child_cpu_s(server.pid) - cpu_began
         wall = max(replied.values(), default=began_wall) - began_wall
         rss = child_peak_rss_mb(server.pid)
     finally:
@@ -201,6 +210,7 @@ async def press_pay_by_sms(url: str, daraja_url: str, ids: range, tmp: str) -> d
         "latencies_s": [at - began_wall for at in replied.values()],
         "wall_s": wall or (time.perf_counter() - began),
         "began_wall": began_wall,
+        "cpu_s": cpu,
         "statuses": {"http_200": len(answers) - bad, "http_other": bad, "replied": len(replied)},
         "processes": {"serve": rss},
     }
@@ -310,6 +320,7 @@ def figures(count: int, path: str, result: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": round(percentile(ms, 99), 1),
         "max_ms": round(max(ms, default=0.0), 1),
         "per_s": round(count / result["wall_s"], 1) if result["wall_s"] else 0.0,
+        "cpu_ms_per_initiation": round(result["cpu_s"] * 1000 / count, 2),
         "pushes": result["pushes"],
         "attempts": result["attempts"],
         "mismatched": result["mismatched"],
@@ -334,6 +345,10 @@ def print_table(f: dict[str, Any]) -> None:
         print(f"  send -> push at Daraja: p50 {f['push_p50_ms']:.1f} ms   p99 {f['push_p99_ms']:.1f} ms")
         print(f"  SMS replies 'Check your phone': {f['sms_replies_check_your_phone']} of {f['count']}")
     print(f"  initiations/s over the burst: {f['per_s']:.1f}   outcomes: {f['statuses']}")
+    print(
+        f"  CPU per initiation ({'serve' if f['path'] == 'sms' else 'this process'}): "
+        f"{f['cpu_ms_per_initiation']:.2f} ms"
+    )
     print(f"  pushes at the simulator: {f['pushes']} (expected {f['count']}), attempts {f['attempts']}")
     print(
         f"  attempts not matching their push/booking: {f['mismatched']}; "
