@@ -11,13 +11,13 @@ from tests.support.bench import run_bench
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_few_whole_conversations_complete_on_telegram_and_sms(backend: str) -> None:
-    figures = run_bench("conversation.py", "--count", "3", backend=backend)
-    assert figures["bench"] == "conversation" and figures["count"] == 3
+    figures = run_bench("conversation.py", "--count", "2", backend=backend)
+    assert figures["bench"] == "conversation" and figures["count"] == 2
     assert figures["database"].startswith(backend)
     for channel, least_updates in (("telegram", 11), ("sms", 10)):
         result = figures[channel]
-        assert result["completed"] == 3 and result["failed"] == 0, result["failures"]
-        assert result["updates"] >= 3 * least_updates  # a slot lost to another client costs more turns
+        assert result["completed"] == 2 and result["failed"] == 0, result["failures"]
+        assert result["updates"] >= 2 * least_updates  # a slot lost to another client costs more turns
         assert result["updates_per_s"] > 0 and result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
-    assert figures["payment_attempts"] == 6
+    assert figures["payment_attempts"] == 4
     assert figures["peak_rss_mb"]["bench+app"] > 0
