@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from core.config import is_test_environment
-from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
+from core.dialog import booking_flow, client_flow, messages, pay_flow, reschedule_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
@@ -176,7 +176,8 @@ async def _on_value(turn: Turn, value: str) -> Outcome:
             return await _restart(turn)
         return _stale(turn)
     outcome = (
-        await booking_flow.on_choice(turn, choice)
+        await reschedule_flow.on_choice(turn, choice)  # before the booking flow: a move's time
+        or await booking_flow.on_choice(turn, choice)
         or client_flow.on_choice(turn, choice)
         or await pay_flow.on_choice(turn, choice)
     )
@@ -224,6 +225,11 @@ async def _decide_request(turn: Turn, choice: values.Choice) -> Outcome:
     return await therapist_flow.decide(turn, choice.int_arg(), approve=choice.kind == values.APPROVE)
 
 
+async def _decide_move(turn: Turn, choice: values.Choice) -> Outcome:
+    approve = choice.kind == values.RESCHEDULE_APPROVE
+    return await reschedule_flow.decide(turn, choice.int_arg(), approve=approve)
+
+
 async def _therapist_sessions(turn: Turn, choice: values.Choice) -> Outcome:
     """``v1:ts:<scope>`` from a practitioner; from anyone else it is stale (so is an unknown action)."""
     therapist = await turn.therapist()
@@ -242,6 +248,9 @@ _ACTIONS: dict[str, Action] = {
     values.APPROVE: _decide_request,
     values.DECLINE: _decide_request,
     values.SESSIONS: _therapist_sessions,
+    values.RESCHEDULE: lambda turn, choice: reschedule_flow.start(turn, choice.int_arg()),
+    values.RESCHEDULE_APPROVE: _decide_move,
+    values.RESCHEDULE_DECLINE: _decide_move,
 }
 
 

@@ -1,0 +1,414 @@
+"""Moving a booking to another free slot of the same practitioner and session type.
+
+A client may move an APPROVED (unpaid) or CONFIRMED (paid) booking until
+``CLIENT_RESCHEDULE_WINDOW_HOURS`` before its start (:func:`client_reschedule_refusal`);
+an admin may move any such booking. The booking keeps its row, reference, status and
+payments: only its start and end change, so a paid booking stays paid (no new M-Pesa push).
+
+The new slot is checked exactly as a new request's (:func:`lifecycle.check_free_slot`
+under the practitioner's row lock, with the ``uq_bookings_live_slot`` index as the
+backstop), so two clients racing for one slot cannot both get it: the loser gets
+``BookingError("slot_taken")``. With ``RESCHEDULE_NEEDS_APPROVAL`` a client's move is a
+PENDING ``booking_reschedules`` row that holds the new slot (the booking queries count it
+as busy) while the booking keeps its old time; the practitioner approves (the move is
+applied) or declines (nothing changes). Every function is one unit of work; the
+messages it queues are in :mod:`core.services.booking.reschedule_notices`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Booking, BookingReschedule, Therapist
+from core.domain.states import (
+    LIVE_BOOKING_STATUSES,
+    RESCHEDULABLE_BOOKING_STATUSES,
+    BookingStatus,
+    RescheduleEvent,
+    RescheduleStatus,
+    next_reschedule_status,
+)
+from core.runtime import Runtime, Wake
+from core.services import audit
+from core.services.booking import reschedule_notices as notices
+from core.services.booking.lifecycle import check_free_slot, lock_bookable, payment_in_progress
+from core.services.booking.queries import view_of
+from core.services.booking.types import BookingError, BookingView, new_approval_code
+from core.services.notifications import notify as notifications
+
+_TRIES = 3
+PENDING, APPLIED = RescheduleStatus.PENDING.value, RescheduleStatus.APPLIED.value
+
+
+@dataclass(frozen=True)
+class RescheduleResult:
+    """The booking after the move (or, ``pending``, still at its old time) and the request."""
+
+    booking: BookingView
+    request_id: int
+    old_starts_at: datetime
+    new_starts_at: datetime
+    pending: bool  # waiting for the practitioner's approval; the booking has not moved yet
+
+
+def client_reschedule_refusal(
+    status: BookingStatus, starts_at: datetime, *, now: datetime, window: timedelta | None
+) -> str | None:
+    """Why a client may not move this booking themselves; None when they may.
+
+    ``"status"``: not APPROVED or CONFIRMED; ``"off"``: ``CLIENT_RESCHEDULE_WINDOW_HOURS``
+    is set empty; ``"too_late"``: the start is less than ``window`` away.
+    """
+    if BookingStatus(status) not in RESCHEDULABLE_BOOKING_STATUSES:
+        return "status"
+    if window is None:
+        return "off"
+    if starts_at - now < window:
+        return "too_late"
+    return None
+
+
+async def reschedule_booking(
+    runtime: Runtime,
+    *,
+    booking_id: int,
+    new_starts_at: datetime,
+    client_id: int | None = None,
+    admin_id: int | None = None,
+) -> RescheduleResult:
+    """Move a booking (by its client or an admin: exactly one) to ``new_starts_at``.
+
+    A client's move waits for the practitioner when ``RESCHEDULE_NEEDS_APPROVAL`` is on;
+    an admin's is applied at once. Errors: ``BookingError`` with ``not_found``,
+    ``not_movable`` (detail: the refusal), ``same_time``, ``payment_in_progress``,
+    ``slot_taken``, ``slot_unavailable``, ``inactive``.
+    """
+    if (client_id is None) == (admin_id is None):
+        raise ValueError("give exactly one of client_id and admin_id")
+    if new_starts_at.tzinfo is None:
+        raise ValueError("new_starts_at must be timezone-aware (UTC)")
+    hold = client_id is not None and runtime.settings.reschedule_needs_approval
+    for _ in range(_TRIES):
+        try:
+            result = await _reschedule_once(
+                runtime,
+                booking_id=booking_id,
+                new_starts_at=new_starts_at,
+                client_id=client_id,
+                actor=f"client:{client_id}" if client_id is not None else f"admin:{admin_id}",
+                hold=hold,
+            )
+        except _CodeCollision:
+            continue  # a request code collided: draw another
+        runtime.wake(Wake.OUTBOX)
+        return result
+    raise BookingError("slot_taken", "could not store the request")
+
+
+class _CodeCollision(Exception):
+    pass
+
+
+async def _reschedule_once(
+    runtime: Runtime,
+    *,
+    booking_id: int,
+    new_starts_at: datetime,
+    client_id: int | None,
+    actor: str,
+    hold: bool,
+) -> RescheduleResult:
+    now = runtime.clock()
+    async with runtime.uow() as uow:
+        session = uow.session
+        booking = await _movable_booking(runtime, session, booking_id, client_id=client_id, now=now)
+        old = booking.starts_at
+        if new_starts_at == old:
+            raise BookingError("same_time", reference=booking.reference, status=booking.status)
+        therapist, session_type, client = await lock_bookable(
+            session, booking.therapist_id, booking.session_type_id, booking.client_id
+        )
+        # Lock order: practitioner row, then the audit chain (as create_booking), then the
+        # booking row (as cancel_booking): no deadlock with either.
+        await audit.lock_chain(session)
+        await _withdraw_stale_holds(session, therapist.id, new_starts_at, now=now)
+        await check_free_slot(session, therapist, session_type, new_starts_at, now=now)
+        new_ends_at = new_starts_at + timedelta(minutes=session_type.minutes)
+        try:
+            if hold:
+                row = await _hold(session, booking, new_starts_at, new_ends_at, actor=actor)
+            else:
+                row = await _move(session, booking, new_starts_at, new_ends_at, actor=actor, now=now)
+            parts = notices.Parts(booking, therapist, session_type, client)
+            if hold:
+                await notices.announce_request(session, parts, row)
+            else:
+                await notices.announce_move(session, parts, row, tell_client=client_id is None)
+            await uow.commit()
+        except IntegrityError:
+            await uow.rollback()
+            if hold and not await _slot_is_held(runtime, therapist.id, new_starts_at):
+                raise _CodeCollision from None
+            raise BookingError(
+                "slot_taken", "that slot was just taken", reference=booking.reference
+            ) from None
+        return RescheduleResult(
+            view_of(booking, therapist, session_type, client), row.id, old, new_starts_at, pending=hold
+        )
+
+
+async def _movable_booking(
+    runtime: Runtime, session: AsyncSession, booking_id: int, *, client_id: int | None, now: datetime
+) -> Booking:
+    """The booking, if this client (None: an admin) may move it now; else ``BookingError``."""
+    booking = await session.get(Booking, booking_id)
+    if booking is None or (client_id is not None and booking.client_id != client_id):
+        raise BookingError("not_found", "no such booking for this client")
+    status = BookingStatus(booking.status)
+    if client_id is not None:
+        window = runtime.settings.client_reschedule_window
+        refusal = client_reschedule_refusal(status, booking.starts_at, now=now, window=window)
+    else:
+        refusal = None if status in RESCHEDULABLE_BOOKING_STATUSES and booking.starts_at > now else "status"
+    if refusal is not None:
+        raise BookingError("not_movable", refusal, reference=booking.reference, status=status)
+    if await payment_in_progress(session, booking.id):
+        raise BookingError("payment_in_progress", reference=booking.reference, status=status)
+    return booking
+
+
+async def _hold(
+    session: AsyncSession, booking: Booking, new_starts_at: datetime, new_ends_at: datetime, *, actor: str
+) -> BookingReschedule:
+    """A PENDING request holding the new slot; an earlier pending request of the booking is withdrawn."""
+    await _withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="replaced")
+    row = _row(booking, new_starts_at, new_ends_at, status=PENDING, actor=actor)
+    row.code = new_approval_code()
+    session.add(row)
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="booking.reschedule_requested",
+        subject_type="booking",
+        subject_id=booking.id,
+        details=_details(booking, row),
+    )
+    return row
+
+
+async def _move(
+    session: AsyncSession,
+    booking: Booking,
+    new_starts_at: datetime,
+    new_ends_at: datetime,
+    *,
+    actor: str,
+    now: datetime,
+    row: BookingReschedule | None = None,
+) -> BookingReschedule:
+    """Move the booking (compare-and-set on its start and status), record it, re-plan reminders."""
+    old = booking.starts_at
+    result = await session.execute(
+        update(Booking)
+        .where(
+            Booking.id == booking.id,
+            Booking.starts_at == old,
+            Booking.status.in_([s.value for s in RESCHEDULABLE_BOOKING_STATUSES]),
+        )
+        .values(starts_at=new_starts_at, ends_at=new_ends_at, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise BookingError("changed", "the booking changed a moment ago", reference=booking.reference)
+    await session.refresh(booking)
+    if row is None:
+        row = _row(booking, new_starts_at, new_ends_at, status=APPLIED, actor=actor, old=old)
+        session.add(row)
+    await _withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="moved")
+    await session.flush()
+    if booking.status == BookingStatus.CONFIRMED:
+        await notifications.create_reminders(session, booking, now=now)  # the old ones move
+    await audit.record(
+        session,
+        actor=actor,
+        action="booking.rescheduled",
+        subject_type="booking",
+        subject_id=booking.id,
+        details=_details(booking, row),
+    )
+    return row
+
+
+def _row(
+    booking: Booking,
+    new_starts_at: datetime,
+    new_ends_at: datetime,
+    *,
+    status: str,
+    actor: str,
+    old: datetime | None = None,
+) -> BookingReschedule:
+    return BookingReschedule(
+        booking_id=booking.id,
+        therapist_id=booking.therapist_id,
+        old_starts_at=old or booking.starts_at,
+        new_starts_at=new_starts_at,
+        new_ends_at=new_ends_at,
+        status=status,
+        requested_by=actor[:60],
+    )
+
+
+def _details(booking: Booking, row: BookingReschedule) -> dict[str, object]:
+    return {
+        "reference": booking.reference,
+        "request_id": row.id,
+        "old_starts_at": row.old_starts_at.isoformat(),
+        "new_starts_at": row.new_starts_at.isoformat(),
+        "status": booking.status,
+        "requested_by": row.requested_by,
+    }
+
+
+async def _withdraw(session: AsyncSession, *where: ColumnElement[bool], actor: str, why: str) -> None:
+    """PENDING requests matching ``where`` → WITHDRAWN (audited), releasing their slots."""
+    rows = (
+        await session.scalars(select(BookingReschedule).where(BookingReschedule.status == PENDING, *where))
+    ).all()
+    for row in rows:
+        row.status = next_reschedule_status(RescheduleStatus.PENDING, RescheduleEvent.WITHDRAW).value
+        await audit.record(
+            session,
+            actor=actor,
+            action="booking.reschedule_withdrawn",
+            subject_type="booking",
+            subject_id=row.booking_id,
+            details={"request_id": row.id, "new_starts_at": row.new_starts_at.isoformat(), "why": why},
+        )
+    if rows:
+        await session.flush()
+
+
+async def _withdraw_stale_holds(
+    session: AsyncSession, therapist_id: int, starts_at: datetime, *, now: datetime
+) -> None:
+    """A pending hold on this slot whose booking is no longer live, or has moved, holds nothing."""
+    stale = (
+        select(BookingReschedule.id)
+        .join(Booking, Booking.id == BookingReschedule.booking_id)
+        .where(
+            BookingReschedule.therapist_id == therapist_id,
+            BookingReschedule.new_starts_at == starts_at,
+            BookingReschedule.status == PENDING,
+            (Booking.status.not_in([s.value for s in LIVE_BOOKING_STATUSES]))
+            | (Booking.starts_at != BookingReschedule.old_starts_at)
+            | (Booking.starts_at <= now),
+        )
+    )
+    await _withdraw(session, BookingReschedule.id.in_(stale), actor="system", why="stale")
+
+
+async def _slot_is_held(runtime: Runtime, therapist_id: int, starts_at: datetime) -> bool:
+    async with runtime.uow() as uow:
+        found = await uow.session.scalar(
+            select(BookingReschedule.id).where(
+                BookingReschedule.therapist_id == therapist_id,
+                BookingReschedule.new_starts_at == starts_at,
+                BookingReschedule.status == PENDING,
+            )
+        )
+        live = await uow.session.scalar(
+            select(Booking.id).where(
+                Booking.therapist_id == therapist_id,
+                Booking.starts_at == starts_at,
+                Booking.status.in_([s.value for s in LIVE_BOOKING_STATUSES]),
+            )
+        )
+        return found is not None or live is not None
+
+
+# -- the practitioner's decision on a pending move ---------------------------------------------------
+
+
+async def decide_reschedule(
+    runtime: Runtime, *, therapist_id: int, request_id: int, approve: bool
+) -> RescheduleResult:
+    """Approve (the booking moves to the held slot) or decline (it keeps its time) a pending move.
+
+    Only the booking's own practitioner; a second press: ``BookingError("already_decided")``.
+    A request whose booking was cancelled, moved or has started is withdrawn
+    (``BookingError("changed")``).
+    """
+    now = runtime.clock()
+    actor = f"therapist:{therapist_id}"
+    async with runtime.uow() as uow:
+        session = uow.session
+        await session.get(Therapist, therapist_id, with_for_update=True)  # lock order as above
+        await audit.lock_chain(session)
+        row = await session.get(BookingReschedule, request_id)
+        if row is None or row.therapist_id != therapist_id:
+            raise BookingError("not_found", "not this practitioner's request")
+        booking = await session.get_one(Booking, row.booking_id)
+        if row.status != PENDING:
+            raise BookingError(
+                "already_decided", row.status, reference=booking.reference, status=booking.status
+            )
+        old = booking.starts_at
+        if (
+            booking.starts_at != row.old_starts_at
+            or BookingStatus(booking.status) not in RESCHEDULABLE_BOOKING_STATUSES
+            or min(booking.starts_at, row.new_starts_at) <= now
+        ):
+            await _withdraw(session, BookingReschedule.id == row.id, actor=actor, why="stale")
+            await uow.commit()
+            raise BookingError("changed", "the booking changed", reference=booking.reference)
+        therapist, session_type, client = await lock_bookable(
+            session, booking.therapist_id, booking.session_type_id, booking.client_id
+        )
+        parts = notices.Parts(booking, therapist, session_type, client)
+        event = RescheduleEvent.APPROVE if approve else RescheduleEvent.DECLINE
+        row.status = next_reschedule_status(RescheduleStatus.PENDING, event).value
+        row.decided_at = now
+        await session.flush()  # the hold is released before the booking takes the slot
+        if approve:
+            await _move(session, booking, row.new_starts_at, row.new_ends_at, actor=actor, now=now, row=row)
+            await notices.announce_move(session, parts, row, tell_client=True, tell_therapist=False)
+        else:
+            await audit.record(
+                session,
+                actor=actor,
+                action="booking.reschedule_declined",
+                subject_type="booking",
+                subject_id=booking.id,
+                details=_details(booking, row),
+            )
+            await notices.announce_declined(session, parts, row)
+        try:
+            await uow.commit()
+        except IntegrityError:  # a backstop only: the hold kept the slot free
+            await uow.rollback()
+            raise BookingError("slot_taken", reference=booking.reference) from None
+        result = RescheduleResult(
+            view_of(booking, therapist, session_type, client), row.id, old, row.new_starts_at, pending=False
+        )
+    runtime.wake(Wake.OUTBOX)
+    return result
+
+
+async def request_id_for_code(runtime: Runtime, *, therapist_id: int, code: str) -> int | None:
+    """The practitioner's pending move with SMS code ``code`` ("A<code>" / "D<code>"), if any."""
+    async with runtime.uow() as uow:
+        found = await uow.session.scalar(
+            select(BookingReschedule.id).where(
+                BookingReschedule.code == code.strip().upper(),
+                BookingReschedule.therapist_id == therapist_id,
+                BookingReschedule.status == PENDING,
+            )
+        )
+    return int(found) if found is not None else None
