@@ -37,7 +37,7 @@ from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.booking import reschedule_notices as notices
 from core.services.booking.lifecycle import check_free_slot, lock_bookable, payment_in_progress
-from core.services.booking.queries import view_of
+from core.services.booking.queries import payment_facts, view_of
 from core.services.booking.types import BookingError, BookingView, new_approval_code
 from core.services.notifications import notify as notifications
 
@@ -158,7 +158,17 @@ async def _reschedule_once(
                 "slot_taken", "that slot was just taken", reference=booking.reference
             ) from None
         return RescheduleResult(
-            view_of(booking, therapist, session_type, client), row.id, old, new_starts_at, pending=hold
+            view_of(
+                booking,
+                therapist,
+                session_type,
+                client,
+                (await payment_facts(session, [booking.id])).get(booking.id),
+            ),
+            row.id,
+            old,
+            new_starts_at,
+            pending=hold,
         )
 
 
@@ -395,7 +405,17 @@ async def decide_reschedule(
             await uow.rollback()
             raise BookingError("slot_taken", reference=booking.reference) from None
         result = RescheduleResult(
-            view_of(booking, therapist, session_type, client), row.id, old, row.new_starts_at, pending=False
+            view_of(
+                booking,
+                therapist,
+                session_type,
+                client,
+                (await payment_facts(session, [booking.id])).get(booking.id),
+            ),
+            row.id,
+            old,
+            row.new_starts_at,
+            pending=False,
         )
     runtime.wake(Wake.OUTBOX)
     return result
