@@ -48,7 +48,7 @@ def _card(turn: Turn, b: BookingView) -> Reply:
             options.append(Option(turn.label("pay"), values.action(values.PAY, b.id)))
     if _refusal(turn, b) is None and b.payment_status not in LIVE_PAYMENT_STATUSES:
         options.append(Option(turn.label("cancel_booking"), values.action(values.CANCEL_BOOKING, b.id)))
-    if reschedule_flow.refusal(turn, b) is None and b.payment_status not in LIVE_PAYMENT_STATUSES:
+    if reschedule_flow.can_move(turn, b):
         options.append(Option(turn.label("reschedule"), values.action(values.RESCHEDULE, b.id)))
     text = turn.say(
         "my_line",

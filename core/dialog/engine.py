@@ -292,6 +292,17 @@ def _sessions(scope: str, *, for_clients: bool) -> Command:
     return command
 
 
+async def _reschedule_word(turn: Turn, _arg: str) -> Outcome | None:
+    """SMS "R": move the client's one movable session; with several (or none) "my sessions",
+    where "Reschedule" has a number. Not a command on Telegram or for practitioners."""
+    if not turn.sms or await turn.therapist() is not None:
+        return None
+    movable = await reschedule_flow.movable(turn)
+    if len(movable) == 1:
+        return await reschedule_flow.start(turn, movable[0])
+    return await client_flow.my_sessions(turn)
+
+
 _BOOK = _Word(lambda turn, _: booking_flow.start(turn))
 _MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
 _HELP = _Word(lambda turn, _: _help(turn))
@@ -301,6 +312,7 @@ _WORDS: dict[str, _Word] = {
     "dashboard": _Word(_start, typed=False),
     "book": _BOOK,
     "my": _MY,
+    "r": _Word(_reschedule_word, slash=False),  # SMS: reschedule (core/dialog/reschedule_flow.py)
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
     "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),

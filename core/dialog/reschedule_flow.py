@@ -18,7 +18,8 @@ from typing import Any
 from core.dialog import booking_flow, values
 from core.dialog.turn import MOVE, TIME, Outcome, Turn
 from core.dialog.types import Reply
-from core.services.booking.queries import available_days, client_booking
+from core.domain.states import LIVE_PAYMENT_STATUSES
+from core.services.booking.queries import available_days, client_booking, list_client_bookings
 from core.services.booking.reschedule import (
     RescheduleResult,
     client_reschedule_refusal,
@@ -36,6 +37,17 @@ def refusal(turn: Turn, booking: BookingView) -> str | None:
     return client_reschedule_refusal(
         booking.status, booking.starts_at, now=turn.runtime.clock(), window=window
     )
+
+
+def can_move(turn: Turn, booking: BookingView) -> bool:
+    """Whether "Reschedule" is offered for ``booking`` (allowed, and no payment in progress)."""
+    return refusal(turn, booking) is None and booking.payment_status not in LIVE_PAYMENT_STATUSES
+
+
+async def movable(turn: Turn) -> list[int]:
+    """Ids of the client's upcoming bookings that can be moved now."""
+    client = await turn.client()
+    return [b.id for b in await list_client_bookings(turn.runtime, client.id) if can_move(turn, b)]
 
 
 def refused(turn: Turn, code: str, reference: str) -> Reply:

@@ -94,7 +94,10 @@ async def booked(
         )
         if paid:
             await make_attempt(
-                session, booking, status=PaymentStatus.PAID, mpesa_receipt=f"QK{booking.id:08d}",
+                session,
+                booking,
+                status=PaymentStatus.PAID,
+                mpesa_receipt=f"QK{booking.id:08d}",
                 paid_amount_kes=booking.price_kes,
             )
             await create_reminders(session, booking, now=runtime.clock())
@@ -136,7 +139,9 @@ async def test_a_client_moves_a_paid_session_on_telegram_and_payment_reminders_a
     assert "from Wed 12 Mar, 10:00 EAT to Thu 13 Mar, 11:00 EAT" in chat.text
     await chat.press(messages.label("yes_move"))
     assert chat.text == messages.say(
-        "move_done_paid", reference=booking.reference, when="Thu 13 Mar, 11:00 EAT",
+        "move_done_paid",
+        reference=booking.reference,
+        when="Thu 13 Mar, 11:00 EAT",
         therapist=world.therapist_name,
     )
     moved = await reload(world, booking.id)
@@ -287,8 +292,11 @@ async def test_with_approval_the_new_slot_is_held_and_the_practitioner_approves_
     client = await find_or_create_client(world.runtime, "telegram", "9003", "Akinyi")
     with pytest.raises(BookingError) as taken:
         await create_booking(
-            world.runtime, client_id=client.id, therapist_id=world.therapist_id,
-            session_type_id=world.session_type_id, starts_at=NEW,
+            world.runtime,
+            client_id=client.id,
+            therapist_id=world.therapist_id,
+            session_type_id=world.session_type_id,
+            starts_at=NEW,
         )
     assert taken.value.code == "slot_taken"
     [request] = await world.outbox(template="reschedule_requested_therapist")
@@ -325,3 +333,21 @@ async def test_an_sms_practitioner_declines_by_code_and_the_booking_keeps_its_ti
     told = render(declined.template, "telegram", declined.data).text
     assert "It stays on Wed 12 Mar 2031, 10:00 EAT" in told
     assert NEW in await available_slots(world.runtime, world.sms_therapist_id, 50, NEW.date())  # released
+
+
+async def test_on_sms_r_moves_the_one_movable_session_and_with_two_lists_them(make_world: MakeWorld) -> None:
+    world = await make_world()
+    booking = await booked(world, paid=True, channel="sms", user_key=SMS_CLIENT)
+    chat = world.chat(SMS_CLIENT, channel="sms")
+    await chat.send("R")
+    assert chat.text.startswith(
+        messages.say("move_intro", "sms", reference=booking.reference, when="Wed 12 Mar, 10:00")
+    )
+    await sms_number(chat, messages.day_label(NEW.date()))
+    await sms_number(chat, messages.time_label(NEW))
+    await sms_number(chat, messages.label("yes_move"))
+    assert chat.text.startswith(f"Done: {booking.reference} is now on Thu 13 Mar, 11:00.")
+    await booked(world, paid=False, starts_at=BOOKED + timedelta(days=1), channel="sms", user_key=SMS_CLIENT)
+    await chat.send("r")
+    assert chat.text.startswith(messages.say("my_header", "sms"))
+    assert chat.labels.count(messages.label("reschedule")) == 2
