@@ -20,13 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Booking, BookingReschedule, Therapist
 from core.domain.states import (
-    LIVE_BOOKING_STATUSES,
     RESCHEDULABLE_BOOKING_STATUSES,
     BookingStatus,
     RescheduleEvent,
@@ -35,6 +34,7 @@ from core.domain.states import (
 )
 from core.runtime import Runtime, Wake
 from core.services import audit
+from core.services.booking import reschedule_holds as holds
 from core.services.booking import reschedule_notices as notices
 from core.services.booking.lifecycle import check_free_slot, lock_bookable, payment_in_progress
 from core.services.booking.queries import payment_facts, view_of
@@ -136,40 +136,41 @@ async def _reschedule_once(
         # Lock order: practitioner row, then the audit chain (as create_booking), then the
         # booking row (as cancel_booking): no deadlock with either.
         await audit.lock_chain(session)
-        await _withdraw_stale_holds(session, therapist.id, new_starts_at, now=now)
+        await holds.withdraw_stale(session, therapist.id, new_starts_at, now=now)
         await check_free_slot(session, therapist, session_type, new_starts_at, now=now)
-        new_ends_at = new_starts_at + timedelta(minutes=session_type.minutes)
+        parts = notices.Parts(booking, therapist, session_type, client)
         try:
-            if hold:
-                row = await _hold(session, booking, new_starts_at, new_ends_at, actor=actor)
-            else:
-                row = await _move(session, booking, new_starts_at, new_ends_at, actor=actor, now=now)
-            parts = notices.Parts(booking, therapist, session_type, client)
-            if hold:
-                await notices.announce_request(session, parts, row)
-            else:
-                await notices.announce_move(session, parts, row, tell_client=client_id is None)
+            row = await _hold_or_move(session, parts, new_starts_at, hold=hold, actor=actor, now=now)
             await uow.commit()
         except IntegrityError:
             await uow.rollback()
-            if hold and not await _slot_is_held(runtime, therapist.id, new_starts_at):
+            if hold and not await holds.slot_is_held(runtime, therapist.id, new_starts_at):
                 raise _CodeCollision from None
             raise BookingError(
                 "slot_taken", "that slot was just taken", reference=booking.reference
             ) from None
-        return RescheduleResult(
-            view_of(
-                booking,
-                therapist,
-                session_type,
-                client,
-                (await payment_facts(session, [booking.id])).get(booking.id),
-            ),
-            row.id,
-            old,
-            new_starts_at,
-            pending=hold,
-        )
+        return RescheduleResult(await _view(session, parts), row.id, old, new_starts_at, pending=hold)
+
+
+async def _hold_or_move(
+    session: AsyncSession,
+    parts: notices.Parts,
+    new_starts_at: datetime,
+    *,
+    hold: bool,
+    actor: str,
+    now: datetime,
+) -> BookingReschedule:
+    """Hold the slot and ask the practitioner, or move the booking and tell everyone."""
+    booking = parts.booking
+    new_ends_at = new_starts_at + timedelta(minutes=parts.session_type.minutes)
+    if hold:
+        row = await _hold(session, booking, new_starts_at, new_ends_at, actor=actor)
+        await notices.announce_request(session, parts, row)
+    else:
+        row = await _move(session, booking, new_starts_at, new_ends_at, actor=actor, now=now)
+        await notices.announce_move(session, parts, row, tell_client=not actor.startswith("client:"))
+    return row
 
 
 async def _movable_booking(
@@ -196,7 +197,7 @@ async def _hold(
     session: AsyncSession, booking: Booking, new_starts_at: datetime, new_ends_at: datetime, *, actor: str
 ) -> BookingReschedule:
     """A PENDING request holding the new slot; an earlier pending request of the booking is withdrawn."""
-    await _withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="replaced")
+    await holds.withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="replaced")
     row = _row(booking, new_starts_at, new_ends_at, status=PENDING, actor=actor)
     row.code = new_approval_code()
     session.add(row)
@@ -240,7 +241,7 @@ async def _move(
     if row is None:
         row = _row(booking, new_starts_at, new_ends_at, status=APPLIED, actor=actor, old=old)
         session.add(row)
-    await _withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="moved")
+    await holds.withdraw(session, BookingReschedule.booking_id == booking.id, actor=actor, why="moved")
     await session.flush()
     if booking.status == BookingStatus.CONFIRMED:
         await notifications.create_reminders(session, booking, now=now)  # the old ones move
@@ -286,63 +287,6 @@ def _details(booking: Booking, row: BookingReschedule) -> dict[str, object]:
     }
 
 
-async def _withdraw(session: AsyncSession, *where: ColumnElement[bool], actor: str, why: str) -> None:
-    """PENDING requests matching ``where`` → WITHDRAWN (audited), releasing their slots."""
-    rows = (
-        await session.scalars(select(BookingReschedule).where(BookingReschedule.status == PENDING, *where))
-    ).all()
-    for row in rows:
-        row.status = next_reschedule_status(RescheduleStatus.PENDING, RescheduleEvent.WITHDRAW).value
-        await audit.record(
-            session,
-            actor=actor,
-            action="booking.reschedule_withdrawn",
-            subject_type="booking",
-            subject_id=row.booking_id,
-            details={"request_id": row.id, "new_starts_at": row.new_starts_at.isoformat(), "why": why},
-        )
-    if rows:
-        await session.flush()
-
-
-async def _withdraw_stale_holds(
-    session: AsyncSession, therapist_id: int, starts_at: datetime, *, now: datetime
-) -> None:
-    """A pending hold on this slot whose booking is no longer live, or has moved, holds nothing."""
-    stale = (
-        select(BookingReschedule.id)
-        .join(Booking, Booking.id == BookingReschedule.booking_id)
-        .where(
-            BookingReschedule.therapist_id == therapist_id,
-            BookingReschedule.new_starts_at == starts_at,
-            BookingReschedule.status == PENDING,
-            (Booking.status.not_in([s.value for s in LIVE_BOOKING_STATUSES]))
-            | (Booking.starts_at != BookingReschedule.old_starts_at)
-            | (Booking.starts_at <= now),
-        )
-    )
-    await _withdraw(session, BookingReschedule.id.in_(stale), actor="system", why="stale")
-
-
-async def _slot_is_held(runtime: Runtime, therapist_id: int, starts_at: datetime) -> bool:
-    async with runtime.uow() as uow:
-        found = await uow.session.scalar(
-            select(BookingReschedule.id).where(
-                BookingReschedule.therapist_id == therapist_id,
-                BookingReschedule.new_starts_at == starts_at,
-                BookingReschedule.status == PENDING,
-            )
-        )
-        live = await uow.session.scalar(
-            select(Booking.id).where(
-                Booking.therapist_id == therapist_id,
-                Booking.starts_at == starts_at,
-                Booking.status.in_([s.value for s in LIVE_BOOKING_STATUSES]),
-            )
-        )
-        return found is not None or live is not None
-
-
 # -- the practitioner's decision on a pending move ---------------------------------------------------
 
 
@@ -361,64 +305,83 @@ async def decide_reschedule(
         session = uow.session
         await session.get(Therapist, therapist_id, with_for_update=True)  # lock order as above
         await audit.lock_chain(session)
-        row = await session.get(BookingReschedule, request_id)
-        if row is None or row.therapist_id != therapist_id:
-            raise BookingError("not_found", "not this practitioner's request")
-        booking = await session.get_one(Booking, row.booking_id)
-        if row.status != PENDING:
-            raise BookingError(
-                "already_decided", row.status, reference=booking.reference, status=booking.status
-            )
+        row, booking = await _pending_request(session, request_id, therapist_id=therapist_id)
         old = booking.starts_at
-        if (
-            booking.starts_at != row.old_starts_at
-            or BookingStatus(booking.status) not in RESCHEDULABLE_BOOKING_STATUSES
-            or min(booking.starts_at, row.new_starts_at) <= now
-        ):
-            await _withdraw(session, BookingReschedule.id == row.id, actor=actor, why="stale")
+        if _outdated(booking, row, now=now):
+            await holds.withdraw(session, BookingReschedule.id == row.id, actor=actor, why="stale")
             await uow.commit()
             raise BookingError("changed", "the booking changed", reference=booking.reference)
         therapist, session_type, client = await lock_bookable(
             session, booking.therapist_id, booking.session_type_id, booking.client_id
         )
         parts = notices.Parts(booking, therapist, session_type, client)
-        event = RescheduleEvent.APPROVE if approve else RescheduleEvent.DECLINE
-        row.status = next_reschedule_status(RescheduleStatus.PENDING, event).value
-        row.decided_at = now
-        await session.flush()  # the hold is released before the booking takes the slot
-        if approve:
-            await _move(session, booking, row.new_starts_at, row.new_ends_at, actor=actor, now=now, row=row)
-            await notices.announce_move(session, parts, row, tell_client=True, tell_therapist=False)
-        else:
-            await audit.record(
-                session,
-                actor=actor,
-                action="booking.reschedule_declined",
-                subject_type="booking",
-                subject_id=booking.id,
-                details=_details(booking, row),
-            )
-            await notices.announce_declined(session, parts, row)
         try:
+            await _decide(session, parts, row, approve=approve, actor=actor, now=now)
             await uow.commit()
         except IntegrityError:  # a backstop only: the hold kept the slot free
             await uow.rollback()
             raise BookingError("slot_taken", reference=booking.reference) from None
-        result = RescheduleResult(
-            view_of(
-                booking,
-                therapist,
-                session_type,
-                client,
-                (await payment_facts(session, [booking.id])).get(booking.id),
-            ),
-            row.id,
-            old,
-            row.new_starts_at,
-            pending=False,
-        )
+        result = RescheduleResult(await _view(session, parts), row.id, old, row.new_starts_at, pending=False)
     runtime.wake(Wake.OUTBOX)
     return result
+
+
+async def _pending_request(
+    session: AsyncSession, request_id: int, *, therapist_id: int
+) -> tuple[BookingReschedule, Booking]:
+    """The practitioner's request and its booking; ``BookingError`` unless it is still PENDING."""
+    row = await session.get(BookingReschedule, request_id)
+    if row is None or row.therapist_id != therapist_id:
+        raise BookingError("not_found", "not this practitioner's request")
+    booking = await session.get_one(Booking, row.booking_id)
+    if row.status != PENDING:
+        raise BookingError("already_decided", row.status, reference=booking.reference, status=booking.status)
+    return row, booking
+
+
+def _outdated(booking: Booking, row: BookingReschedule, *, now: datetime) -> bool:
+    """The booking moved, is no longer movable, or one of the two times has come."""
+    return (
+        booking.starts_at != row.old_starts_at
+        or BookingStatus(booking.status) not in RESCHEDULABLE_BOOKING_STATUSES
+        or min(booking.starts_at, row.new_starts_at) <= now
+    )
+
+
+async def _decide(
+    session: AsyncSession,
+    parts: notices.Parts,
+    row: BookingReschedule,
+    *,
+    approve: bool,
+    actor: str,
+    now: datetime,
+) -> None:
+    booking = parts.booking
+    event = RescheduleEvent.APPROVE if approve else RescheduleEvent.DECLINE
+    row.status = next_reschedule_status(RescheduleStatus.PENDING, event).value
+    row.decided_at = now
+    await session.flush()  # the hold is released before the booking takes the slot
+    if approve:
+        await _move(session, booking, row.new_starts_at, row.new_ends_at, actor=actor, now=now, row=row)
+        await notices.announce_move(session, parts, row, tell_client=True, tell_therapist=False)
+        return
+    await audit.record(
+        session,
+        actor=actor,
+        action="booking.reschedule_declined",
+        subject_type="booking",
+        subject_id=booking.id,
+        details=_details(booking, row),
+    )
+    await notices.announce_declined(session, parts, row)
+
+
+async def _view(session: AsyncSession, parts: notices.Parts) -> BookingView:
+    facts = await payment_facts(session, [parts.booking.id])
+    return view_of(
+        parts.booking, parts.therapist, parts.session_type, parts.client, facts.get(parts.booking.id)
+    )
 
 
 async def request_id_for_code(runtime: Runtime, *, therapist_id: int, code: str) -> int | None:
