@@ -351,3 +351,25 @@ async def test_on_sms_r_moves_the_one_movable_session_and_with_two_lists_them(ma
     await chat.send("r")
     assert chat.text.startswith(messages.say("my_header", "sms"))
     assert chat.labels.count(messages.label("reschedule")) == 2
+
+
+async def test_cancelling_a_booking_with_a_pending_move_releases_the_held_slot(make_world: MakeWorld) -> None:
+    world = await make_world(RESCHEDULE_NEEDS_APPROVAL="true")
+    booking = await booked(world, paid=False)
+    chat = world.chat()
+    await chat.send("/my")
+    await choose_new_time(chat)
+    await chat.press(messages.label("yes_move"))
+    assert NEW not in await available_slots(world.runtime, world.therapist_id, 50, NEW.date())
+    await chat.send("/my")
+    await chat.press(messages.label("cancel_booking"))
+    await chat.press(messages.label("yes_cancel"))
+    assert (await reload(world, booking.id)).status == BookingStatus.CANCELLED
+    assert NEW in await available_slots(world.runtime, world.therapist_id, 50, NEW.date())
+    async with world.runtime.uow() as uow:
+        request = (await uow.session.scalars(select(BookingReschedule))).one()
+    assert request.status == "WITHDRAWN"
+    [asked] = await world.outbox(template="reschedule_requested_therapist")
+    therapist = world.therapist_chat()
+    await therapist.choose(asked.data["buttons"][0][1])  # the old Approve button
+    assert therapist.text == messages.say("move_request_gone")

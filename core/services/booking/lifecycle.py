@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
+from core.db.models import Booking, BookingReschedule, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import TransitionConflict
 from core.dialog.messages import label
 from core.dialog.values import APPROVE, DECLINE, action, pay_value
@@ -27,6 +27,7 @@ from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime, Wake
 from core.services import audit
+from core.services.booking import reschedule_holds
 from core.services.booking.directory import DirectoryError, validate_email
 from core.services.booking.queries import (
     busy_intervals,
@@ -458,6 +459,10 @@ async def cancel_booking(
         await session.refresh(booking)
         if previous is BookingStatus.CONFIRMED:
             await notifications.cancel_reminders(session, booking.id)
+        # A move waiting for the practitioner's approval no longer holds its slot.
+        await reschedule_holds.withdraw(
+            session, BookingReschedule.booking_id == booking.id, actor=actor, why="cancelled"
+        )
         paid = await _record_refunds_due(session, booking, actor=actor)
         therapist = await session.get_one(Therapist, booking.therapist_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)

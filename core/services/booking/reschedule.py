@@ -334,6 +334,8 @@ async def _pending_request(
     if row is None or row.therapist_id != therapist_id:
         raise BookingError("not_found", "not this practitioner's request")
     booking = await session.get_one(Booking, row.booking_id)
+    if row.status == RescheduleStatus.WITHDRAWN:
+        raise BookingError("changed", "the request was withdrawn", reference=booking.reference)
     if row.status != PENDING:
         raise BookingError("already_decided", row.status, reference=booking.reference, status=booking.status)
     return row, booking
