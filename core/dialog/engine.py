@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from core.config import is_test_environment
-from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
+from core.dialog import booking_flow, client_flow, messages, pay_flow, reschedule_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
@@ -176,7 +176,8 @@ async def _on_value(turn: Turn, value: str) -> Outcome:
             return await _restart(turn)
         return _stale(turn)
     outcome = (
-        await booking_flow.on_choice(turn, choice)
+        await reschedule_flow.on_choice(turn, choice)  # before the booking flow: a move's time
+        or await booking_flow.on_choice(turn, choice)
         or client_flow.on_choice(turn, choice)
         or await pay_flow.on_choice(turn, choice)
     )
@@ -224,6 +225,11 @@ async def _decide_request(turn: Turn, choice: values.Choice) -> Outcome:
     return await therapist_flow.decide(turn, choice.int_arg(), approve=choice.kind == values.APPROVE)
 
 
+async def _decide_move(turn: Turn, choice: values.Choice) -> Outcome:
+    approve = choice.kind == values.RESCHEDULE_APPROVE
+    return await reschedule_flow.decide(turn, choice.int_arg(), approve=approve)
+
+
 async def _therapist_sessions(turn: Turn, choice: values.Choice) -> Outcome:
     """``v1:ts:<scope>`` from a practitioner; from anyone else it is stale (so is an unknown action)."""
     therapist = await turn.therapist()
@@ -242,6 +248,9 @@ _ACTIONS: dict[str, Action] = {
     values.APPROVE: _decide_request,
     values.DECLINE: _decide_request,
     values.SESSIONS: _therapist_sessions,
+    values.RESCHEDULE: lambda turn, choice: reschedule_flow.start(turn, choice.int_arg()),
+    values.RESCHEDULE_APPROVE: _decide_move,
+    values.RESCHEDULE_DECLINE: _decide_move,
 }
 
 
@@ -283,6 +292,17 @@ def _sessions(scope: str, *, for_clients: bool) -> Command:
     return command
 
 
+async def _reschedule_word(turn: Turn, _arg: str) -> Outcome | None:
+    """SMS "R": move the client's one movable session; with several (or none) "my sessions",
+    where "Reschedule" has a number. Not a command on Telegram or for practitioners."""
+    if not turn.sms or await turn.therapist() is not None:
+        return None
+    movable = await reschedule_flow.movable(turn)
+    if len(movable) == 1:
+        return await reschedule_flow.start(turn, movable[0])
+    return await client_flow.my_sessions(turn)
+
+
 _BOOK = _Word(lambda turn, _: booking_flow.start(turn))
 _MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
 _HELP = _Word(lambda turn, _: _help(turn))
@@ -292,6 +312,7 @@ _WORDS: dict[str, _Word] = {
     "dashboard": _Word(_start, typed=False),
     "book": _BOOK,
     "my": _MY,
+    "r": _Word(_reschedule_word, slash=False),  # SMS: reschedule (core/dialog/reschedule_flow.py)
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
     "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),

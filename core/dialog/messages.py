@@ -44,6 +44,9 @@ LABELS_EN: dict[str, str] = {
     "today": "Today",
     "upcoming": "Upcoming",
     "all": "All sessions",
+    # -- reschedule --
+    "reschedule": "Reschedule",
+    "yes_move": "Yes, move it",
 }
 
 EN: dict[str, Entry] = {
@@ -337,6 +340,38 @@ EN: dict[str, Entry] = {
     "tg_progress_failed_see_notice": (
         "❌ This payment did not go through; what you can do next is in the message below."
     ),
+    # -- reschedule --
+    # The client moves a session: {reference}; {when}/{old}/{new}: times as the chat shows them.
+    "move_intro": {
+        "default": "Let's move {reference}, now on {when}: same practitioner ({therapist}) and price.",
+        "sms": "Moving {reference} (now {when}).",
+    },
+    "move_no_days": "{therapist} has no other free times in the next 14 days; {reference} stays on {when}.",
+    "move_confirm": {
+        "default": "Move {reference} from {old} to {new}?",
+        "sms": "Move {reference} to {new}?",
+    },
+    "move_done": "Done: {reference} is now on {when}. {therapist} has been told.",
+    "move_done_paid": (
+        "Done: {reference} is now on {when}. Your payment stays with it; {therapist} has been told."
+    ),
+    "move_requested": (
+        "Request sent: {therapist} will confirm moving {reference} to {when}. Until then it stays on {old}."
+    ),
+    "move_kept": "OK, {reference} stays on {when}.",
+    "move_too_late": (
+        "Sorry, {reference} can be moved until {window} before it starts. Please contact the practice."
+    ),
+    "move_off": "Sorry, sessions cannot be moved here. Please contact the practice about {reference}.",
+    "move_not_allowed": "Sorry, {reference} cannot be moved: only approved or paid upcoming sessions can.",
+    "move_payment_live": "A payment for {reference} is in progress. Please try again when it has finished.",
+    "move_same_time": "That is already the time of {reference}. Please pick another time.",
+    "move_changed": "{reference} changed a moment ago. Send MY to see it.",
+    # The practitioner answers a client's request to move a session.
+    "move_approved_done": "Approved: {reference} is now on {when}. {client} has been told.",
+    "move_declined_done": "Declined: {reference} stays on {when}. {client} has been told.",
+    "move_already_decided": "That request was already answered.",
+    "move_request_gone": "That request no longer applies: the session was changed or cancelled.",
 }
 
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

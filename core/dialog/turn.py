@@ -38,7 +38,8 @@ CONFIRM = "confirm"
 PHONE = "phone"
 PAY_NUMBER = "pay_number"  # "pay from this number?" after a number typed while idle
 CANCEL = "cancel_booking"
-STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL)
+MOVE = "move_booking"  # confirm moving a booking to the chosen time (core/dialog/reschedule_flow.py)
+STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL, MOVE)
 
 # Keys of the state data that belong to the engine, not to a flow.
 CHOICES = "choices"  # [[value, label], ...]: what a bare number picks (options, then phone suggestions)

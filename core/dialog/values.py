@@ -5,7 +5,9 @@ Two kinds:
 * **Actions** stand on their own and are re-checked against the database whenever they
   arrive, however old the message: ``v1:book``, ``v1:my``, ``v1:help``,
   ``v1:pay:<booking id>``, ``v1:chphone:<booking id>``, ``v1:cxl:<booking id>``,
-  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``.
+  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``,
+  ``v1:rs:<booking id>`` (reschedule), ``v1:rsok:<request id>`` / ``v1:rsno:<request id>``
+  (the practitioner approves / declines a move).
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
   token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
   number typed outside the phone step: ``yes`` / ``no``). A choice whose
@@ -29,15 +31,21 @@ PREFIX = "v1"
 BOOK, MY, HELP = "book", "my", "help"
 PAY, CHANGE_PHONE, CANCEL_BOOKING = "pay", "chphone", "cxl"
 APPROVE, DECLINE, SESSIONS = "approve", "decline", "ts"
-ACTIONS = frozenset({BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS})
+# Rescheduling: the client's "Reschedule" (booking id); the practitioner's answer (request id).
+RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE = "rs", "rsok", "rsno"
+ACTIONS = frozenset(
+    {BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS,
+     RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE}
+)
 LEGACY_ACTIONS = frozenset({PAY, APPROVE, DECLINE})
 
 # Menu choices.
 THERAPIST, SESSION_TYPE, DAY, TIME, PAGE = "th", "st", "dy", "tm", "pg"
 EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO = "em", "ok", "ph", "cy", "cn"
 PAY_NUMBER = "pn"  # pay from a number typed outside the phone step: yes / no
+MOVE = "mv"  # confirm a reschedule: yes / no
 MENU_KINDS = frozenset(
-    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER}
+    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER, MOVE}
 )
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits

@@ -107,6 +107,8 @@ def _sample_fields() -> dict[str, object]:
         "minutes_left": 5,
         "window": "24 hours",
         "reason": "You cancelled the M-Pesa prompt.",
+        "old": "Wed 12 Mar, 10:00 EAT",  # rescheduling: the session's time before and after a move
+        "new": "Thu 13 Mar, 11:00 EAT",
     }
 
 

@@ -9,9 +9,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
+from core.db.models import Booking, BookingReschedule, Client, PaymentAttempt, SessionType, Therapist
 from core.domain.slots import BOOKING_HORIZON_DAYS, NAIROBI, Interval, bookable_days, free_slots
-from core.domain.states import LIVE_BOOKING_STATUSES, BookingStatus, PaymentStatus
+from core.domain.states import LIVE_BOOKING_STATUSES, BookingStatus, PaymentStatus, RescheduleStatus
 from core.runtime import Runtime
 from core.services.booking.types import BookingView, SessionTypeRef, TherapistRef
 
@@ -108,18 +108,33 @@ async def _views(session: AsyncSession, rows: Sequence[Booking]) -> list[Booking
 
 
 async def busy_intervals(session: AsyncSession, therapist_id: int, now: datetime) -> list[Interval]:
-    """The practitioner's live bookings that can still clash with a new one."""
+    """The practitioner's live bookings that can still clash with a new one, and the slots
+    held by moves of live bookings waiting for the practitioner's approval."""
+    horizon = now + timedelta(days=BOOKING_HORIZON_DAYS + 2)
     rows = (
         await session.execute(
             select(Booking.starts_at, Booking.ends_at).where(
                 Booking.therapist_id == therapist_id,
                 Booking.status.in_(_LIVE),
                 Booking.ends_at > now,
-                Booking.starts_at < now + timedelta(days=BOOKING_HORIZON_DAYS + 2),
+                Booking.starts_at < horizon,
             )
         )
     ).all()
-    return [Interval(start, end) for start, end in rows]
+    held = (
+        await session.execute(
+            select(BookingReschedule.new_starts_at, BookingReschedule.new_ends_at)
+            .join(Booking, Booking.id == BookingReschedule.booking_id)
+            .where(
+                BookingReschedule.therapist_id == therapist_id,
+                BookingReschedule.status == RescheduleStatus.PENDING.value,
+                BookingReschedule.new_ends_at > now,
+                BookingReschedule.new_starts_at < horizon,
+                Booking.status.in_(_LIVE),
+            )
+        )
+    ).all()
+    return [Interval(start, end) for start, end in (*rows, *held)]
 
 
 # -- catalogue and free time ---------------------------------------------------------------------
