@@ -406,7 +406,7 @@ EN: dict[str, Entry] = {
         "default": (
             "You have {count} booked session(s) in {span}. Blocking the time does not cancel them:"
         ),
-        "sms": "{count} booked in {span}, not cancelled by a block:",
+        "sms": "{count} session(s) booked in {span}; a block does not cancel them:",
     },
     "away_clash_line": "{reference} {when}",
     "away_clash_ask": {
