@@ -107,6 +107,13 @@ def _sample_fields() -> dict[str, object]:
         "minutes_left": 5,
         "window": "24 hours",
         "reason": "You cancelled the M-Pesa prompt.",
+        # practitioner calendar
+        "hours": "mon-fri 09:00-17:00; sat 10:00-13:00",
+        "span": "Wed 24 Dec to Fri 26 Dec",
+        "first": "Wed 24 Dec",
+        "start": "14:00",
+        "end": "17:00",
+        "days": 92,
     }
 
 
