@@ -111,7 +111,7 @@ def parse_away(text: object, now: datetime) -> AwaySpan | AwayRefusal:
     cleaned = _normalise(text)
     if not cleaned or len(cleaned) > MAX_TEXT:
         return AwayRefusal("unreadable")
-    cleaned, times = _split_times(cleaned)
+    cleaned, times = _split_times(cleaned, today)
     if isinstance(times, AwayRefusal):
         return times
     span = _read_days(cleaned, today)
@@ -148,7 +148,7 @@ def _normalise(text: str) -> str:
     return " ".join(text.split()).strip(" .")
 
 
-def _split_times(text: str) -> tuple[str, tuple[time, time] | AwayRefusal | None]:
+def _split_times(text: str, today: date) -> tuple[str, tuple[time, time] | AwayRefusal | None]:
     """Cut a trailing ``14:00-17:00`` / ``2-5pm`` off the text: (rest, (start, end) or a refusal or None)."""
     match = _TIMES.match(text)
     if match is None or not match["rest"]:
@@ -156,8 +156,10 @@ def _split_times(text: str) -> tuple[str, tuple[time, time] | AwayRefusal | None
     t1, t2 = match["t1"], match["t2"]
     marked = any(mark in t1 + t2 for mark in (":", "am", "pm"))
     dotted = "." in t1 and "." in t2 and _clock(t1) is not None and _clock(t2) is not None
-    if not (marked or dotted):
-        return text, None  # "24-26" are days, not times
+    # "24 dec 14-17": bare hours after a whole date; but in "dec 24-26" the numbers are days.
+    bare = not isinstance(_read_days(match["rest"], today), AwayRefusal)
+    if not (marked or dotted or bare):
+        return text, None
     suffix = next((s for s in ("am", "pm") if t2.endswith(s) and not t1.endswith(("am", "pm"))), "")
     start, end = _clock(t1 + suffix), _clock(t2)
     if suffix and start is not None and end is not None and start >= end:
