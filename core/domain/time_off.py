@@ -137,6 +137,8 @@ def parse_away(text: object, now: datetime) -> AwaySpan | AwayRefusal:
 
 
 def _normalise(text: str) -> str:
+    if any(c.isdigit() and not c.isascii() for c in text):
+        return ""  # "²" or "٣" are digits to str.isdigit/int but never a date typed here
     text = text.casefold().replace("\u2013", "-").replace("\u2014", "-")
     text = re.sub(r"[,;]", " ", text)
     text = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", text)  # 24th -> 24

@@ -87,14 +87,47 @@ def test_a_range_across_the_new_year_ends_in_the_next_year_and_the_next_january_
     assert parse_away("30 DEC-2 JAN", late_december) == AwaySpan(date(2026, 12, 30), date(2027, 1, 2))
 
 
+@pytest.mark.parametrize("typed", ["²", "24 dec ²", "٢٤ dec", "1² jan"])
+def test_digits_of_other_scripts_are_refused_not_raised(typed: str):  # found by Hypothesis
+    assert parse_away(typed, FRIDAY_MORNING) == AwayRefusal("unreadable")
+
+
 def test_a_naive_clock_or_a_non_text_is_refused_not_raised():
     assert parse_away("24 dec", datetime(2026, 12, 4, 9, 0)) == AwayRefusal("unreadable")
     assert parse_away(None, FRIDAY_MORNING) == AwayRefusal("unreadable")
 
 
+PIECES = st.sampled_from(
+    [
+        "24",
+        "dec",
+        "-",
+        "14:00",
+        "pm",
+        " ",
+        "/",
+        "2026",
+        "to",
+        "jan",
+        "feb",
+        "29",
+        "31",
+        ".",
+        "24:00",
+        "th",
+        "kesho",
+    ]
+)
+TYPED = st.one_of(
+    st.text(max_size=80),
+    st.lists(PIECES, max_size=12).map("".join),
+    st.lists(PIECES, max_size=8).map(" ".join),
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    text=st.text(max_size=80),
+    text=TYPED,
     now=st.datetimes(
         min_value=datetime(2000, 1, 1), max_value=datetime(2098, 12, 31), timezones=st.just(UTC)
     ),
