@@ -253,18 +253,21 @@ def _booking_list(turn: Turn, lead: str, bookings: list[BookingView]) -> Reply:
 
 def span_text(turn: Turn, starts_at: datetime, ends_at: datetime) -> str:
     """``Wed 24 Dec``, ``Wed 24 Dec to Fri 26 Dec`` or ``Wed 24 Dec, 14:00-17:00`` (Nairobi)."""
-    start, end = starts_at.astimezone(NAIROBI), ends_at.astimezone(NAIROBI)
     this_year = turn.runtime.clock().astimezone(NAIROBI).year
 
     def day(d: date) -> str:
         label = messages.day_label(d, turn.lang)
         return label if d.year == this_year else f"{label} {d.year}"
 
-    if start.time() == end.time() == datetime.min.time():
-        first, last = start.date(), end.date() - timedelta(days=1)
-        return day(first) if first == last else turn.say("away_span_days", first=day(first), last=day(last))
-    if start.date() == end.date():
-        return turn.say("away_span_part", day=day(start.date()), start=f"{start:%H:%M}", end=f"{end:%H:%M}")
-    return turn.say(
-        "away_span_days", first=f"{day(start.date())} {start:%H:%M}", last=f"{day(end.date())} {end:%H:%M}"
-    )
+    span = AwaySpan.of(Interval(starts_at, ends_at))
+    if span is None:  # not made in the chat: from an hour of one day to an hour of another
+        start, end = starts_at.astimezone(NAIROBI), ends_at.astimezone(NAIROBI)
+        first, last = f"{day(start.date())} {start:%H:%M}", f"{day(end.date())} {end:%H:%M}"
+        return turn.say("away_span_days", first=first, last=last)
+    if span.start is not None and span.end is not None:
+        return turn.say(
+            "away_span_part", day=day(span.first), start=f"{span.start:%H:%M}", end=f"{span.end:%H:%M}"
+        )
+    if span.first == span.last:
+        return day(span.first)
+    return turn.say("away_span_days", first=day(span.first), last=day(span.last))

@@ -79,6 +79,17 @@ class AwaySpan:
     def whole_days(self) -> bool:
         return self.start is None
 
+    @classmethod
+    def of(cls, interval: Interval) -> AwaySpan | None:
+        """The days (or part of a day) a stored block covers, as people name them; None for a
+        block that runs from an hour of one day to an hour of another (not typed here)."""
+        start, end = interval.start.astimezone(NAIROBI), interval.end.astimezone(NAIROBI)
+        if start.time() == end.time() == time(0) and end.date() > start.date():
+            return cls(start.date(), end.date() - timedelta(days=1))
+        if start.date() == end.date() and end > start:
+            return cls(start.date(), start.date(), start.time(), end.time())
+        return None
+
     def interval(self) -> Interval:
         """The span in UTC: whole days run from midnight to midnight, Nairobi time."""
         if self.start is None or self.end is None:

@@ -25,7 +25,7 @@ from core.services.booking.queries import available_days, available_slots
 from core.services.booking.time_off import block_time, remove_time_off, upcoming_time_off
 from core.services.booking.types import BookingError
 from tests.conftest import make_settings
-from tests.factories import make_booking
+from tests.factories import make_booking, make_therapist
 from tests.integration.test_dialog_support import (
     SMS_THERAPIST_PHONE,
     Chat,
@@ -33,6 +33,7 @@ from tests.integration.test_dialog_support import (
     book,
     build_world,
 )
+from tests.support.admin import AdminSite
 from tests.support.payments import Clock
 
 START = datetime(2031, 3, 10, 8, 0, tzinfo=NAIROBI)  # a Monday morning in Nairobi
@@ -303,3 +304,17 @@ async def test_a_booking_made_before_the_block_still_goes_through_the_chat(world
     result = await block_time(world.runtime, world.therapist_id, _day(day), keep_bookings=True)
     assert [b.reference for b in result.clashes] == [booking.reference]
     assert await _status(world, booking.id) == BookingStatus.PENDING_APPROVAL
+
+
+# -- the admin site ----------------------------------------------------------------------------------
+
+
+async def test_the_admin_practitioners_page_lists_each_practitioners_time_off(admin: AdminSite) -> None:
+    async with admin.runtime.uow() as uow:
+        therapist = await make_therapist(uow.session, name="Amani")
+        await uow.commit()
+    day = admin.runtime.clock().astimezone(NAIROBI).date() + timedelta(days=3)
+    await block_time(admin.runtime, therapist.id, _day(day))
+    await block_time(admin.runtime, therapist.id, _day(day + timedelta(days=1), time(14), time(17)))
+    page = await (await admin.get("/admin/practitioners")).text()
+    assert f"{day:%a %d %b %Y}<br>{day + timedelta(days=1):%a %d %b %Y}, 14:00–17:00" in page

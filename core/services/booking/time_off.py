@@ -112,6 +112,26 @@ async def upcoming_time_off(
         return [_view(r) for r in rows]
 
 
+async def time_off_ahead_by_practitioner(
+    runtime: Runtime, *, limit: int = 500
+) -> dict[int, list[TimeOffView]]:
+    """Every practitioner's blocks that have not ended, soonest first (the admin site's list)."""
+    now = runtime.clock()
+    async with runtime.uow() as uow:
+        rows = (
+            await uow.session.scalars(
+                select(TimeOff)
+                .where(TimeOff.ends_at > now)
+                .order_by(TimeOff.starts_at, TimeOff.id)
+                .limit(limit)
+            )
+        ).all()
+    found: dict[int, list[TimeOffView]] = {}
+    for row in rows:
+        found.setdefault(row.therapist_id, []).append(_view(row))
+    return found
+
+
 async def remove_time_off(runtime: Runtime, therapist_id: int, time_off_id: int) -> TimeOffView | None:
     """Remove one of the practitioner's own blocks (its slots are offered again); None if not theirs."""
     async with runtime.uow() as uow:
