@@ -169,6 +169,23 @@ class BookingReschedule(Base):
     code: Mapped[str | None] = mapped_column(String(8), unique=True)  # SMS "A<code>" / "D<code>"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
+class TimeOff(Base):
+    """A practitioner's blocked time (a day, days, or part of a day): no slot is offered in it.
+
+    Live bookings inside it are kept (the practitioner or an admin deals with them); the
+    slot computation treats every row as busy time (core.services.booking.queries).
+    """
+
+    __tablename__ = "time_off"
+    # The blocks that can still hide a slot: one practitioner's, ending after now.
+    __table_args__ = (Index("ix_time_off_therapist_id_ends_at", "therapist_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PaymentAttempt(Timestamped, Base):

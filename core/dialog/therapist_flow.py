@@ -59,6 +59,11 @@ async def dashboard(turn: Turn, therapist: TherapistRef, *, before: list[Reply] 
     return turn.idle(*replies)
 
 
+def help_reply(turn: Turn) -> Reply:
+    """What a practitioner can send: the session lists, then the calendar (/hours, /away)."""
+    return Reply(text=f"{turn.say('therapist_help')}\n{turn.say('therapist_help_calendar')}")
+
+
 def request_card(turn: Turn, b: BookingView) -> Reply:
     """One request: Approve/Decline buttons (Telegram) or the A<code>/D<code> answer (SMS)."""
     text = turn.say(

@@ -10,7 +10,8 @@ Two kinds:
   (the practitioner approves / declines a move).
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
   token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
-  number typed outside the phone step: ``yes`` / ``no``). A choice whose
+  number typed outside the phone step: ``yes`` / ``no``; ``aw``/``ar``/``ak`` are a practitioner's
+  time-off menu). A choice whose
   token is not the conversation's current one is stale and does nothing.
 
 The unprefixed ``pay:<id>``, ``approve:<id>`` and ``decline:<id>`` (the notification
@@ -44,8 +45,12 @@ THERAPIST, SESSION_TYPE, DAY, TIME, PAGE = "th", "st", "dy", "tm", "pg"
 EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO = "em", "ok", "ph", "cy", "cn"
 PAY_NUMBER = "pn"  # pay from a number typed outside the phone step: yes / no
 MOVE = "mv"  # confirm a reschedule: yes / no
+# A practitioner's time off: block days (``20261224`` or ``20261224-20261226``), remove a block
+# (its id), and keep the booked sessions when blocking over them (``yes`` / ``no``).
+AWAY_DAYS, AWAY_REMOVE, AWAY_KEEP = "aw", "ar", "ak"
 MENU_KINDS = frozenset(
     {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER, MOVE}
+    | {AWAY_DAYS, AWAY_REMOVE, AWAY_KEEP}
 )
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
