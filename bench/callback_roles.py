@@ -41,6 +41,7 @@ from harness import (  # noqa: E402
     start,
     stop,
     wait_listening,
+    wait_up,
 )
 from settlement import scratch_database  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -158,11 +159,14 @@ async def run_split(
         }
         web_port, worker_port = free_port(), free_port()
         with tempfile.TemporaryDirectory() as tmp:
-            web = start([SCRIPT, "serve", "--role", "web"], role_env(url, web_port, web_port), tmp)
-            worker = start([SCRIPT, "serve", "--role", "worker"], role_env(url, worker_port, web_port), tmp)
+            web_log, worker_log = Path(tmp, "web.log"), Path(tmp, "worker.log")
+            web = start([SCRIPT, "serve", "--role", "web"], role_env(url, web_port, web_port), tmp, web_log)
+            worker = start(
+                [SCRIPT, "serve", "--role", "worker"], role_env(url, worker_port, web_port), tmp, worker_log
+            )
             try:
-                await wait_listening(f"http://127.0.0.1:{web_port}/healthz")
-                await wait_listening(f"http://127.0.0.1:{worker_port}/healthz")
+                await wait_up(f"http://127.0.0.1:{web_port}/healthz", web, web_log)
+                await wait_up(f"http://127.0.0.1:{worker_port}/healthz", worker, worker_log)
                 acks = await timed_load(f"http://127.0.0.1:{web_port}", requests, concurrency, max_s)
                 first_request = time.time() - acks.seconds
                 settled = await wait_settled(url, acks.ok, settle_within)

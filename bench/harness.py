@@ -56,8 +56,28 @@ async def wait_listening(url: str, within: float = 60.0) -> None:
                 await asyncio.sleep(0.1)
 
 
-def start(argv: list[str], env: dict[str, str], cwd: str | Path = ROOT) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(
+    argv: list[str], env: dict[str, str], cwd: str | Path = ROOT, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child; its stderr goes to ``log`` when given (to show why it did not come up)."""
+    err = log.open("wb") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+    finally:
+        if log:
+            err.close()  # type: ignore[union-attr]
+
+
+async def wait_up(url: str, process: subprocess.Popen[bytes], log: Path, within: float = 60.0) -> None:
+    """``wait_listening``, but a child that exits or never listens ends the bench with its log's tail."""
+    try:
+        await wait_listening(url, within)
+    except aiohttp.ClientError:
+        raise SystemExit(f"{url} did not come up (exit code {process.poll()}):\n{log_tail(log)}") from None
+
+
+def log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -58,6 +58,7 @@ from harness import (  # noqa: E402
     start,
     stop,
     wait_listening,
+    wait_up,
 )
 from settlement import scratch_database  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -189,10 +190,11 @@ async def press_pay_by_sms(url: str, daraja_url: str, ids: range, tmp: str) -> d
     """PAY (untimed), then N numbers texted at once to the real ``serve`` process; each turn's
     latency is from its send to its reply being queued (the hook answers after at most 2 s)."""
     port = free_port()
-    server = start([SCRIPT, "serve"], base_env(url, port, daraja_url), tmp)
+    log = Path(tmp, "serve.log")
+    server = start([SCRIPT, "serve"], base_env(url, port, daraja_url), tmp, log)
     path = f"/hooks/sms/{AT_SECRET}/inbound"
     try:
-        await wait_listening(f"http://127.0.0.1:{port}/healthz")
+        await wait_up(f"http://127.0.0.1:{port}/healthz", server, log)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}", connector=connector) as http:
             await asyncio.gather(*[sms_post(http, path, i, "PAY", "pay") for i in ids])
