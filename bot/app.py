@@ -10,6 +10,11 @@ registers the handlers and the bot commands, and starts receiving updates:
   through ``POST /hooks/telegram`` (webhooks.telegram) and setWebhook is called with
   ``PUBLIC_BASE_URL + "/hooks/telegram"`` and the secret.
 
+With split roles (``serve --role``) a process may run the bot without receiving updates
+(``receive=False``: a worker in webhook mode, which only edits progress messages and sends the
+outbox's Telegram messages) or without following progress messages (``follow_progress=False``:
+a web process in webhook mode, which records them for the worker; ``bot/progress.py``).
+
 ``runtime.components["bot"]`` is "starting" until polling runs or the webhook is set, then
 "ok" (``/healthz``). A token Telegram refuses fails at once (:class:`BotStartError`); if
 Telegram cannot be reached, start-up keeps retrying in the background.
@@ -117,7 +122,7 @@ class BotHandle:
 
     application: Application
     runtime: Runtime
-    mode: Literal["polling", "webhook"]
+    mode: Literal["polling", "webhook", "send-only"]
     progress: PaymentProgress
     handlers: TelegramHandlers
     webhook: TelegramWebhook | None = None
@@ -143,10 +148,11 @@ class BotHandle:
         if not self._initialized:
             await app.initialize()  # getMe: a refused token raises InvalidToken here
             self._initialized = True
-            await self._set_commands()
+            if self.mode != "send-only":
+                await self._set_commands()
         if not app.running:
             await app.start()
-        if not self._receiving:
+        if not self._receiving and self.mode != "send-only":
             if self.mode == "webhook":
                 assert self.webhook is not None and self.webhook_url is not None
                 self.webhook.attach(_UpdateSink(app))
@@ -262,6 +268,8 @@ async def start_bot(
     poll_timeout: float = 25.0,
     progress_interval: float = 2.5,
     max_retries: int = 5,
+    receive: bool = True,
+    follow_progress: bool = True,
 ) -> BotHandle:
     """Start the Telegram bot on the running loop and return its handle.
 
@@ -273,24 +281,25 @@ async def start_bot(
     token = token or settings.telegram_bot_token
     if not token:
         raise BotStartError("TELEGRAM_BOT_TOKEN: not set (the bot cannot start without a token)")
-    hook = _webhook_route(settings, app)
+    hook = _webhook_route(settings, app) if receive else None
     webhook_mode = hook is not None
     runtime.components[COMPONENT] = "starting"
     application = build_application(
-        token, base_url or settings.telegram_api_base_url, webhook_mode=webhook_mode, max_retries=max_retries
+        token, base_url or settings.telegram_api_base_url, webhook_mode=webhook_mode or not receive,
+        max_retries=max_retries,
     )
 
     async def blocked(user_id: int) -> None:
         await mark_telegram_unreachable(runtime, user_id)
 
     out = TelegramOut(application.bot, blocked)
-    progress = PaymentProgress(runtime, payments, out, interval=progress_interval)
+    progress = PaymentProgress(runtime, payments, out, interval=progress_interval, follow=follow_progress)
     handlers = TelegramHandlers(engine, ReplyDelivery(out, progress), runtime)
     handlers.register(application)
     handle = BotHandle(
         application,
         runtime,
-        "webhook" if webhook_mode else "polling",
+        ("webhook" if webhook_mode else "polling") if receive else "send-only",
         progress,
         handlers,
         webhook=hook,

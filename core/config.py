@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
     client_cancel_window_hours: int | None = None
 
+    # What `smiling-steps serve` runs: all, web or worker (smiling_steps/roles.py); --role wins.
+    serve_role: Literal["all", "web", "worker"] = "all"
+
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
     telegram_webhook_secret: str | None = None
