@@ -297,11 +297,21 @@ class Settings(BaseSettings):
         return self.public_base_url or f"http://127.0.0.1:{self.port}"
 
     @property
+    def stand_ins_url(self) -> str:
+        """Where local mode's stand-ins (/sim/…) answer: this process, or for a worker the web process.
+
+        A ``worker`` serves no /sim/ routes; it reaches the ``web`` process's at PUBLIC_BASE_URL.
+        """
+        if self.serve_role == "worker":
+            return self.base_url
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def daraja_base_url(self) -> str:
         if self.mpesa_api_base_url:
             return self.mpesa_api_base_url
         if self.local_mode:
-            return f"http://127.0.0.1:{self.port}/sim/daraja"
+            return f"{self.stand_ins_url}/sim/daraja"
         return DARAJA_BASE_URLS[self.mpesa_environment]
 
     @property

@@ -166,7 +166,7 @@ def _worker_bot_target(app: web.Application, settings: Settings) -> tuple[str | 
         return settings.telegram_bot_token, settings.telegram_api_base_url
     from simulators.telegram_api import SIMULATOR_TOKEN
 
-    return SIMULATOR_TOKEN, f"{settings.base_url}/sim/telegram/bot"
+    return SIMULATOR_TOKEN, f"{settings.stand_ins_url}/sim/telegram/bot"
 
 
 def _build_services(

@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from smiling_steps.server import run_server
 
     role = getattr(args, "role", None) or parse_role(settings.serve_role)
+    settings = settings.model_copy(update={"serve_role": role.value})  # --role wins over SERVE_ROLE
     ensure_secret_key(settings)
     # Only a process serving the site upgrades a local-mode database; a worker started beside
     # it waits for that (two processes migrating one file at once would collide).
