@@ -63,6 +63,7 @@ __all__ = [
 
 PAYMENTS_WAKEUP = Wake.PAYMENTS
 OUTBOX_WAKEUP = Wake.OUTBOX
+OFFER_SWEEP_TICKS = 15  # × adopt_every (2 s): offers of other processes are looked at every 30 s
 WAITING = frozenset({PaymentStatus.QUEUED, PaymentStatus.AWAITING_CUSTOMER, PaymentStatus.UNCLEAR})
 MAX_TRACKED = 2000
 
@@ -275,6 +276,7 @@ class PaymentProgress:
     async def _listen(self) -> None:
         wake = self.runtime.wakeup(PAYMENTS_WAKEUP)
         await self._adopt()  # messages followed before a restart, or recorded by a web process
+        ticks = 0
         while True:
             woken = False
             with contextlib.suppress(TimeoutError):
@@ -284,6 +286,10 @@ class PaymentProgress:
                 wake.clear()
                 self.notify()
                 self.retry_offers.check_soon()
+            else:  # now and then, look for offers another (or a dead) process made
+                ticks += 1
+                if ticks % OFFER_SWEEP_TICKS == 0:
+                    self.retry_offers.check_soon(anyway=True)
             await self._adopt()
 
     async def _follow(self, entry: _Followed) -> None:

@@ -71,6 +71,9 @@ class RetryOffers:
         self._withdrawn: deque[tuple[int, int]] = deque(maxlen=limit)  # notices already cleared
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        # Whether the table may hold offers: true at start (offers made before a restart) and
+        # after each offer; a read that finds none clears it, so wake-ups cost no query then.
+        self._maybe = True
 
     @property
     def offers(self) -> list[RetryOffer]:
@@ -81,6 +84,7 @@ class RetryOffers:
         self._offers[(chat_id, message_id)] = RetryOffer(
             attempt_id, booking_id, chat_id, message_id, time.monotonic()
         )
+        self._maybe = True
         while len(self._offers) > self._limit:
             del self._offers[next(iter(self._offers))]  # the oldest
         try:
@@ -88,8 +92,13 @@ class RetryOffers:
         except Exception:  # the database is away: a press on the button still gets the safe answer
             log.warning("could not store a retry offer", extra={"attempt": attempt_id})
 
-    def check_soon(self) -> None:
-        """Re-read the offered attempts (a payment changed somewhere); coalesces bursts."""
+    def check_soon(self, *, anyway: bool = False) -> None:
+        """Re-read the offered attempts (a payment changed somewhere); coalesces bursts.
+
+        ``anyway`` also looks when this process saw no offers (another process may have made some).
+        """
+        if not (self._maybe or anyway):
+            return
         if self._task is not None and not self._task.done():
             self._again = True
             return
@@ -137,6 +146,7 @@ class RetryOffers:
         try:
             since = self.runtime.clock() - timedelta(seconds=self._watch_s)
             standing = await store.offers(self.runtime, since=since)
+            self._maybe = bool(standing)
         except Exception:
             log.warning("could not read the retry offers")
             return
