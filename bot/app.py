@@ -128,8 +128,12 @@ class BotHandle:
     webhook: TelegramWebhook | None = None
     webhook_url: str | None = None
     poll_timeout: float = 25.0
+    # Polling waits for resume_polling() (a worker polls only while it holds the polling lease:
+    # Telegram allows one poller per token; smiling_steps/polling_lease.py).
+    gate_polling: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _initialized: bool = False
+    _may_poll: bool = False
     _receiving: bool = False
     _starter: asyncio.Task[None] | None = None
     _stopped: bool = False
@@ -162,19 +166,45 @@ class BotHandle:
                     allowed_updates=ALLOWED_UPDATES,
                     max_connections=40,
                 )
-            else:
-                assert app.updater is not None
-                await app.updater.start_polling(
-                    timeout=timedelta(seconds=self.poll_timeout),
-                    allowed_updates=ALLOWED_UPDATES,
-                    drop_pending_updates=False,
-                    error_callback=self._polling_error,
-                )
+            elif not self.gate_polling or self._may_poll:
+                await self._poll()
             self._receiving = True
         self.progress.start()
         self.runtime.components[COMPONENT] = "ok"
         self.ready.set()
         log.info("telegram bot started", extra={"mode": self.mode, "bot": app.bot.username})
+
+    async def _poll(self) -> None:
+        updater = self.application.updater
+        assert updater is not None
+        if not updater.running:
+            await updater.start_polling(
+                timeout=timedelta(seconds=self.poll_timeout),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+                error_callback=self._polling_error,
+            )
+            log.info("telegram polling started")
+
+    @property
+    def polling(self) -> bool:
+        updater = self.application.updater
+        return bool(updater is not None and updater.running)
+
+    async def resume_polling(self) -> None:
+        """Start polling now (or once the bot has started, if Telegram was out of reach)."""
+        self._may_poll = True
+        if self.mode == "polling" and self._initialized and self.application.running and not self._stopped:
+            await self._poll()
+
+    async def pause_polling(self) -> None:
+        """Stop polling (the polling lease was lost); sending and editing go on."""
+        self._may_poll = False
+        updater = self.application.updater
+        with contextlib.suppress(RuntimeError):
+            if updater is not None and updater.running:
+                await updater.stop()
+                log.info("telegram polling paused")
 
     async def _keep_starting(self) -> None:
         delay = 1.0
@@ -270,6 +300,7 @@ async def start_bot(
     max_retries: int = 5,
     receive: bool = True,
     follow_progress: bool = True,
+    gate_polling: bool = False,
 ) -> BotHandle:
     """Start the Telegram bot on the running loop and return its handle.
 
@@ -305,6 +336,7 @@ async def start_bot(
         webhook=hook,
         webhook_url=f"{settings.base_url}{WEBHOOK_PATH}" if webhook_mode else None,
         poll_timeout=poll_timeout,
+        gate_polling=gate_polling,
     )
     await _first_start(handle)
     return handle

@@ -37,6 +37,7 @@ from core.services.settings.crypto import SettingsCipher
 from core.services.settings.gateway import ConfiguredDaraja
 from core.services.settings.mpesa import MpesaSettings
 from smiling_steps.jobs import BackgroundJobs
+from smiling_steps.polling_lease import PollingLease
 from smiling_steps.roles import Role, RolePlan, plan_for, wake_ctx
 from webhooks.health import setup_health
 from webhooks.metrics import setup_metrics
@@ -272,12 +273,19 @@ def _bot_ctx(services: Services, token: str, base_url: str, plan: RolePlan) -> C
         simulator = app.get(TELEGRAM_SIMULATOR)
         if simulator is not None:
             sim_runner, url = await _private_telegram(simulator)
+        # Several workers on PostgreSQL: only the holder of the polling lease polls.
+        gated = plan.role is Role.WORKER and plan.bot_receives and not services.runtime.settings.is_sqlite
         handle = await start_bot(
             services.runtime, services.engine, services.payments, app, token=token, base_url=url,
-            receive=plan.bot_receives, follow_progress=plan.follows_progress,
+            receive=plan.bot_receives, follow_progress=plan.follows_progress, gate_polling=gated,
         )
         services.bot = handle
+        lease = PollingLease(services.runtime, handle.resume_polling, handle.pause_polling) if gated else None
+        if lease is not None:
+            await lease.start()
         yield
+        if lease is not None:
+            await lease.stop()
         await handle.stop()
         if sim_runner is not None:
             await sim_runner.cleanup()
