@@ -37,14 +37,25 @@ class PollingLease:
         retry_s: float = RETRY_S,
         connect: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
+        self._runtime = runtime
         self._dsn = asyncpg_dsn(runtime.settings.database_url)
         self._resume, self._pause = resume, pause
         self._retry_s = retry_s
         self._connect = connect or _asyncpg_connect
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
-        self.state = "starting"  # standby, held, lost, stopped
+        self._state = "starting"
         self.held_times = 0
+
+    @property
+    def state(self) -> str:
+        """starting, standby (another worker polls), held (this one polls), lost, stopped."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self._runtime.process["telegram_polling"] = value  # /healthz details
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="telegram-polling-lease")

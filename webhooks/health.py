@@ -51,6 +51,8 @@ def process_details(process: dict[str, str]) -> dict[str, object]:
     details: dict[str, object] = {"role": process.get("role", "all")}
     details["runs"] = [part for part in process.get("runs", "").split(",") if part]
     details["wake"] = process.get("wake", "in-process")
+    if "telegram_polling" in process:  # a worker among several: holds the polling lease or stands by
+        details["telegram_polling"] = process["telegram_polling"]
     return details
 
 
