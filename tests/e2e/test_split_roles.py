@@ -19,15 +19,17 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from core.db.models import Booking, PaymentAttempt, TelegramProgress
+from core.db.models import Booking, CallbackInbox, Outbox, PaymentAttempt, TelegramProgress
 from core.domain.states import BookingStatus, PaymentStatus
 from core.runtime import build_runtime
+from core.services.payments.intake import PROVIDER as MPESA_INBOX
 from smiling_steps.demo.scenarios import PRACTITIONER_CHAT_ID, RECEIPT
 from smiling_steps.demo.service import Service
 from smiling_steps.demo.stage import Stage
@@ -84,6 +86,24 @@ def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) ->
 Rows = tuple[Booking, list[PaymentAttempt], list[TelegramProgress]]
 
 
+async def _moments(database_url: str, attempt_id: int) -> tuple[datetime, datetime, datetime | None]:
+    """When the callback was stored (web), the attempt settled (worker), the practitioner was told."""
+    runtime = build_runtime(make_settings(database_url))
+    try:
+        async with runtime.uow() as uow:
+            received = await uow.session.scalar(
+                select(func.max(CallbackInbox.received_at)).where(CallbackInbox.provider == MPESA_INBOX)
+            )
+            attempt = await uow.session.get_one(PaymentAttempt, attempt_id)
+            told = await uow.session.scalar(
+                select(Outbox.sent_at).where(Outbox.template == "payment_received_therapist")
+            )
+            assert received is not None and attempt.settled_at is not None
+            return received, attempt.settled_at, told
+    finally:
+        await runtime.close()
+
+
 async def _db(database_url: str, reference: str) -> Rows:
     runtime = build_runtime(make_settings(database_url))
     try:
@@ -123,6 +143,9 @@ def _edited_to_paid(stage: Stage, message_id: object) -> dict[str, object] | Non
                  if m["message_id"] == message_id and "Payment received" in (m.get("text") or "")), None)
 
 
+# Feature: mpesa-payment-integration, Property 53: Callback Processing Time
+# Feature: mpesa-payment-integration, Property 62: Confirmed Payment Sends In-App Notification Within 5 Seconds  # noqa: E501
+# Feature: mpesa-payment-integration, Property 76: System Restart Resumes Pending Payments
 @pytest.mark.timeout(150)
 def test_web_and_worker_processes_book_approve_and_pay_and_a_new_worker_edits_the_original_message(
     database_url: str, tmp_path: Path
@@ -159,6 +182,9 @@ def test_web_and_worker_processes_book_approve_and_pay_and_a_new_worker_edits_th
             paid_note = f"Booking paid ({reference})"
             stage.wait("the practitioner's note", lambda: stage.find(PRACTITIONER.user_id, paid_note))
             booking, [attempt], rows = asyncio.run(_db(database_url, reference))
+            received, settled, told = asyncio.run(_moments(database_url, attempt.id))
+    assert (settled - received).total_seconds() < 5  # Property 53, the callback taken by the web process
+    assert told is not None and (told - settled).total_seconds() < 5  # Property 62, sent by the worker
     assert attempt.status == PaymentStatus.PAID and attempt.mpesa_receipt
     assert booking.status == BookingStatus.CONFIRMED
     assert attempt.mpesa_receipt in str(edited["text"]) and attempt.mpesa_receipt in str(receipt["text"])

@@ -8,6 +8,7 @@ owner name and memory); the wake-up they share stands for the cross-process sign
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -47,6 +48,7 @@ async def until_forgotten(runtime: Runtime, within: float = 3.0) -> None:
         await asyncio.sleep(0.05)
 
 
+# Feature: mpesa-payment-integration, Property 16: Status Change Updates UI
 async def test_a_message_recorded_by_the_web_process_is_followed_and_edited_by_the_worker(
     runtime: Runtime, telegram: RunningTelegram
 ) -> None:
@@ -64,8 +66,10 @@ async def test_a_message_recorded_by_the_web_process_is_followed_and_edited_by_t
         [row] = await _rows(runtime)
         assert row == (1, message.message_id, "following", worker.progress.owner)
 
+        settled_at = time.monotonic()
         payments.settle(1, PaymentStatus.PAID, receipt="SPLIT00001")
         await telegram.state.wait_for(lambda: "SPLIT00001" in message.text, within=3)
+        assert message.edited_at - settled_at < 1.0  # Property 16, with the message recorded elsewhere
         await until_forgotten(runtime)
     assert len(telegram.state.bot_messages(AMINA)) == 1  # edited, not a second message
 
