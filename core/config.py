@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # A client's move waits for the practitioner's approval (the old slot is kept meanwhile).
     reschedule_needs_approval: bool = False
 
+    # What `smiling-steps serve` runs: all, web or worker (smiling_steps/roles.py); --role wins.
+    serve_role: Literal["all", "web", "worker"] = "all"
+
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
     telegram_webhook_secret: str | None = None
@@ -313,11 +316,21 @@ class Settings(BaseSettings):
         return self.public_base_url or f"http://127.0.0.1:{self.port}"
 
     @property
+    def stand_ins_url(self) -> str:
+        """Where local mode's stand-ins (/sim/…) answer: this process, or for a worker the web process.
+
+        A ``worker`` serves no /sim/ routes; it reaches the ``web`` process's at PUBLIC_BASE_URL.
+        """
+        if self.serve_role == "worker":
+            return self.base_url
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def daraja_base_url(self) -> str:
         if self.mpesa_api_base_url:
             return self.mpesa_api_base_url
         if self.local_mode:
-            return f"http://127.0.0.1:{self.port}/sim/daraja"
+            return f"{self.stand_ins_url}/sim/daraja"
         return DARAJA_BASE_URLS[self.mpesa_environment]
 
     @property

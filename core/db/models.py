@@ -382,3 +382,27 @@ class Setting(Base):
     encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(60))
+
+
+class TelegramProgress(Base):
+    """A chat's live payment-progress message, shared by every process (``bot/progress.py``).
+
+    ``phase`` is ``following`` while the attempt waits (the worker holding the lease edits it),
+    then ``offered`` while the message shows a failure with "Retry payment"
+    (``bot/retry_offers.py``); the row goes once the result is final. A lease (``owner``,
+    ``lease_until``) lets exactly one process follow it, and another take over when that one dies.
+    """
+
+    __tablename__ = "telegram_progress"
+    __table_args__ = (Index("ix_telegram_progress_phase_lease", "phase", "lease_until"),)
+
+    attempt_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    booking_id: Mapped[int | None] = mapped_column(index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    base_text: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[label, value], …]
+    phase: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
