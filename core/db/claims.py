@@ -51,6 +51,14 @@ def new_worker_id(kind: str) -> str:
     return f"{kind}@{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:WORKER_ID_MAX]
 
 
+def _bookkeeping(model: Claimable, **values: Any) -> dict[str, Any]:
+    """``values`` plus, on a table with ``updated_at``, that column kept as it is: a lease is
+    bookkeeping, not a change of the item (the admin's "last change" must not move)."""
+    if hasattr(model, "updated_at"):
+        values.setdefault("updated_at", model.updated_at)
+    return values
+
+
 def lease_free(model: Claimable, now: datetime) -> ColumnElement[bool]:
     """Nobody holds the row: never claimed, released, or the holder's lease ran out."""
     return or_(model.claimed_until.is_(None), model.claimed_until < now)
@@ -84,7 +92,7 @@ async def claim_batch(
     take = (
         update(model)
         .where(model.id.in_(ids), due, lease_free(model, now))
-        .values(claimed_until=until, claimed_by=worker, **dict(values or {}))
+        .values(**_bookkeeping(model, claimed_until=until, claimed_by=worker, **dict(values or {})))
         .returning(model.id, *returning)
         .execution_options(synchronize_session=False)
     )
@@ -117,7 +125,7 @@ async def hold(
     result = await session.execute(
         update(model)
         .where(condition)
-        .values(claimed_until=until)
+        .values(**_bookkeeping(model, claimed_until=until))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -130,7 +138,7 @@ async def release(session: AsyncSession, model: Claimable, row_ids: Sequence[int
     result = await session.execute(
         update(model)
         .where(model.id.in_(list(row_ids)), model.claimed_by == worker)
-        .values(claimed_until=None, claimed_by=None)
+        .values(**_bookkeeping(model, claimed_until=None, claimed_by=None))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
