@@ -15,7 +15,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -31,6 +30,7 @@ from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking
 from tests.support.daraja import closed_port
 from tests.support.workers import (
+    ROOT,
     OutsideWorld,
     StillClock,
     Worker,
@@ -39,7 +39,6 @@ from tests.support.workers import (
     worker_settings,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 DATA = {"reference": "SS0000000042", "therapist_name": "Dr. Amani", "session_type": "Individual",
         "starts_at_local": "Mon 30 Nov 2026, 10:00 EAT", "amount_kes": 2500}
 
@@ -74,10 +73,10 @@ async def _outbox(worker: Worker) -> list[Outbox]:
 
 
 async def _kill_mid_send(database_url: str) -> None:
-    """Run tests/support/hanging_worker.py and SIGKILL it while it is sending."""
+    """Run tests/support/worker_process.py hang and SIGKILL it while it is sending."""
     env = {**os.environ, "DATABASE_URL": database_url}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.hanging_worker", cwd=ROOT, env=env,
+        sys.executable, "-m", "tests.support.worker_process", "hang", cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None

@@ -1,8 +1,9 @@
 """Two worker processes on one database handle every item exactly once (issue 13, core.db.claims).
 
-Each "process" is a Runtime of its own (its own engine and connection pool) running the
-outbox dispatcher, the reminder pass, the watchdog or housekeeping; the two race over the
-same rows on SQLite and on PostgreSQL (with TEST_DATABASE_URL). What they send is counted
+Each worker is a Runtime of its own (its own engine and connection pool) running the outbox
+dispatcher, the reminder pass, the watchdog or housekeeping, or a real second OS process
+(tests/support/worker_process.py); the two race over the same rows on SQLite and on
+PostgreSQL (with TEST_DATABASE_URL). What they send is counted
 where it arrived: the Telegram Bot API stand-in, the Africa's Talking simulator, the SMTP
 capture server and the Daraja simulator, all over real HTTP/SMTP on 127.0.0.1.
 """
@@ -10,6 +11,9 @@ capture server and the Daraja simulator, all over real HTTP/SMTP on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,10 +32,12 @@ from tests.conftest import make_settings
 from tests.factories import make_attempt, make_booking, make_client, make_therapist
 from tests.support.daraja import closed_port
 from tests.support.workers import (
+    ROOT,
     OutsideWorld,
     StillClock,
     Worker,
     outside_world,
+    process_env,
     start_worker,
     worker_settings,
 )
@@ -125,6 +131,34 @@ async def test_two_workers_racing_send_each_of_200_messages_and_50_reminders_exa
         reminders = await _all(first, select(Reminder))
         assert {(r.status, r.claimed_by) for r in reminders} == {("SENT", None)}
         assert first.sent and second.sent and first.sent + second.sent == len(rows)  # both took part
+
+
+async def test_two_worker_processes_racing_send_each_of_200_messages_and_50_reminders_exactly_once(
+    database_url: str,
+) -> None:
+    async with two_workers(database_url) as (world, clock, first, _second):
+        clock.now = utcnow() - timedelta(seconds=1)  # due by the processes' own (wall) clocks
+        await _queue_outbox(first, world, clock)
+        await _due_reminders(first, clock)
+        env = {**os.environ, **process_env(database_url, world)}
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.support.worker_process", "drain", cwd=ROOT, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        outputs = [await asyncio.wait_for(p.communicate(), timeout=120) for p in processes]
+
+        sent = [int(out.split()[-1]) for out, _err in outputs]
+        assert [p.returncode for p in processes] == [0, 0]
+        assert sum(sent) == SMS + TELEGRAM + EMAIL + 2 * REMINDERS  # however the two shared the work
+        sms = world.sms_received()
+        assert len(sms) == SMS + 2 * REMINDERS and set(sms.values()) == {1}
+        assert len(world.telegram_received()) == TELEGRAM and set(world.telegram_received().values()) == {1}
+        assert len(world.mail_received()) == EMAIL and set(world.mail_received().values()) == {1}
+        rows = await _all(first, select(Outbox))
+        assert {(r.status, r.attempts, r.claimed_by) for r in rows} == {("SENT", 1, None)}
 
 
 async def test_two_watchdogs_racing_query_and_repush_each_due_attempt_exactly_once(database_url: str) -> None:

@@ -11,10 +11,11 @@ it arrived.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 
@@ -28,15 +29,16 @@ from core.services.notifications.reminders import run_due_reminders
 from core.services.payments.initiate import PaymentService
 from core.services.payments.watchdog import Watchdog
 from senders.email import SmtpSender
-from senders.sms import AfricasTalkingGateway, SmsSender
+from senders.sms import SmsSender, build_sms_gateway
 from simulators.africastalking import AfricasTalkingSimulator
 from simulators.smtp import SmtpCaptureServer
 from simulators.telegram_api import SIMULATOR_TOKEN, TelegramApiSimulator, create_app, simulator_state
-from tests.support.daraja import RunningSimulator, make_client, running_simulator
+from tests.support.daraja import RunningSimulator, closed_port, make_client, running_simulator
 
 AT_USERNAME, AT_API_KEY = "smilingsteps", "claims-test-at-key"
 MAIL_FROM = "bookings@smilingsteps.example"
 SECRET_KEY = "test-secret-key-for-callbacks"
+ROOT = Path(__file__).resolve().parents[2]  # where ``python -m tests.support.worker_process`` runs
 
 
 class StillClock:
@@ -116,7 +118,7 @@ class Worker:
     watchdog: Watchdog
     senders: dict[str, Counting]
     daraja: DarajaClient
-    telegram: TelegramSender
+    close_senders: Callable[[], Awaitable[None]]
 
     @property
     def sent(self) -> int:
@@ -130,7 +132,7 @@ class Worker:
             pass
 
     async def close(self) -> None:
-        await self.telegram.close()
+        await self.close_senders()
         await self.daraja.aclose()
         await self.runtime.close()
 
@@ -138,6 +140,7 @@ class Worker:
 def worker_settings(world: OutsideWorld, callback_port: int) -> dict[str, str]:
     """Settings (besides DATABASE_URL) pointing the workers at ``world``; callbacks go nowhere."""
     return {
+        "AT_USERNAME": AT_USERNAME, "AT_API_KEY": AT_API_KEY, "AT_API_BASE_URL": f"{world.base_url}/sim/at",
         "PORT": str(callback_port),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{callback_port}",
         "MPESA_API_BASE_URL": world.daraja.base_url,
@@ -147,18 +150,33 @@ def worker_settings(world: OutsideWorld, callback_port: int) -> dict[str, str]:
     }
 
 
+def process_env(database_url: str, world: OutsideWorld) -> dict[str, str]:
+    """The environment of a worker *process* (tests/support/worker_process.py) for ``world``."""
+    return {
+        "DATABASE_URL": database_url, **worker_settings(world, closed_port()),
+        "SMTP_PORT": str(world.smtp.port),
+    }
+
+
+def process_senders(
+    settings: Settings, smtp_port: int
+) -> tuple[dict[str, Sender], Callable[[], Awaitable[None]]]:
+    """The real senders (as ``serve`` builds them from settings) and a function closing them."""
+    telegram = TelegramSender.from_settings(settings)
+    gateway = build_sms_gateway(settings)
+    assert telegram is not None and gateway is not None
+    email = SmtpSender.for_capture(smtp_port, sender_address=MAIL_FROM)
+    return {"telegram": telegram, "sms": SmsSender(gateway), "email": email}, telegram.close
+
+
 def start_worker(
     settings: Settings, world: OutsideWorld, clock: StillClock, *, batch_size: int = 10
 ) -> Worker:
     """A worker on a Runtime of its own (own engine), senders pointing at the simulators."""
     runtime = build_runtime(settings, clock=clock)
-    telegram = TelegramSender.from_settings(settings)
-    assert telegram is not None
-    sms = SmsSender(AfricasTalkingGateway(username=AT_USERNAME, api_key=AT_API_KEY,
-                                          base_url=f"{world.base_url}/sim/at"))
-    email = SmtpSender.for_capture(world.smtp.port, sender_address=MAIL_FROM)
-    senders = {"telegram": Counting(telegram), "sms": Counting(sms), "email": Counting(email)}
+    real, close = process_senders(settings, world.smtp.port)
+    senders = {channel: Counting(sender) for channel, sender in real.items()}
     dispatcher = Dispatcher(runtime, senders, batch_size=batch_size, concurrency=5)
     daraja = make_client(world.daraja.base_url)
     payments = PaymentService(runtime, daraja, SECRET_KEY)
-    return Worker(runtime, dispatcher, Watchdog(runtime, daraja, payments), senders, daraja, telegram)
+    return Worker(runtime, dispatcher, Watchdog(runtime, daraja, payments), senders, daraja, close)
