@@ -234,6 +234,9 @@ class PaymentAttempt(Timestamped, Base):
     next_check_at: Mapped[datetime | None]
     query_count: Mapped[int] = mapped_column(Integer, default=0)
     settled_at: Mapped[datetime | None]
+    # The watchdog's lease (core.db.claims): one worker queries or re-pushes an attempt at a time.
+    claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 def last_four(column: Any) -> Any:
@@ -284,6 +287,7 @@ class Outbox(Base):
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher holding the lease
     last_error: Mapped[str | None] = mapped_column(String(300))
     provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
     sent_at: Mapped[datetime | None]
@@ -303,6 +307,7 @@ class Reminder(Base):
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(10), default="PENDING")
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None]
 
 
