@@ -13,10 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_fuzz_bench_sends_every_endpoint_its_cases_and_finds_no_violation() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--count", "50", "--seed", "14"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     last = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, done.stdout[-3000:]
