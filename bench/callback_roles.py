@@ -148,49 +148,62 @@ def role_env(url: str, port: int, web_port: int) -> dict[str, str]:
     }
 
 
+Requests = list[tuple[str, bytes]]
+
+
+async def web_and_worker(
+    url: str, requests: Requests, concurrency: int, max_s: float, settle_within: float, tmp: str
+) -> tuple[TimedLoad, dict[str, float], float, dict[str, float | None]]:
+    """The load on ``serve --role web`` while ``--role worker`` settles; then wait for settlement.
+
+    Returns the acknowledgements, settled_at by CheckoutRequestID, the first request's wall time
+    and the peak RSS of both processes."""
+    web_port, worker_port = free_port(), free_port()
+    web_log, worker_log = Path(tmp, "web.log"), Path(tmp, "worker.log")
+    web = start([SCRIPT, "serve", "--role", "web"], role_env(url, web_port, web_port), tmp, web_log)
+    worker = start(
+        [SCRIPT, "serve", "--role", "worker"], role_env(url, worker_port, web_port), tmp, worker_log
+    )
+    try:
+        await wait_up(f"http://127.0.0.1:{web_port}/healthz", web, web_log)
+        await wait_up(f"http://127.0.0.1:{worker_port}/healthz", worker, worker_log)
+        acks = await timed_load(f"http://127.0.0.1:{web_port}", requests, concurrency, max_s)
+        first_request = time.time() - acks.seconds
+        settled = await wait_settled(url, acks.ok, settle_within)
+        rss = {"web": child_peak_rss_mb(web.pid), "worker": child_peak_rss_mb(worker.pid)}
+    finally:
+        stop(web)
+        stop(worker)
+    return acks, settled, first_request, rss
+
+
+async def bare_handler(requests: Requests, concurrency: int, max_s: float, tmp: str) -> TimedLoad:
+    """The same load on callback_ack.py's bare aiohttp handler."""
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
+    script = str(Path(__file__).parent / "callback_ack.py")
+    bare = start([sys.executable, script, "--bare-server", str(port)], keep, tmp)
+    try:
+        await wait_listening(f"http://127.0.0.1:{port}/")
+        return await timed_load(f"http://127.0.0.1:{port}", requests, concurrency, max_s)
+    finally:
+        stop(bare)
+
+
 async def run_split(
     count: int, concurrency: int, max_s: float, database_url: str | None, settle_within: float
 ) -> dict[str, Any]:
     """The split run, then the bare handler under the same load."""
     async with scratch_database(database_url) as url:
         requests = await prepare(url, count)
-        checkout_of_path = {
-            path: json.loads(body)["Body"]["stkCallback"]["CheckoutRequestID"] for path, body in requests
-        }
-        web_port, worker_port = free_port(), free_port()
         with tempfile.TemporaryDirectory() as tmp:
-            web_log, worker_log = Path(tmp, "web.log"), Path(tmp, "worker.log")
-            web = start([SCRIPT, "serve", "--role", "web"], role_env(url, web_port, web_port), tmp, web_log)
-            worker = start(
-                [SCRIPT, "serve", "--role", "worker"], role_env(url, worker_port, web_port), tmp, worker_log
+            acks, settled, first_request, rss = await web_and_worker(
+                url, requests, concurrency, max_s, settle_within, tmp
             )
-            try:
-                await wait_up(f"http://127.0.0.1:{web_port}/healthz", web, web_log)
-                await wait_up(f"http://127.0.0.1:{worker_port}/healthz", worker, worker_log)
-                acks = await timed_load(f"http://127.0.0.1:{web_port}", requests, concurrency, max_s)
-                first_request = time.time() - acks.seconds
-                settled = await wait_settled(url, acks.ok, settle_within)
-                rss = {"web": child_peak_rss_mb(web.pid), "worker": child_peak_rss_mb(worker.pid)}
-            finally:
-                stop(web)
-                stop(worker)
-            bare_port = free_port()
-            keep = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
-            bare = start(
-                [
-                    sys.executable,
-                    str(Path(__file__).parent / "callback_ack.py"),
-                    "--bare-server",
-                    str(bare_port),
-                ],
-                keep,
-                tmp,
-            )
-            try:
-                await wait_listening(f"http://127.0.0.1:{bare_port}/")
-                bare_load = await timed_load(f"http://127.0.0.1:{bare_port}", requests, concurrency, max_s)
-            finally:
-                stop(bare)
+            bare_load = await bare_handler(requests, concurrency, max_s, tmp)
+    checkout_of_path = {
+        p: json.loads(body)["Body"]["stkCallback"]["CheckoutRequestID"] for p, body in requests
+    }
     lags = [
         settled[checkout_of_path[p]] - at for p, at in acks.acked_at.items() if checkout_of_path[p] in settled
     ]
