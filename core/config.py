@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
     client_cancel_window_hours: int | None = None
+    # The language an SMS conversation starts in ("en" or "sw"; core/i18n.py). Telegram starts
+    # from the user's own language_code; anyone may switch with /language, LUGHA or LANGUAGE.
+    default_language: str = "en"
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
@@ -157,6 +160,14 @@ class Settings(BaseSettings):
                 "(leave it unset so that clients cannot cancel a paid booking)"
             )
         return value
+
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _default_language(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("en", "sw"):
+            raise ValueError("must be en (English) or sw (Kiswahili)")
+        return text
 
     @field_validator("at_shortcode")
     @classmethod

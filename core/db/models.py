@@ -59,6 +59,8 @@ class Therapist(Timestamped, Base):
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class Client(Timestamped, Base):
@@ -83,6 +85,8 @@ class Client(Timestamped, Base):
     name: Mapped[str | None] = mapped_column(String(120))
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class SessionType(Base):

@@ -25,13 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from core import i18n
 from core.config import is_test_environment
-from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
+from core.dialog import booking_flow, client_flow, language_flow, messages, pay_flow, therapist_flow, values
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
+from core.services.booking.language import stored_language
 from core.templates.gsm import discreet
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class _Word:
     run: Command
     slash: bool = True
     typed: bool = True
+    typed_arg: bool = False  # typed with an argument too ("LUGHA SW")
 
 
 class DialogEngine:
@@ -83,12 +86,30 @@ class DialogEngine:
 
     # -- the turn loop -----------------------------------------------------------------------
 
+    async def _language(self, inbound: Inbound) -> tuple[str, bool]:
+        """The language to answer in, and whether it is the person's stored choice.
+
+        Stored choice first; else Telegram's ``language_code`` (sw → Kiswahili, any other →
+        English); else (SMS) the practice's DEFAULT_LANGUAGE.
+        """
+        stored = await stored_language(self.runtime, inbound.channel, inbound.user_key)
+        if stored is not None:
+            return stored, True
+        telegram = inbound.channel == "telegram"
+        guessed = i18n.from_telegram(inbound.extras.get("language_code")) if telegram else None
+        default = getattr(self.runtime.settings, "default_language", i18n.DEFAULT)
+        return i18n.supported(guessed or default), False
+
     async def _handle(self, inbound: Inbound) -> list[Reply]:
+        lang, stored = await self._language(inbound)
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
             # TEST MODE marks and the sandbox test number follow the mode payments use now.
             test_mode = is_test_environment(await self.payments.active_environment())
-            turn = Turn(self.runtime, self.payments, inbound, snap, active_test_mode=test_mode)
+            turn = Turn(
+                self.runtime, self.payments, inbound, snap, lang=lang, lang_stored=stored,
+                active_test_mode=test_mode,
+            )
             outcome = await self._decide(turn)
             claimed = await self.store.save(
                 snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)
@@ -102,7 +123,7 @@ class DialogEngine:
             if saved is None:
                 log.info("dialog state moved on during an effect", extra={"dialog": claimed.row_id})
             return self._finish(turn, final.replies, final.step)
-        return [Reply(text=messages.say("try_again", inbound.channel))]
+        return [Reply(text=messages.say("try_again", inbound.channel, lang), lang=lang)]
 
     def _finish(self, turn: Turn, replies: list[Reply], step: str) -> list[Reply]:
         if turn.step == PHONE and step != PHONE and replies and not turn.sms:
@@ -119,7 +140,7 @@ class DialogEngine:
                 )
                 for r in replies
             ]
-        return replies
+        return [replace(r, lang=turn.lang) for r in replies]
 
     # -- what the input means ------------------------------------------------------------------
 
@@ -242,6 +263,7 @@ _ACTIONS: dict[str, Action] = {
     values.APPROVE: _decide_request,
     values.DECLINE: _decide_request,
     values.SESSIONS: _therapist_sessions,
+    values.LANGUAGE: lambda turn, choice: language_flow.switch(turn, choice.arg),
 }
 
 
@@ -287,6 +309,7 @@ _BOOK = _Word(lambda turn, _: booking_flow.start(turn))
 _MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
 _HELP = _Word(lambda turn, _: _help(turn))
 _STOP = _Word(_stop)
+_PAY = _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True))
 _WORDS: dict[str, _Word] = {
     "start": _Word(_start),
     "dashboard": _Word(_start, typed=False),
@@ -294,7 +317,7 @@ _WORDS: dict[str, _Word] = {
     "my": _MY,
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
-    "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),
+    "pay": _PAY,
     "help": _HELP,
     "menu": _HELP,
     "stop": _STOP,
@@ -305,6 +328,18 @@ _WORDS: dict[str, _Word] = {
     "upcoming": _Word(_sessions("upcoming", for_clients=False)),
     "all": _Word(_sessions("all", for_clients=False)),
     "sessions": _Word(_sessions("all", for_clients=True)),
+    # Kiswahili keywords: the same actions, whatever language the person is written to in.
+    "miadi": _BOOK,
+    "lipa": _PAY,
+    "zangu": _MY,
+    "msaada": _HELP,
+    "acha": _STOP,
+    # The language: /language, LUGHA, LANGUAGE (with or without a name), or the name alone.
+    "language": _Word(language_flow.command, typed_arg=True),
+    "lugha": _Word(language_flow.command, typed_arg=True),
+    "english": _Word(language_flow.named(i18n.ENGLISH)),
+    "swahili": _Word(language_flow.named(i18n.KISWAHILI)),
+    "kiswahili": _Word(language_flow.named(i18n.KISWAHILI)),
 }
 
 
@@ -318,7 +353,11 @@ def _command(text: str) -> tuple[Command, str] | None:
         word = _WORDS.get(head.split("@", 1)[0].lower())
         return ((word.run if word and word.slash else _HELP.run), arg.strip())
     word = _WORDS.get(text.lower().strip(" .!?"))
-    return (word.run, "") if word and word.typed else None
+    if word and word.typed:
+        return word.run, ""
+    head, _, arg = text.partition(" ")
+    word = _WORDS.get(head.lower())
+    return (word.run, arg.strip()) if word and word.typed_arg and arg.strip() else None
 
 
 # -- common answers ------------------------------------------------------------------------------------

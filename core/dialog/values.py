@@ -5,7 +5,8 @@ Two kinds:
 * **Actions** stand on their own and are re-checked against the database whenever they
   arrive, however old the message: ``v1:book``, ``v1:my``, ``v1:help``,
   ``v1:pay:<booking id>``, ``v1:chphone:<booking id>``, ``v1:cxl:<booking id>``,
-  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``.
+  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``,
+  ``v1:lang:<en|sw>``.
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
   token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
   number typed outside the phone step: ``yes`` / ``no``). A choice whose
@@ -29,7 +30,10 @@ PREFIX = "v1"
 BOOK, MY, HELP = "book", "my", "help"
 PAY, CHANGE_PHONE, CANCEL_BOOKING = "pay", "chphone", "cxl"
 APPROVE, DECLINE, SESSIONS = "approve", "decline", "ts"
-ACTIONS = frozenset({BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS})
+LANGUAGE = "lang"  # v1:lang:<en|sw>: write to me in this language from now on
+ACTIONS = frozenset(
+    {BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS, LANGUAGE}
+)
 LEGACY_ACTIONS = frozenset({PAY, APPROVE, DECLINE})
 
 # Menu choices.
