@@ -35,7 +35,8 @@ from bot.delivery import ChatUnreachable, TelegramOut
 from bot.render import escape, inline_keyboard
 from bot.retry_offers import RetryOffers
 from core.dialog import values
-from core.dialog.messages import label, price, say
+from core.dialog.messages import DEFAULT_LANGUAGE, label, price, say
+from core.dialog.messages import reason as reason_in
 from core.dialog.types import Option
 from core.dialog.values import pay_value
 from core.domain.states import PaymentStatus
@@ -56,51 +57,53 @@ _WAITING_KEYS: dict[PaymentStatus, str] = {
 }
 
 
-def mode_marker() -> str:
+def mode_marker(lang: str = DEFAULT_LANGUAGE) -> str:
     """The TEST MODE marker as a line of its own (the catalogue's ``test_mark``)."""
-    return say("test_mark").strip()
+    return say("test_mark", lang=lang).strip()
 
 
-def _marked(view: PaymentView, text: str) -> str:
-    return f"{mode_marker()}\n{text}" if view.test_mode else text
+def _marked(view: PaymentView, text: str, lang: str) -> str:
+    return f"{mode_marker(lang)}\n{text}" if view.test_mode else text
 
 
-def waiting_line(view: PaymentView, elapsed: int) -> str:
+def waiting_line(view: PaymentView, elapsed: int, lang: str = DEFAULT_LANGUAGE) -> str:
     """The status line under the engine's text while we wait."""
-    return say(_WAITING_KEYS.get(view.status, "tg_progress_waiting"), seconds=elapsed)
+    return say(_WAITING_KEYS.get(view.status, "tg_progress_waiting"), lang=lang, seconds=elapsed)
 
 
-def result_text(view: PaymentView) -> tuple[str, tuple[Option, ...]]:
-    """Plain text and options for a settled attempt."""
+def result_text(view: PaymentView, lang: str = DEFAULT_LANGUAGE) -> tuple[str, tuple[Option, ...]]:
+    """Plain text and options for a settled attempt, in ``lang`` (the chat's language)."""
     if view.status == PaymentStatus.PAID:
-        amount = price(view.amount_kes)
+        amount = price(view.amount_kes, lang)
         if view.receipt:
-            text = say("tg_progress_paid", price=amount, receipt=view.receipt)
+            text = say("tg_progress_paid", lang=lang, price=amount, receipt=view.receipt)
         else:
-            text = say("tg_progress_paid_no_receipt", price=amount)
-        return _marked(view, text), ()
+            text = say("tg_progress_paid_no_receipt", lang=lang, price=amount)
+        return _marked(view, text, lang), ()
     if view.status == PaymentStatus.NEEDS_REVIEW:
-        return _marked(view, say("tg_progress_needs_review")), ()
-    reason = view.client_message or say("tg_progress_failed_generic")
-    return _marked(view, say("tg_progress_failed", reason=reason)), failure_options(view.booking_id)
+        return _marked(view, say("tg_progress_needs_review", lang=lang), lang), ()
+    reason = reason_in(view.client_message, lang) if view.client_message else None
+    reason = reason or say("tg_progress_failed_generic", lang=lang)
+    failed = say("tg_progress_failed", lang=lang, reason=reason)
+    return _marked(view, failed, lang), failure_options(view.booking_id, lang)
 
 
-def failure_options(booking_id: int) -> tuple[Option, ...]:
+def failure_options(booking_id: int, lang: str = DEFAULT_LANGUAGE) -> tuple[Option, ...]:
     """What a failure offers (DESIGN §4): "Retry payment" and "Use another number"."""
     return (
-        Option(label("retry"), pay_value(booking_id)),
-        Option(label("change_phone"), values.action(values.CHANGE_PHONE, booking_id)),
+        Option(label("retry", lang), pay_value(booking_id)),
+        Option(label("change_phone", lang), values.action(values.CHANGE_PHONE, booking_id)),
     )
 
 
-def told_elsewhere_text(view: PaymentView) -> str:
+def told_elsewhere_text(view: PaymentView, lang: str = DEFAULT_LANGUAGE) -> str:
     """The progress message when the outbox's failure notice (with the buttons) went out first."""
-    return _marked(view, say("tg_progress_failed_see_notice"))
+    return _marked(view, say("tg_progress_failed_see_notice", lang=lang), lang)
 
 
-def overdue_text(view: PaymentView) -> str:
+def overdue_text(view: PaymentView, lang: str = DEFAULT_LANGUAGE) -> str:
     """The message once the attempt's deadline has passed without an answer."""
-    return _marked(view, say("tg_progress_overdue"))
+    return _marked(view, say("tg_progress_overdue", lang=lang), lang)
 
 
 @dataclass
@@ -117,6 +120,7 @@ class _Followed:
     typing_at: float = 0.0
     overdue_shown: bool = False
     gone: bool = False  # the message was deleted: results go in a new message
+    lang: str = DEFAULT_LANGUAGE  # the chat's language (the engine's reply carried it)
 
 
 class PaymentProgress:
@@ -175,7 +179,13 @@ class PaymentProgress:
 
     # -- API for the reply delivery ----------------------------------------------------------
     def track(
-        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: Sequence[Option] = ()
+        self,
+        attempt_id: int,
+        chat_id: int,
+        message_id: int,
+        base_text: str,
+        options: Sequence[Option] = (),
+        lang: str = DEFAULT_LANGUAGE,
     ) -> None:
         """Follow ``message_id`` as the progress message of ``attempt_id`` (replacing an older one)."""
         if self._stopping:
@@ -186,14 +196,14 @@ class PaymentProgress:
                 old_chat, old_id = current.chat_id, current.message_id
                 asyncio.get_running_loop().create_task(self._forget_message(old_chat, old_id))
             current.chat_id, current.message_id = chat_id, message_id
-            current.base_text, current.options = base_text, tuple(options)
+            current.base_text, current.options, current.lang = base_text, tuple(options), lang
             current.shown, current.overdue_shown = None, False
             current.poke.set()
             return
         if len(self._followed) >= MAX_TRACKED:
             log.warning("too many payment progress messages; not following", extra={"attempt": attempt_id})
             return
-        entry = _Followed(attempt_id, chat_id, message_id, base_text, tuple(options))
+        entry = _Followed(attempt_id, chat_id, message_id, base_text, tuple(options), lang=lang)
         entry.shown_at = time.monotonic()  # the message was just sent with the engine's text
         self._followed[attempt_id] = entry
         entry.task = asyncio.get_running_loop().create_task(
@@ -246,13 +256,13 @@ class PaymentProgress:
                 now = self.runtime.clock()
                 if now < view.deadline_at:
                     elapsed = max(0, int((now - view.created_at).total_seconds()))
-                    text = f"{entry.base_text}\n\n{waiting_line(view, elapsed)}"
+                    text = f"{entry.base_text}\n\n{waiting_line(view, elapsed, entry.lang)}"
                     await self._show(entry, escape(text), inline_keyboard(entry.options))
                     await self._keep_typing(entry)
                     await self._pause(entry, max(0.05, entry.shown_at + self.interval - time.monotonic()))
                     continue
                 if not entry.overdue_shown:
-                    await self._show(entry, escape(overdue_text(view)), None, force=True)
+                    await self._show(entry, escape(overdue_text(view, entry.lang)), None, force=True)
                     entry.overdue_shown = True
                 if (now - view.deadline_at).total_seconds() > self.watch_after_deadline:
                     return
@@ -291,12 +301,12 @@ class PaymentProgress:
             entry.gone = True
 
     async def _show_result(self, entry: _Followed, view: PaymentView) -> None:
-        text, options = result_text(view)
+        text, options = result_text(view, entry.lang)
         notice: payment_failed.Takeover = "none"
         if options:  # a failure: one message tells it (core/services/notifications/payment_failed.py)
             notice = await self._take_over_notice(view.attempt_id)
             if notice == "already_out":
-                text, options = told_elsewhere_text(view), ()
+                text, options = told_elsewhere_text(view, entry.lang), ()
         html, markup = escape(text), inline_keyboard(options)
         result = "gone" if entry.gone else await self.out.edit(entry.chat_id, entry.message_id, html, markup)
         message_id: int | None = entry.message_id

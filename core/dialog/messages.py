@@ -93,6 +93,10 @@ EN: dict[str, Entry] = {
     # /language, LUGHA / LANGUAGE: the menu names each language in itself, so it is bilingual.
     "language_menu": "Choose your language / Chagua lugha:",
     "language_set": "OK, I will write to you in English.",
+    # The calendar invitation (.ics) attached to the payment e-mail.
+    "ics_summary": "Smiling Steps session",
+    "ics_summary_with": "Smiling Steps session with {name}",
+    "ics_description": "Join: {url}\nBooking reference: {reference}",
     "reply_range": "Reply 1-{last}",
     # -- booking ----------------------------------------------------------------------------
     "choose_therapist": "Who would you like to see?",

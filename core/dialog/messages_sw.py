@@ -83,6 +83,9 @@ _SW_BASE: dict[str, Entry] = {
     "reply_range": "Jibu 1-{last}",
     "language_menu": "Choose your language / Chagua lugha:",
     "language_set": "Sawa, nitakuandikia kwa Kiswahili.",
+    "ics_summary": "Kikao cha Smiling Steps",
+    "ics_summary_with": "Kikao cha Smiling Steps na {name}",
+    "ics_description": "Jiunge: {url}\nKumbukumbu ya miadi: {reference}",
     # -- booking ----------------------------------------------------------------------------
     "choose_therapist": "Ungependa kuonana na nani?",
     "choose_type": "Kikao cha aina gani?",
