@@ -157,7 +157,7 @@ _SW_BASE: dict[str, Entry] = {
     ),
     "pay_state_NEEDS_REVIEW": "Tunakagua malipo yako; tafadhali usilipe tena.",
     # -- paying ------------------------------------------------------------------------------------
-    "test_mark": "[MAJARIBIO] ",
+    "test_mark": "[TEST MODE] ",  # the same marker in every language (Property 78; admins search it)
     "nothing_to_pay": {
         "default": "Huna kikao kilichokubaliwa kinachosubiri malipo. Tuma /my kuona vikao vyako.",
         "sms": "Huna kikao kilichokubaliwa kinachosubiri malipo. Jibu ZANGU kuona vikao vyako.",
@@ -367,6 +367,12 @@ REASONS_SW: dict[str, str] = {
     ): (
         "Kuna ombi lingine la M-Pesa wazi kwenye simu yako. Tafadhali limalize au ulifunge, "
         "subiri dakika moja, kisha ujaribu tena."
+    ),
+    "M-Pesa is not answering right now. Nothing was charged; please retry later.": (
+        "M-Pesa haijibu sasa hivi. Hakuna pesa iliyokatwa; tafadhali jaribu tena baadaye."
+    ),
+    "M-Pesa did not accept the request. Nothing was charged; please retry.": (
+        "M-Pesa haikukubali ombi. Hakuna pesa iliyokatwa; tafadhali jaribu tena."
     ),
     "M-Pesa could not complete the payment just now. Please retry in a few minutes.": (
         "M-Pesa haikuweza kukamilisha malipo sasa hivi. Tafadhali jaribu tena baada ya dakika chache."

@@ -260,19 +260,22 @@ _LOCAL_TIME_FORMAT = "%a %d %b %Y, %H:%M EAT"
 _LOCAL_TIME_KEYS = ("starts_at_local", "paid_at_local")
 
 
-def _localised_time(value: Any, lang: str) -> Any:
+def _localised_time(value: Any, lang: str, *, sms: bool) -> Any:
+    """``Sat 05 Dec 2026, 11:00 EAT`` in ``lang``; a Kiswahili SMS says ``Jumamosi 05 Des, 11:00``
+    (bookings are at most 14 days ahead and everyone reading is in Kenya: the year and the
+    zone would only cost characters of a 160-character SMS)."""
     if lang == i18n.ENGLISH or not isinstance(value, str) or not value:
         return value
     try:
         moment = datetime.strptime(value, _LOCAL_TIME_FORMAT).replace(tzinfo=NAIROBI)
     except ValueError:
         return value  # not a time we wrote: shown as it is
-    return i18n.moment(moment, lang, year=True, zone=True)
+    return i18n.moment(moment, lang, year=not sms, zone=not sms)
 
 
-def _localise(context: dict[str, Any], lang: str) -> None:
+def _localise(context: dict[str, Any], lang: str, channel: str) -> None:
     for key in _LOCAL_TIME_KEYS:
-        context[key] = _localised_time(context.get(key), lang)
+        context[key] = _localised_time(context.get(key), lang, sms=channel == "sms")
     if isinstance(context.get("reason"), str):  # a typed decline reason is not in the table: kept
         context["reason"] = messages.reason(context["reason"], lang)
 
@@ -294,7 +297,7 @@ def render(
     context: dict[str, Any] = {key: None for key in (*entry.optional, *_COMMON_OPTIONAL)}
     context.update({k: v for k, v in data.items() if k not in META_KEYS})
     context["test_mode"] = bool(context.get("test_mode"))
-    _localise(context, lang)
+    _localise(context, lang, channel)
     test_mode = context["test_mode"]
     if channel == "telegram":
         text = _ENV.get_template(_path(lang, "telegram", f"{template}.html")).render(context).strip()
