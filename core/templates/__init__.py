@@ -324,7 +324,8 @@ def render(
 def _buttons(entry: TemplateSpec, data: Mapping[str, Any], lang: str) -> tuple[Button, ...]:
     custom = data.get("buttons")
     if custom is not None:
-        return tuple(Button(str(label), str(cb)) for label, cb in custom)
+        # Queued with the catalogue's English labels: shown in the reader's language.
+        return tuple(Button(_label(str(label), lang), str(cb)) for label, cb in custom)
     booking_id = data.get("booking_id")
     if booking_id is None:
         return ()
