@@ -107,17 +107,19 @@ def _sample_fields() -> dict[str, object]:
         "minutes_left": 5,
         "window": "24 hours",
         "reason": "You cancelled the M-Pesa prompt.",
+        "url": "https://meet.jit.si/SmilingSteps-AbCdEf",
     }
 
 
-def test_every_catalogue_entry_formats_and_never_names_the_kind_of_care() -> None:
+@pytest.mark.parametrize("lang", ["en", "sw"])
+def test_every_catalogue_entry_formats_and_never_names_the_kind_of_care(lang: str) -> None:
     fields = _sample_fields()
-    for key, entry in messages.EN.items():
+    for key, entry in messages.LANGUAGES[lang].items():
         variants = [entry] if isinstance(entry, str) else list(entry.values())
         for variant in variants:
             text = variant.format(**fields)
             assert not contains_forbidden(text), key
-    for label in messages.LABELS_EN.values():
+    for label in messages.LABELS[lang].values():
         assert not contains_forbidden(label)
 
 
