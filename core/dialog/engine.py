@@ -33,7 +33,6 @@ from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
-from core.services.booking.language import stored_language
 from core.templates.gsm import discreet
 
 log = logging.getLogger(__name__)
@@ -71,37 +70,24 @@ class DialogEngine:
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one message, button press or shared contact; never raises, never silent."""
         channel = getattr(inbound, "channel", "telegram")
+        lang, stored = i18n.DEFAULT, True
         try:
-            replies = await self._handle(inbound)
+            lang, stored = await language_flow.resolve(self.runtime, inbound)
+            replies = await self._handle(inbound, lang, stored)
         except Exception as exc:
             log.error(
                 "dialog turn failed",
                 extra={"channel": channel, "error_type": type(exc).__name__},
                 exc_info=True,
             )
-            replies = [Reply(text=messages.say("error", channel))]
+            replies = [Reply(text=messages.say("error", channel, lang), lang=lang)]
         if not replies:
-            replies = [Reply(text=messages.say("help", channel))]
+            replies = [Reply(text=messages.say("help", channel, lang), lang=lang)]
         return replies
 
     # -- the turn loop -----------------------------------------------------------------------
 
-    async def _language(self, inbound: Inbound) -> tuple[str, bool]:
-        """The language to answer in, and whether it is the person's stored choice.
-
-        Stored choice first; else Telegram's ``language_code`` (sw → Kiswahili, any other →
-        English); else (SMS) the practice's DEFAULT_LANGUAGE.
-        """
-        stored = await stored_language(self.runtime, inbound.channel, inbound.user_key)
-        if stored is not None:
-            return stored, True
-        telegram = inbound.channel == "telegram"
-        guessed = i18n.from_telegram(inbound.extras.get("language_code")) if telegram else None
-        default = getattr(self.runtime.settings, "default_language", i18n.DEFAULT)
-        return i18n.supported(guessed or default), False
-
-    async def _handle(self, inbound: Inbound) -> list[Reply]:
-        lang, stored = await self._language(inbound)
+    async def _handle(self, inbound: Inbound, lang: str, stored: bool) -> list[Reply]:
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
             # TEST MODE marks and the sandbox test number follow the mode payments use now.

@@ -18,14 +18,30 @@ from core import i18n
 from core.dialog import therapist_flow, values
 from core.dialog.store import IDLE
 from core.dialog.turn import Outcome, Turn
-from core.dialog.types import Option, Reply
-from core.services.booking.language import set_language
+from core.dialog.types import Inbound, Option, Reply
+from core.runtime import Runtime
+from core.services.booking.language import set_language, stored_language
 
 # What people type after LUGHA / LANGUAGE / /language, or on its own.
 _NAMES = {
     "en": i18n.ENGLISH, "eng": i18n.ENGLISH, "english": i18n.ENGLISH, "kiingereza": i18n.ENGLISH,
     "sw": i18n.KISWAHILI, "swa": i18n.KISWAHILI, "swahili": i18n.KISWAHILI, "kiswahili": i18n.KISWAHILI,
 }
+
+
+async def resolve(runtime: Runtime, inbound: Inbound) -> tuple[str, bool]:
+    """The language to answer in, and whether it is the person's stored choice.
+
+    Stored choice first; else Telegram's ``language_code`` (sw → Kiswahili, any other →
+    English); else (SMS) the practice's DEFAULT_LANGUAGE.
+    """
+    stored = await stored_language(runtime, inbound.channel, inbound.user_key)
+    if stored is not None:
+        return stored, True
+    telegram = inbound.channel == "telegram"
+    guessed = i18n.from_telegram(inbound.extras.get("language_code")) if telegram else None
+    default = getattr(runtime.settings, "default_language", i18n.DEFAULT)
+    return i18n.supported(guessed or default), False
 
 
 def language_named(text: str) -> str | None:
