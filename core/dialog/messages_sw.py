@@ -65,13 +65,13 @@ _SW_BASE: dict[str, Entry] = {
         ),
     },
     "help_step": {
-        "default": "Tafadhali chagua moja kati ya hayo juu, au tuma /cancel kuacha.",
+        "default": "Tafadhali chagua mojawapo ya machaguo yaliyo hapo juu, au tuma /cancel kuacha.",
         "sms": "Tafadhali jibu kwa namba ya chaguo lako, au ACHA kusimamisha.",
     },
     "choose_number": "Tafadhali jibu kwa namba kati ya 1 na {count}.",
     "stopped": {
-        "default": "Tumeacha. Tuma /book wakati wowote ukitaka kuanza tena.",
-        "sms": "Tumeacha. Jibu MIADI wakati wowote ukitaka kuanza tena.",
+        "default": "Sawa, tumesitisha. Tuma /book wakati wowote ukitaka kuanza tena.",
+        "sms": "Sawa, tumesitisha. Jibu MIADI wakati wowote ukitaka kuanza tena.",
     },
     "expired": "Mazungumzo yetu yaliisha baada ya dakika 30, kwa hivyo tuanze upya.",
     "stale_option": "Chaguo hilo ni la ujumbe wa awali na halitumiki tena.",
@@ -150,7 +150,7 @@ _SW_BASE: dict[str, Entry] = {
     "pay_state_QUEUED": "M-Pesa haikujibu; tunajaribu tena.",
     "pay_state_UNCLEAR": "Tunathibitisha malipo ya mwisho na M-Pesa.",
     "pay_state_FAILED": "Jaribio la mwisho la kulipa halikufaulu.",
-    "pay_state_CANCELLED": "Jaribio la mwisho la kulipa liliachwa.",
+    "pay_state_CANCELLED": "Jaribio la mwisho la kulipa lilisitishwa.",
     "pay_state_TIMED_OUT": (
         "Ombi la mwisho la M-Pesa lilichelewa. Kama ulipata SMS ya M-Pesa ya kuthibitisha, umelipa; "
         "la sivyo chagua Jaribu kulipa tena."
@@ -349,7 +349,7 @@ REASONS_SW: dict[str, str] = {
         "kisha ujaribu tena."
     ),
     "Payment cancelled. You can retry whenever you are ready.": (
-        "Malipo yameachwa. Unaweza kujaribu tena ukiwa tayari."
+        "Malipo yamesitishwa. Unaweza kujaribu tena ukiwa tayari."
     ),
     (
         "We did not get an answer from your phone in time. Check your M-Pesa messages; "
