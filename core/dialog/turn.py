@@ -132,6 +132,9 @@ class Turn:
                 self.runtime, self.channel, self.inbound.user_key
             )
             self._therapist_loaded = True
+            if self._therapist is not None and not self.lang_stored:
+                await remember_first_language(self.runtime, self._therapist.id, self.lang, therapist=True)
+                self.lang_stored = True
         return self._therapist
 
     # -- wording -----------------------------------------------------------------------------

@@ -167,3 +167,15 @@ async def test_notifications_follow_the_clients_latest_choice(world: World) -> N
     assert [b.label for b in approved.buttons] == ["Lipa kwa M-Pesa"]
     [requested] = [m for _, m in sent if m.template == "booking_requested_therapist"]
     assert "<b>Ombi jipya la miadi</b>" in requested.text
+
+
+async def test_a_practitioner_whose_telegram_is_in_kiswahili_gets_kiswahili_notices(world: World) -> None:
+    therapist = _telegram(world, str(THERAPIST_TELEGRAM_ID), "sw")
+    await therapist.send("/start")
+    assert therapist.text.startswith("Habari Dr. Amani Wanjiku.")
+    assert await _language(world.runtime, Therapist, id=world.therapist_id) == "sw"
+    await book(world.chat(), world)  # an English client
+    sent = await _dispatch(world.runtime)
+    [requested] = [m for _, m in sent if m.template == "booking_requested_therapist"]
+    assert "<b>Ombi jipya la miadi</b>" in requested.text
+    assert [b.label for b in requested.buttons] == ["Kubali", "Kataa"]

@@ -76,12 +76,14 @@ async def set_language(
         await uow.commit()
 
 
-async def remember_first_language(runtime: Runtime, client_id: int, language: str) -> None:
-    """Store the language a client's first conversation used, unless they already have one."""
+async def remember_first_language(
+    runtime: Runtime, client_id: int, language: str, *, therapist: bool = False
+) -> None:
+    """Store the language a client's (``therapist``: a practitioner's) first conversation used,
+    unless they already have one: later notifications are then written in it."""
+    model = Therapist if therapist else Client
     async with runtime.uow() as uow:
         await uow.session.execute(
-            update(Client)
-            .where(Client.id == client_id, Client.language.is_(None))
-            .values(language=language)
+            update(model).where(model.id == client_id, model.language.is_(None)).values(language=language)
         )
         await uow.commit()
