@@ -93,7 +93,8 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_on_telegram(databas
             # machine the simulator's callback may settle the payment before the push's answer is
             # written; that answer then says "already paid" (pay_flow._progress), and is edited alike.
             progress = await sim.wait_for(
-                lambda: _first_said(sim, CLIENT, "Angalia simu yako") or _first_said(sim, CLIENT, "tayari imelipwa"),
+                lambda: _first_said(sim, CLIENT, "Angalia simu yako")
+                or _first_said(sim, CLIENT, "tayari imelipwa"),
                 within=5,
             )
             await sim.wait_for(lambda: "Malipo yamepokelewa" in progress.text, within=5)
