@@ -152,7 +152,11 @@ class PaymentProgress:
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         # Failure messages whose "Retry payment" must go once the booking is paid.
-        self.retry_offers = RetryOffers(runtime, payments, out, lambda view: escape(result_text(view)[0]))
+        self._chat_lang: dict[int, str] = {}  # the language each followed chat was last written in
+        self.retry_offers = RetryOffers(runtime, payments, out, self._result_html)
+
+    def _result_html(self, view: PaymentView, chat_id: int) -> str:
+        return escape(result_text(view, self._chat_lang.get(chat_id, DEFAULT_LANGUAGE))[0])
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -190,6 +194,9 @@ class PaymentProgress:
         """Follow ``message_id`` as the progress message of ``attempt_id`` (replacing an older one)."""
         if self._stopping:
             return
+        if len(self._chat_lang) >= MAX_TRACKED and chat_id not in self._chat_lang:
+            self._chat_lang.clear()  # bounded: a forgotten chat falls back to English
+        self._chat_lang[chat_id] = lang
         current = self._followed.get(attempt_id)
         if current is not None and current.task is not None and not current.task.done():
             if current.message_id != message_id:
