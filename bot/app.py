@@ -49,7 +49,7 @@ COMPONENT = "bot"
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 # Command names; each description is the catalogue's "tg_command_<name>" (core/dialog/messages.py).
 CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help", "language")
-THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming")
+THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming", "hours", "away")
 START_RETRY_MAX_S = 30.0
 
 
@@ -189,7 +189,8 @@ class BotHandle:
             delay = min(delay * 2, START_RETRY_MAX_S)
 
     async def _set_commands(self) -> None:
-        """The command menu: seven for everyone, plus /today and /upcoming for linked practitioners."""
+        """The command menu: seven for everyone; linked practitioners also get /today, /upcoming,
+        /hours and /away."""
         bot = self.application.bot
         client = command_menu(CLIENT_COMMANDS)
         therapist = client + command_menu(THERAPIST_COMMANDS)

@@ -37,6 +37,10 @@ DARAJA_BASE_URLS: dict[str, str] = {
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 SECRET_FILE_NAME = ".smiling_steps_secret"
 MAX_CANCEL_WINDOW_HOURS = 720  # CLIENT_CANCEL_WINDOW_HOURS: 30 days, beyond any bookable start
+MAX_RESCHEDULE_WINDOW_HOURS = 720  # CLIENT_RESCHEDULE_WINDOW_HOURS: the same bound
+DEFAULT_RESCHEDULE_WINDOW_HOURS = 24
+# Set but empty (``CLIENT_RESCHEDULE_WINDOW_HOURS=``): clients may not move sessions themselves.
+_OFF_WHEN_EMPTY = ("client_reschedule_window_hours",)
 
 # SECRET_KEY outside local mode: at least 32 random bytes (it derives the key that encrypts
 # stored credentials and signs sessions). 43 characters of URL-safe base64 or 64 hex digits.
@@ -99,6 +103,11 @@ class Settings(BaseSettings):
     # The language an SMS conversation starts in ("en" or "sw"; core/i18n.py). Telegram starts
     # from the user's own language_code; anyone may switch with /language, LUGHA or LANGUAGE.
     default_language: str = "en"
+    # Hours before its start until which a client may move an approved or paid booking to
+    # another free slot; set but empty: never (they ask the practice). Admins always may.
+    client_reschedule_window_hours: int | None = DEFAULT_RESCHEDULE_WINDOW_HOURS
+    # A client's move waits for the practitioner's approval (the old slot is kept meanwhile).
+    reschedule_needs_approval: bool = False
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
@@ -168,6 +177,15 @@ class Settings(BaseSettings):
         if text not in ("en", "sw"):
             raise ValueError("must be en (English) or sw (Kiswahili)")
         return text
+    @field_validator("client_reschedule_window_hours")
+    @classmethod
+    def _reschedule_window(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_RESCHEDULE_WINDOW_HOURS:
+            raise ValueError(
+                f"must be whole hours from 0 to {MAX_RESCHEDULE_WINDOW_HOURS} "
+                "(set it empty so that clients cannot move a session themselves)"
+            )
+        return value
 
     @field_validator("at_shortcode")
     @classmethod
@@ -349,6 +367,13 @@ class Settings(BaseSettings):
         return timedelta(hours=self.client_cancel_window_hours)
 
     @property
+    def client_reschedule_window(self) -> timedelta | None:
+        """How long before the start a client may still move a booking; None: never."""
+        if self.client_reschedule_window_hours is None:
+            return None
+        return timedelta(hours=self.client_reschedule_window_hours)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -401,9 +426,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings; raise ConfigError with one line naming the variable."""
     source = os.environ if environ is None else environ
     values = {k.lower(): v for k, v in source.items() if k.lower() in Settings.model_fields}
-    values = {k: v for k, v in values.items() if v != ""}
+    off = [k for k, v in values.items() if k in _OFF_WHEN_EMPTY and not v.strip()]
+    values = {k: v for k, v in values.items() if v != "" and k not in off}
     try:
-        return Settings.model_validate(values)
+        return Settings.model_validate({**values, **dict.fromkeys(off)})
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, values)) from None
 

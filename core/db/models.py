@@ -131,6 +131,67 @@ class Booking(Timestamped, Base):
     status_reason: Mapped[str | None] = mapped_column(String(200))
 
 
+PENDING_RESCHEDULE_SQL = "status = 'PENDING'"
+
+
+class BookingReschedule(Base):
+    """One move of a booking to another start: the history, and a held slot while PENDING.
+
+    APPLIED rows count the moves (the .ics SEQUENCE); a PENDING row (the practitioner must
+    approve, RESCHEDULE_NEEDS_APPROVAL) holds ``new_starts_at`` for its practitioner: at most
+    one pending hold per slot and per booking (partial unique indexes), and the booking
+    queries count it as busy while its booking is live. States: core/domain/states.py.
+    """
+
+    __tablename__ = "booking_reschedules"
+    __table_args__ = (
+        Index(
+            "uq_booking_reschedules_pending_slot",
+            "therapist_id",
+            "new_starts_at",
+            unique=True,
+            sqlite_where=text(PENDING_RESCHEDULE_SQL),
+            postgresql_where=text(PENDING_RESCHEDULE_SQL),
+        ),
+        Index(
+            "uq_booking_reschedules_pending_booking",
+            "booking_id",
+            unique=True,
+            sqlite_where=text(PENDING_RESCHEDULE_SQL),
+            postgresql_where=text(PENDING_RESCHEDULE_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"))
+    old_starts_at: Mapped[datetime]
+    new_starts_at: Mapped[datetime]
+    new_ends_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10))
+    requested_by: Mapped[str] = mapped_column(String(60))
+    code: Mapped[str | None] = mapped_column(String(8), unique=True)  # SMS "A<code>" / "D<code>"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+class TimeOff(Base):
+    """A practitioner's blocked time (a day, days, or part of a day): no slot is offered in it.
+
+    Live bookings inside it are kept (the practitioner or an admin deals with them); the
+    slot computation treats every row as busy time (core.services.booking.queries).
+    """
+
+    __tablename__ = "time_off"
+    # The blocks that can still hide a slot: one practitioner's, ending after now.
+    __table_args__ = (Index("ix_time_off_therapist_id_ends_at", "therapist_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PaymentAttempt(Timestamped, Base):
     """One STK Push; a booking may have many, at most one live (partial unique index)."""
 

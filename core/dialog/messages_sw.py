@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.dialog.messages_sw_calendar import LABELS_SW_CALENDAR, SW_CALENDAR
+from core.dialog.messages_sw_reschedule import LABELS_SW_RESCHEDULE, SW_RESCHEDULE
+
 Entry = str | Mapping[str, str]
 
 _LABELS_SW_BASE: dict[str, str] = {
@@ -86,6 +89,7 @@ _SW_BASE: dict[str, Entry] = {
     "ics_summary": "Kikao cha Smiling Steps",
     "ics_summary_with": "Kikao cha Smiling Steps na {name}",
     "ics_description": "Jiunge: {url}\nKumbukumbu ya miadi: {reference}",
+    "ics_reference": "Kumbukumbu ya miadi: {reference}",
     # -- booking ----------------------------------------------------------------------------
     "choose_therapist": "Ungependa kuonana na nani?",
     "choose_type": "Kikao cha aina gani?",
@@ -386,5 +390,5 @@ REASONS_SW: dict[str, str] = {
     ),
 }
 
-SW: dict[str, Entry] = {**_SW_BASE}
-LABELS_SW: dict[str, str] = {**_LABELS_SW_BASE}
+SW: dict[str, Entry] = {**_SW_BASE, **SW_RESCHEDULE, **SW_CALENDAR}
+LABELS_SW: dict[str, str] = {**_LABELS_SW_BASE, **LABELS_SW_RESCHEDULE, **LABELS_SW_CALENDAR}

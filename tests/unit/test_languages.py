@@ -69,6 +69,15 @@ def _long_fields(lang: str) -> dict[str, object]:
         "window": messages.say("hours", "sms", lang, count=48),
         "reason": messages.reason(result_codes.describe_result(1).message, lang),
         "url": "https://meet.jit.si/SmilingSteps-AbCdEfGhIjKlMnOpQrStUv",
+        # rescheduling and the practitioner calendar (other parts' keys, same rules)
+        "old": messages.when(SATURDAY, lang, channel="sms"),
+        "new": messages.when(SATURDAY, lang, channel="sms"),
+        "hours": "mon-fri 09:00-17:00; sat 10:00-13:00",
+        "span": f"{messages.day_label(SATURDAY.date(), lang)} - {messages.day_label(SATURDAY.date(), lang)}",
+        "first": messages.day_label(SATURDAY.date(), lang),
+        "start": "14:00",
+        "end": "17:00",
+        "days": 92,
     }
 
 
@@ -186,6 +195,9 @@ def test_every_sms_template_fits_the_same_segments_in_both_languages_with_long_v
         "reason": result_codes.describe_result(1001).message, "retry_seconds": 30,
         "text": "Chagua saa:\n1 10:00\n2 11:00\nJibu 1-2", "cancelled_by": "practice", "refund_due": True,
         "was_approved": True, "under_review": True,
+        "old_starts_at_local": "Fri 04 Dec 2026, 15:00 EAT",
+        "new_starts_at_local": "Sat 05 Dec 2026, 11:00 EAT",
+        "request_id": 12,
     }
     counts = {}
     for lang in LANGS:

@@ -1,7 +1,7 @@
 """the language each client and practitioner is written to in
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0011
 Create Date: 2026-12-04 07:00:00.000000
 
 ``clients.language`` and ``therapists.language``: "en" or "sw" (core/i18n.py), NULL until
@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+# After 0011: merged after 0010 (reschedules) and 0011 (time off) were on main, so a
+# database already at 0011 still gets this one (an id below its parent is only a name).
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
