@@ -53,14 +53,14 @@ log = logging.getLogger(__name__)
 COMPONENT = "bot"
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 # Command names; each description is the catalogue's "tg_command_<name>" (core/dialog/messages.py).
-CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help")
+CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help", "language")
 THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming", "hours", "away")
 START_RETRY_MAX_S = 30.0
 
 
-def command_menu(commands: tuple[str, ...]) -> list[BotCommand]:
-    """The commands with their catalogue descriptions, for setMyCommands."""
-    return [BotCommand(command, say(f"tg_command_{command}")) for command in commands]
+def command_menu(commands: tuple[str, ...], lang: str = "en") -> list[BotCommand]:
+    """The commands with their catalogue descriptions in ``lang``, for setMyCommands."""
+    return [BotCommand(command, say(f"tg_command_{command}", lang=lang)) for command in commands]
 
 
 class BotStartError(RuntimeError):
@@ -225,13 +225,17 @@ class BotHandle:
             delay = min(delay * 2, START_RETRY_MAX_S)
 
     async def _set_commands(self) -> None:
-        """The command menu: six for everyone; linked practitioners also get /today, /upcoming,
+        """The command menu: seven for everyone; linked practitioners also get /today, /upcoming,
         /hours and /away."""
         bot = self.application.bot
         client = command_menu(CLIENT_COMMANDS)
         therapist = client + command_menu(THERAPIST_COMMANDS)
         try:
             await bot.set_my_commands(client, scope=BotCommandScopeDefault())
+            # Users whose Telegram is in Kiswahili see the descriptions in Kiswahili.
+            await bot.set_my_commands(
+                command_menu(CLIENT_COMMANDS, "sw"), scope=BotCommandScopeDefault(), language_code="sw"
+            )
         except TelegramError as exc:
             log.warning("setMyCommands failed", extra={"error": repr(exc)})
         for user_id in await self._therapist_chat_ids():

@@ -49,6 +49,7 @@ from bot.progress_text import (
 )
 from bot.render import escape, inline_keyboard
 from bot.retry_offers import RetryOffers
+from core.dialog.messages import DEFAULT_LANGUAGE
 from core.dialog.types import Option
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime, Wake
@@ -84,6 +85,7 @@ class _Followed:
     gone: bool = False  # the message was deleted: results go in a new message
     to_record: bool = False  # sent by this process: store it (and take the lease) first
     renewed_at: float = 0.0
+    lang: str = DEFAULT_LANGUAGE  # the chat's language (the engine's reply carried it; stored with the row)
 
 
 class PaymentProgress:
@@ -123,7 +125,16 @@ class PaymentProgress:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         # Failure messages whose "Retry payment" must go once the booking is paid.
-        self.retry_offers = RetryOffers(runtime, payments, out, lambda view: escape(result_text(view)[0]))
+        self._chat_lang: dict[int, str] = {}  # the language each followed chat was last written in
+        self.retry_offers = RetryOffers(runtime, payments, out, self._result_html)
+
+    def _result_html(self, view: PaymentView, chat_id: int) -> str:
+        return escape(result_text(view, self._chat_lang.get(chat_id, DEFAULT_LANGUAGE))[0])
+
+    def _remember_lang(self, chat_id: int, lang: str) -> None:
+        if len(self._chat_lang) >= MAX_TRACKED and chat_id not in self._chat_lang:
+            self._chat_lang.clear()  # bounded: a forgotten chat falls back to English
+        self._chat_lang[chat_id] = lang
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -154,13 +165,20 @@ class PaymentProgress:
 
     # -- API for the reply delivery ----------------------------------------------------------
     def track(
-        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: Sequence[Option] = ()
+        self,
+        attempt_id: int,
+        chat_id: int,
+        message_id: int,
+        base_text: str,
+        options: Sequence[Option] = (),
+        lang: str = DEFAULT_LANGUAGE,
     ) -> None:
         """Follow ``message_id`` as the progress message of ``attempt_id`` (replacing an older one)."""
         if self._stopping:
             return
+        self._remember_lang(chat_id, lang)
         if not self.follow:  # record it for a follower in another process
-            self._spawn(self._record_only(attempt_id, chat_id, message_id, base_text, tuple(options)))
+            self._spawn(self._record_only(attempt_id, chat_id, message_id, base_text, tuple(options), lang))
             return
         current = self._followed.get(attempt_id)
         if current is not None and current.task is not None and not current.task.done():
@@ -168,7 +186,7 @@ class PaymentProgress:
                 old_chat, old_id = current.chat_id, current.message_id
                 asyncio.get_running_loop().create_task(self._forget_message(old_chat, old_id))
             current.chat_id, current.message_id = chat_id, message_id
-            current.base_text, current.options = base_text, tuple(options)
+            current.base_text, current.options, current.lang = base_text, tuple(options), lang
             current.shown, current.overdue_shown = None, False
             current.to_record = True
             current.poke.set()
@@ -176,7 +194,9 @@ class PaymentProgress:
         if len(self._followed) >= MAX_TRACKED:
             log.warning("too many payment progress messages; not following", extra={"attempt": attempt_id})
             return
-        entry = _Followed(attempt_id, chat_id, message_id, base_text, tuple(options), to_record=True)
+        entry = _Followed(
+            attempt_id, chat_id, message_id, base_text, tuple(options), to_record=True, lang=lang
+        )
         entry.shown_at = time.monotonic()  # the message was just sent with the engine's text
         self._start_following(entry)
 
@@ -206,12 +226,13 @@ class PaymentProgress:
         task.add_done_callback(self._side_tasks.discard)
 
     async def _record_only(
-        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: tuple[Option, ...]
+        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: tuple[Option, ...],
+        lang: str,
     ) -> None:
         try:
             previous = await store.record(
                 self.runtime, attempt_id, chat_id, message_id, base_text,
-                [(o.label, o.value) for o in options], owner=None, lease=self.lease,
+                [(o.label, o.value) for o in options], owner=None, lease=self.lease, lang=lang,
             )
         except Exception:
             log.exception("could not record a payment progress message", extra={"attempt": attempt_id})
@@ -239,7 +260,10 @@ class PaymentProgress:
             if self._stopping or row.attempt_id in self._followed:
                 continue
             options = tuple(Option(label_, value) for label_, value in row.options)
-            entry = _Followed(row.attempt_id, row.chat_id, row.message_id, row.base_text, options)
+            entry = _Followed(
+                row.attempt_id, row.chat_id, row.message_id, row.base_text, options, lang=row.lang
+            )
+            self._remember_lang(row.chat_id, row.lang)
             entry.renewed_at = time.monotonic()
             log.info("payment progress adopted", extra={"attempt": row.attempt_id})
             self._start_following(entry)
@@ -251,7 +275,7 @@ class PaymentProgress:
             options = [(o.label, o.value) for o in entry.options]
             previous = await store.record(
                 self.runtime, entry.attempt_id, entry.chat_id, entry.message_id, entry.base_text, options,
-                owner=self.owner, lease=self.lease,
+                owner=self.owner, lease=self.lease, lang=entry.lang,
             )
             entry.renewed_at = time.monotonic()
             if previous is not None and previous != (entry.chat_id, entry.message_id):
@@ -316,13 +340,13 @@ class PaymentProgress:
                 now = self.runtime.clock()
                 if now < view.deadline_at:
                     elapsed = max(0, int((now - view.created_at).total_seconds()))
-                    text = f"{entry.base_text}\n\n{waiting_line(view, elapsed)}"
+                    text = f"{entry.base_text}\n\n{waiting_line(view, elapsed, entry.lang)}"
                     await self._show(entry, escape(text), inline_keyboard(entry.options))
                     await self._keep_typing(entry)
                     await self._pause(entry, max(0.05, entry.shown_at + self.interval - time.monotonic()))
                     continue
                 if not entry.overdue_shown:
-                    await self._show(entry, escape(overdue_text(view)), None, force=True)
+                    await self._show(entry, escape(overdue_text(view, entry.lang)), None, force=True)
                     entry.overdue_shown = True
                 if (now - view.deadline_at).total_seconds() > self.watch_after_deadline:
                     await self._finish(entry.attempt_id)
@@ -363,12 +387,12 @@ class PaymentProgress:
             entry.gone = True
 
     async def _show_result(self, entry: _Followed, view: PaymentView) -> None:
-        text, options = result_text(view)
+        text, options = result_text(view, entry.lang)
         notice: payment_failed.Takeover = "none"
         if options:  # a failure: one message tells it (core/services/notifications/payment_failed.py)
             notice = await self._take_over_notice(view.attempt_id)
             if notice == "already_out":
-                text, options = told_elsewhere_text(view), ()
+                text, options = told_elsewhere_text(view, entry.lang), ()
         html, markup = escape(text), inline_keyboard(options)
         result = "gone" if entry.gone else await self.out.edit(entry.chat_id, entry.message_id, html, markup)
         message_id: int | None = entry.message_id

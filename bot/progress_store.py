@@ -43,11 +43,14 @@ class ProgressRow:
     base_text: str
     options: tuple[tuple[str, str], ...]
     phase: str
+    lang: str = "en"  # the chat's language: the follower writes the result in it
 
 
 def _row(r: TelegramProgress) -> ProgressRow:
     options = tuple((str(o[0]), str(o[1])) for o in (r.options or []))
-    return ProgressRow(r.attempt_id, r.booking_id, r.chat_id, r.message_id, r.base_text, options, r.phase)
+    return ProgressRow(
+        r.attempt_id, r.booking_id, r.chat_id, r.message_id, r.base_text, options, r.phase, r.lang or "en"
+    )
 
 
 def _free(now: datetime) -> ColumnElement[bool]:
@@ -64,6 +67,7 @@ async def record(
     *,
     owner: str | None,
     lease: timedelta,
+    lang: str = "en",
 ) -> tuple[int, int] | None:
     """Store (or move) the progress message of ``attempt_id``; returns the older message it replaces."""
     now = runtime.clock()
@@ -77,7 +81,7 @@ async def record(
             previous = (row.chat_id, row.message_id)
         row.chat_id, row.message_id, row.base_text = chat_id, message_id, base_text
         row.options = [list(o) for o in options]
-        row.phase, row.owner = FOLLOWING, owner
+        row.phase, row.owner, row.lang = FOLLOWING, owner, lang
         row.lease_until = now + lease if owner else None
         row.updated_at = now
         await uow.commit()

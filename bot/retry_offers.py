@@ -59,7 +59,7 @@ class RetryOffers:
         runtime: Runtime,
         payments: PaymentService,
         out: TelegramOut,
-        result_html: Callable[[PaymentView], str],
+        result_html: Callable[[PaymentView, int], str],  # (view, chat id): in that chat's language
         *,
         watch_s: float = OFFER_WATCH_S,
         limit: int = MAX_OFFERS,
@@ -163,7 +163,8 @@ class RetryOffers:
             self._offers.pop((offer.chat_id, offer.message_id), None)
             # The attempt this message failed for has a final result after all: show it here.
             with contextlib.suppress(ChatUnreachable):
-                await self.out.edit(offer.chat_id, offer.message_id, self._result_html(view), None)
+                html = self._result_html(view, offer.chat_id)
+                await self.out.edit(offer.chat_id, offer.message_id, html, None)
             log.info("retry offer withdrawn", extra={"attempt": offer.attempt_id, "status": str(view.status)})
             if view.status == PaymentStatus.PAID:
                 await self.booking_paid(view.booking_id)

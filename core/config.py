@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
     client_cancel_window_hours: int | None = None
+    # The language an SMS conversation starts in ("en" or "sw"; core/i18n.py). Telegram starts
+    # from the user's own language_code; anyone may switch with /language, LUGHA or LANGUAGE.
+    default_language: str = "en"
     # Hours before its start until which a client may move an approved or paid booking to
     # another free slot; set but empty: never (they ask the practice). Admins always may.
     client_reschedule_window_hours: int | None = DEFAULT_RESCHEDULE_WINDOW_HOURS
@@ -170,6 +173,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _default_language(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("en", "sw"):
+            raise ValueError("must be en (English) or sw (Kiswahili)")
+        return text
     @field_validator("client_reschedule_window_hours")
     @classmethod
     def _reschedule_window(cls, value: int | None) -> int | None:

@@ -59,6 +59,8 @@ class Therapist(Timestamped, Base):
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class Client(Timestamped, Base):
@@ -83,6 +85,8 @@ class Client(Timestamped, Base):
     name: Mapped[str | None] = mapped_column(String(120))
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class SessionType(Base):
@@ -408,6 +412,7 @@ class TelegramProgress(Base):
     base_text: Mapped[str] = mapped_column(Text, default="")
     options: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[label, value], …]
     phase: Mapped[str] = mapped_column(String(16))
+    lang: Mapped[str] = mapped_column(String(8), default="en", server_default="en")  # the chat's language
     owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

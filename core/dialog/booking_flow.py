@@ -92,7 +92,7 @@ async def _therapist_chosen(turn: Turn, therapist_id: int | None) -> Outcome | N
         turn.say("choose_type"),
         [
             (
-                turn.say("type_label", name=s.name, minutes=s.minutes, price=messages.price(s.price_kes)),
+                turn.say("type_label", name=s.name, minutes=s.minutes, price=turn.price(s.price_kes)),
                 values.SESSION_TYPE,
                 s.id,
             )
@@ -191,7 +191,7 @@ async def _summary(turn: Turn, data: dict[str, Any]) -> Outcome:
         minutes=data["minutes"],
         therapist=data["therapist_name"],
         when=turn.when(start_at),
-        price=messages.price(int(data["price_kes"])),
+        price=turn.price(int(data["price_kes"])),
         email=data.get("email") or turn.say("no_email"),
     )
     return turn.menu(
@@ -231,7 +231,7 @@ def _confirm(turn: Turn) -> Outcome:
             "booking_sent",
             reference=booking.reference,
             therapist=booking.therapist_name,
-            price=messages.price(booking.price_kes),
+            price=turn.price(booking.price_kes),
         )
         return turn.idle(Reply(text=sent))
 

@@ -25,11 +25,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from core import i18n
 from core.config import is_test_environment
 from core.dialog import (
     booking_flow,
     calendar_flow,
     client_flow,
+    language_flow,
     messages,
     pay_flow,
     reschedule_flow,
@@ -78,27 +80,32 @@ class DialogEngine:
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one message, button press or shared contact; never raises, never silent."""
         channel = getattr(inbound, "channel", "telegram")
+        lang, stored = i18n.DEFAULT, True
         try:
-            replies = await self._handle(inbound)
+            lang, stored = await language_flow.resolve(self.runtime, inbound)
+            replies = await self._handle(inbound, lang, stored)
         except Exception as exc:
             log.error(
                 "dialog turn failed",
                 extra={"channel": channel, "error_type": type(exc).__name__},
                 exc_info=True,
             )
-            replies = [Reply(text=messages.say("error", channel))]
+            replies = [Reply(text=messages.say("error", channel, lang), lang=lang)]
         if not replies:
-            replies = [Reply(text=messages.say("help", channel))]
+            replies = [Reply(text=messages.say("help", channel, lang), lang=lang)]
         return replies
 
     # -- the turn loop -----------------------------------------------------------------------
 
-    async def _handle(self, inbound: Inbound) -> list[Reply]:
+    async def _handle(self, inbound: Inbound, lang: str, stored: bool) -> list[Reply]:
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
             # TEST MODE marks and the sandbox test number follow the mode payments use now.
             test_mode = is_test_environment(await self.payments.active_environment())
-            turn = Turn(self.runtime, self.payments, inbound, snap, active_test_mode=test_mode)
+            turn = Turn(
+                self.runtime, self.payments, inbound, snap, lang=lang, lang_stored=stored,
+                active_test_mode=test_mode,
+            )
             outcome = await self._decide(turn)
             claimed = await self.store.save(
                 snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)
@@ -112,7 +119,7 @@ class DialogEngine:
             if saved is None:
                 log.info("dialog state moved on during an effect", extra={"dialog": claimed.row_id})
             return self._finish(turn, final.replies, final.step)
-        return [Reply(text=messages.say("try_again", inbound.channel))]
+        return [Reply(text=messages.say("try_again", inbound.channel, lang), lang=lang)]
 
     def _finish(self, turn: Turn, replies: list[Reply], step: str) -> list[Reply]:
         if turn.step == PHONE and step != PHONE and replies and not turn.sms:
@@ -129,7 +136,7 @@ class DialogEngine:
                 )
                 for r in replies
             ]
-        return replies
+        return [replace(r, lang=turn.lang) for r in replies]
 
     # -- what the input means ------------------------------------------------------------------
 
@@ -259,6 +266,7 @@ _ACTIONS: dict[str, Action] = {
     values.APPROVE: _decide_request,
     values.DECLINE: _decide_request,
     values.SESSIONS: _therapist_sessions,
+    values.LANGUAGE: lambda turn, choice: language_flow.switch(turn, choice.arg),
     values.RESCHEDULE: lambda turn, choice: reschedule_flow.start(turn, choice.int_arg()),
     values.RESCHEDULE_APPROVE: _decide_move,
     values.RESCHEDULE_DECLINE: _decide_move,
@@ -318,6 +326,7 @@ _BOOK = _Word(lambda turn, _: booking_flow.start(turn))
 _MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
 _HELP = _Word(lambda turn, _: _help(turn))
 _STOP = _Word(_stop)
+_PAY = _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True))
 _WORDS: dict[str, _Word] = {
     "start": _Word(_start),
     "dashboard": _Word(_start, typed=False),
@@ -326,7 +335,7 @@ _WORDS: dict[str, _Word] = {
     "r": _Word(_reschedule_word, slash=False),  # SMS: reschedule (core/dialog/reschedule_flow.py)
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
-    "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),
+    "pay": _PAY,
     "help": _HELP,
     "menu": _HELP,
     "stop": _STOP,
@@ -337,6 +346,18 @@ _WORDS: dict[str, _Word] = {
     "upcoming": _Word(_sessions("upcoming", for_clients=False)),
     "all": _Word(_sessions("all", for_clients=False)),
     "sessions": _Word(_sessions("all", for_clients=True)),
+    # Kiswahili keywords: the same actions, whatever language the person is written to in.
+    "miadi": _BOOK,
+    "lipa": _PAY,
+    "zangu": _MY,
+    "msaada": _HELP,
+    "acha": _STOP,
+    # The language: /language, LUGHA, LANGUAGE (with or without a name), or the name alone.
+    "language": _Word(language_flow.command, typed_with_arg=True),
+    "lugha": _Word(language_flow.command, typed_with_arg=True),
+    "english": _Word(language_flow.named(i18n.ENGLISH)),
+    "swahili": _Word(language_flow.named(i18n.KISWAHILI)),
+    "kiswahili": _Word(language_flow.named(i18n.KISWAHILI)),
     "hours": _Word(calendar_flow.hours_command, typed_with_arg=True),
     "away": _Word(calendar_flow.away_command, typed_with_arg=True),
 }

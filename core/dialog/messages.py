@@ -1,13 +1,15 @@
-"""The message catalogue: every sentence and button label the conversation shows.
+"""The message catalogue: every sentence and button label the conversation shows, per language.
 
-Handlers never hold user-facing literals; they call :func:`say` / :func:`label` with a key.
-A translation is data: add a dictionary like :data:`EN` (same keys, ``{field}`` names
-unchanged) to :data:`LANGUAGES`; missing keys fall back to English.
+Handlers never hold user-facing literals; they call :func:`say` / :func:`label` with a key
+and the turn's language. English is here (:data:`EN`, :data:`LABELS_EN`); Kiswahili is in
+:mod:`core.dialog.messages_sw` (:data:`SW`, :data:`LABELS_SW`) with the same keys and the
+same ``{field}`` names (a catalogue test fails when a key or a field exists in one language
+only). Dates and amounts are formatted per language by :mod:`core.i18n` (Babel).
 
 An entry is either one string or ``{"default": ..., "sms": ...}`` when SMS needs a shorter
 or different wording (SMS fits 160 GSM-7 characters where possible). Wording is discreet
-everywhere: "session" and "practitioner", never words naming the kind of care, because a
-chat preview or an SMS may be read by anyone holding the phone.
+everywhere: "session" and "practitioner" ("kikao", "miadi", "mtaalamu"), never words naming
+the kind of care, because a chat preview or an SMS may be read by anyone holding the phone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
-from core.domain.money import format_kes
+from core import i18n
+from core.dialog.messages_sw import LABELS_SW, REASONS_SW, SW
 from core.domain.phone import ACCEPTED_FORMATS
 from core.domain.slots import NAIROBI
 
@@ -44,6 +47,9 @@ LABELS_EN: dict[str, str] = {
     "today": "Today",
     "upcoming": "Upcoming",
     "all": "All sessions",
+    # The language menu (/language): each language named in itself, the same in every catalogue.
+    "lang_en": "English",
+    "lang_sw": "Kiswahili",
     # -- reschedule --
     "reschedule": "Reschedule",
     "yes_move": "Yes, move it",
@@ -68,9 +74,13 @@ EN: dict[str, Entry] = {
             "/my - your sessions and payments\n"
             "/pay - pay for an approved session\n"
             "/cancel - stop what we are doing\n"
+            "/language - Kiswahili or English\n"
             "/help - this message"
         ),
-        "sms": "Smiling Steps: reply BOOK to book a session, MY for your sessions, PAY to pay, STOP to stop.",
+        "sms": (
+            "Smiling Steps: reply BOOK to book a session, MY for your sessions, PAY to pay, "
+            "STOP to stop, SWAHILI for Kiswahili."
+        ),
     },
     "help_step": {
         "default": "Please choose one of the options above, or send /cancel to stop.",
@@ -87,6 +97,15 @@ EN: dict[str, Entry] = {
     "error": "Sorry, something went wrong on our side. Please try again in a moment.",
     "phone_noted": "Thanks, I noted your number.",
     "reply_one": "Reply 1",
+    "or": "or",
+    # /language, LUGHA / LANGUAGE: the menu names each language in itself, so it is bilingual.
+    "language_menu": "Choose your language / Chagua lugha:",
+    "language_set": "OK, I will write to you in English.",
+    # The calendar invitation (.ics) attached to the payment e-mail.
+    "ics_summary": "Smiling Steps session",
+    "ics_summary_with": "Smiling Steps session with {name}",
+    "ics_description": "Join: {url}\nBooking reference: {reference}",
+    "ics_reference": "Booking reference: {reference}",  # no join link yet (an unpaid, moved session)
     "reply_range": "Reply 1-{last}",
     # -- booking ----------------------------------------------------------------------------
     "choose_therapist": "Who would you like to see?",
@@ -311,6 +330,7 @@ EN: dict[str, Entry] = {
     "tg_command_pay": "Pay for an approved booking with M-Pesa",
     "tg_command_cancel": "Cancel what you are doing, or a booking",
     "tg_command_help": "What this bot can do",
+    "tg_command_language": "Kiswahili or English",
     "tg_command_today": "Today's sessions",
     "tg_command_upcoming": "Upcoming sessions and requests",
     # Updates the engine never sees.
@@ -469,13 +489,11 @@ EN: dict[str, Entry] = {
     "away_bad_times": "Those times do not work: the end must come after the start (e.g. 14:00-17:00).",
 }
 
-WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-LANGUAGES: dict[str, dict[str, Entry]] = {"en": EN}
-LABELS: dict[str, dict[str, str]] = {"en": LABELS_EN}
-CALENDAR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {"en": (WEEKDAYS_EN, MONTHS_EN)}
-DEFAULT_LANGUAGE = "en"
+LANGUAGES: dict[str, dict[str, Entry]] = {"en": EN, "sw": SW}
+LABELS: dict[str, dict[str, str]] = {"en": LABELS_EN, "sw": LABELS_SW}
+# The payment service's client sentences (English, carried as data) in other languages.
+REASONS: dict[str, dict[str, str]] = {"sw": REASONS_SW}
+DEFAULT_LANGUAGE = i18n.DEFAULT
 PHONE_FORMATS = ACCEPTED_FORMATS
 
 
@@ -499,15 +517,24 @@ def label(key: str, lang: str = DEFAULT_LANGUAGE) -> str:
     return LABELS.get(lang, LABELS_EN).get(key) or LABELS_EN[key]
 
 
-def price(amount_kes: int) -> str:
+def phone_formats(lang: str = DEFAULT_LANGUAGE) -> str:
+    """The accepted phone formats, joined with the language's "or"."""
+    return PHONE_FORMATS.replace(" or ", f" {say('or', lang=lang)} ")
+
+
+def reason(text: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A payment-failure sentence from the payment service (English) in ``lang``."""
+    return REASONS.get(lang, {}).get(text, text)
+
+
+def price(amount_kes: int, lang: str = DEFAULT_LANGUAGE) -> str:
     """``KES 2,500``."""
-    return format_kes(amount_kes)
+    return i18n.amount(amount_kes, lang)
 
 
 def day_label(day: date, lang: str = DEFAULT_LANGUAGE) -> str:
-    """``Mon 03 Jun``."""
-    weekdays, months = CALENDAR.get(lang, CALENDAR["en"])
-    return f"{weekdays[day.weekday()]} {day.day:02d} {months[day.month - 1]}"
+    """``Mon 03 Jun`` / ``Jumatatu 03 Jun``."""
+    return i18n.day(day, lang)
 
 
 def time_label(moment: datetime) -> str:
@@ -517,9 +544,7 @@ def time_label(moment: datetime) -> str:
 
 def when(moment: datetime, lang: str = DEFAULT_LANGUAGE, *, channel: str = "telegram") -> str:
     """``Mon 03 Jun, 10:00 EAT`` (SMS: without the zone) for a stored UTC time."""
-    local = moment.astimezone(NAIROBI)
-    text = f"{day_label(local.date(), lang)}, {local:%H:%M}"
-    return text if channel == "sms" else f"{text} EAT"
+    return i18n.moment(moment, lang, zone=channel != "sms")
 
 
 def display_phone(msisdn: str) -> str:

@@ -30,7 +30,7 @@ SW_RESCHEDULE: dict[str, str | Mapping[str, str]] = {
     ),
     "move_requested": (
         "Ombi limetumwa: {therapist} atathibitisha kuhamisha {reference} hadi {when}. "
-        "Hadi hapo kinabaki {old}."
+        "Hadi hapo ni {old}."
     ),
     "move_kept": "Sawa, {reference} kinabaki {when}.",
     "move_too_late": (

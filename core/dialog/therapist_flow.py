@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.dialog import messages, reschedule_flow, values
+from core.dialog import reschedule_flow, values
 from core.dialog.turn import Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.services.booking.lifecycle import (
@@ -73,7 +73,7 @@ def request_card(turn: Turn, b: BookingView) -> Reply:
         session_type=b.session_type_name,
         minutes=b.minutes,
         when=turn.when(b.starts_at),
-        price=messages.price(b.price_kes),
+        price=turn.price(b.price_kes),
         code=b.approval_code,
     )
     if turn.sms:

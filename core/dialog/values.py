@@ -6,8 +6,8 @@ Two kinds:
   arrive, however old the message: ``v1:book``, ``v1:my``, ``v1:help``,
   ``v1:pay:<booking id>``, ``v1:chphone:<booking id>``, ``v1:cxl:<booking id>``,
   ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``,
-  ``v1:rs:<booking id>`` (reschedule), ``v1:rsok:<request id>`` / ``v1:rsno:<request id>``
-  (the practitioner approves / declines a move).
+  ``v1:lang:<en|sw>``, ``v1:rs:<booking id>`` (reschedule), ``v1:rsok:<request id>`` /
+  ``v1:rsno:<request id>`` (the practitioner approves / declines a move).
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
   token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
   number typed outside the phone step: ``yes`` / ``no``; ``aw``/``ar``/``ak`` are a practitioner's
@@ -32,10 +32,11 @@ PREFIX = "v1"
 BOOK, MY, HELP = "book", "my", "help"
 PAY, CHANGE_PHONE, CANCEL_BOOKING = "pay", "chphone", "cxl"
 APPROVE, DECLINE, SESSIONS = "approve", "decline", "ts"
+LANGUAGE = "lang"  # v1:lang:<en|sw>: write to me in this language from now on
 # Rescheduling: the client's "Reschedule" (booking id); the practitioner's answer (request id).
 RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE = "rs", "rsok", "rsno"
 ACTIONS = frozenset(
-    {BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS,
+    {BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS, LANGUAGE,
      RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE}
 )
 LEGACY_ACTIONS = frozenset({PAY, APPROVE, DECLINE})

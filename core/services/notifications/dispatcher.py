@@ -1,5 +1,9 @@
 """The outbox dispatcher: claims due messages, renders, sends, records; retries and falls back.
 
+Each message is rendered in its recipient's language as stored when it is sent (the
+``_route`` names the client or practitioner), so a switch with /language or LUGHA also
+changes messages queued before it; nobody stored: DEFAULT_LANGUAGE.
+
 Guarantee: at least once, and at most one repeat per crash. A message is marked SENT in a
 transaction *after* the provider accepted it, so a crash between the two leaves the row
 claimed; when its lease runs out another pass sends it again. Nothing is ever dropped.
@@ -20,10 +24,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.claims import new_worker_id
+from core.db.models import Client, Therapist
+from core.i18n import LANGUAGE_CODES
 from core.runtime import Runtime, Wake
 from core.services.notifications import outbox_store as store
 from core.services.notifications.outbox_types import Sender, SendResult
@@ -125,7 +132,7 @@ class Dispatcher:
             await self._record(row, SendResult.give_up(f"no {row.channel} sender configured"))
             return
         try:
-            message = render(row.template, row.channel, row.data)
+            message = render(row.template, row.channel, row.data, await self._language(row.route))
         except Exception as exc:  # a template/data bug: retrying cannot help
             log.exception("outbox render failed", extra={"outbox_id": row.id, "template": row.template})
             await self._record(row, SendResult.give_up(f"render failed: {type(exc).__name__}: {exc}"))
@@ -159,6 +166,17 @@ class Dispatcher:
             return await store.hold(session, row, until=now + self.lease)
 
         return await self._write(_extend)
+
+    async def _language(self, route: Mapping[str, Any]) -> str:
+        """The stored language of the client or practitioner a message is for."""
+        default = str(getattr(self.runtime.settings, "default_language", "en"))
+        role, person = str(route.get("role")), route.get("id")
+        if role not in ("client", "therapist") or not isinstance(person, int):
+            return default
+        column, key = (Client.language, Client.id) if role == "client" else (Therapist.language, Therapist.id)
+        async with self.runtime.uow() as uow:
+            language = await uow.session.scalar(select(column).where(key == person))
+        return language if language in LANGUAGE_CODES else default
 
     async def _record(self, row: store.ClaimedRow, result: SendResult) -> None:
         now = self.runtime.clock()

@@ -18,7 +18,7 @@ from alembic import op
 from core.db.types import UTCDateTime
 
 revision: str = "0007"
-down_revision: str | None = "0011"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("base_text", sa.Text(), nullable=False),
         sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("phase", sa.String(length=16), nullable=False),
+        sa.Column("lang", sa.String(length=8), server_default="en", nullable=False),
         sa.Column("owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", UTCDateTime(), nullable=True),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
