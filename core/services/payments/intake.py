@@ -22,27 +22,43 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import secrets
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, Row, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
 from core.db.statements import insert_ignore
 from core.db.uow import TransitionConflict
-from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
+from core.mpesa import DarajaError, InvalidCallback, StkQueryResult, parse_stk_callback
+from core.mpesa.callback import CallbackFields, parse_callback_fields
 from core.runtime import Runtime, Wake
+from core.services.payments import inbox
+from core.services.payments.inbox import (
+    MAX_SWEEP_ATTEMPTS,
+    PROVIDER,
+    ClaimLost,
+    InboxItem,
+    inbox_key,
+    inbox_row,
+    result_from_callback,
+)
+from core.services.payments.inbox import write_turn as _write_turn
 from core.services.payments.secrets import callback_secret_hash
 from core.services.payments.settlement import Settled, StkResult, settle_in_session
 from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
 
+__all__ = [  # PROVIDER and inbox_key moved to payments.inbox; importers of this module keep them
+    "MAX_SWEEP_ATTEMPTS", "PROVIDER", "CallbackIntake", "IntakeAnswer", "SettlementWorker", "inbox_key",
+    "result_from_callback",
+]
+
 log = logging.getLogger(__name__)
 
-PROVIDER = "mpesa_stk"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 MAX_BATCH = 256
 STORE_RETRIES = 3
@@ -50,8 +66,8 @@ SETTLE_RETRIES = 3
 BACKOFF_BASE_S = 0.05
 SWEEP_INTERVAL_S = 2.0
 ANSWER_TIMEOUT_S = 10.0
-MAX_SWEEP_ATTEMPTS = 20
 SETTLE_BATCH = 256
+CLAIM_CHUNK = 256  # rows a worker claims at a time: several workers share a backlog chunk by chunk
 # Confirming a success by STK Query (MPESA_CONFIRM_WITH_QUERY): after an answer that is not final
 # yet ("being processed", Daraja unreachable) the same push is asked again only after these
 # waits, not at every 2 s sweep — Daraja throttles queries, and the watchdog queries too.
@@ -79,7 +95,7 @@ def _bad_request(reason: str) -> IntakeAnswer:
 class _Pending:
     secret_hash: str
     raw: str
-    parsed: StkCallback | None
+    parsed: CallbackFields | None
     parse_error: str | None
     future: asyncio.Future[IntakeAnswer] = field(repr=False)
 
@@ -104,7 +120,7 @@ class CallbackIntake:
         if self._closing:
             return UNAVAILABLE
         try:
-            parsed, error = parse_stk_callback(body), None
+            parsed, error = parse_callback_fields(body), None
         except InvalidCallback as exc:
             parsed, error = None, str(exc)
         pending = _Pending(
@@ -197,10 +213,11 @@ class CallbackIntake:
                 if row is None:
                     continue
                 attempt_id, checkout = row
-                key = inbox_key(checkout, pending.parsed.result_code if pending.parsed else "")
+                assert pending.parsed is not None  # _verify accepts only parsed bodies
+                key = inbox_key(checkout, pending.parsed.result_code)
                 if key not in seen:
                     seen.add(key)
-                    rows.append({"provider": PROVIDER, "provider_id": key, "raw_body": pending.raw})
+                    rows.append(inbox_row(key, pending.raw, pending.parsed))
                     adopt.append((attempt_id, checkout))
                     if found[pending.secret_hash].checkout_request_id is None:
                         unknown_ids.append((attempt_id, checkout))
@@ -220,33 +237,6 @@ class CallbackIntake:
         return answers, [checkout for _id, checkout in adopt]
 
 
-_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[object]:
-    """SQLite: the intake and the settlement worker take turns at the database (FIFO).
-
-    SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
-    that finds the lock taken polls for it with growing sleeps. A settlement worker working
-    through a backlog starts its next transaction the moment it commits, so the intake's
-    group commit - and with it every acknowledgement - would wait behind it for seconds. An
-    asyncio lock hands the database over in arrival order instead. PostgreSQL: no turns needed.
-    """
-    engine = runtime.engine.sync_engine
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    lock = _SQLITE_TURNS.get(engine)
-    if lock is None:
-        lock = _SQLITE_TURNS[engine] = asyncio.Lock()
-    return lock
-
-
-def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
-    """De-duplication key: a repeat of the same result is a no-op, but a different result for
-    the same push (a success after a failure) is kept — money reported is never dropped."""
-    return f"{checkout_request_id}:{result_code}"[:100]
-
-
 def _verify(
     pending: _Pending, row: Row[int, str, str | None] | None
 ) -> tuple[IntakeAnswer, tuple[int, str] | None]:
@@ -264,28 +254,6 @@ def _verify(
     return IntakeAnswer(200, ACCEPTED), (row.id, checkout)
 
 
-
-
-def result_from_callback(callback: StkCallback) -> StkResult:
-    """The settlement input for a parsed callback."""
-    return StkResult(
-        checkout_request_id=callback.checkout_request_id,
-        result_code=callback.result_code,
-        result_desc=callback.result_desc,
-        source="callback",
-        amount=callback.amount,
-        amount_raw=callback.amount_raw,
-        receipt=callback.receipt,
-        transaction_time=callback.transaction_date,
-        phone=callback.phone,
-    )
-
-
-def _result_or_none(raw_body: str) -> StkResult | None:
-    try:
-        return result_from_callback(parse_stk_callback(raw_body))
-    except InvalidCallback:  # the intake stores only bodies that parse; settle_inbox_row reports it
-        return None
 
 
 class SettlementWorker:
@@ -310,6 +278,9 @@ class SettlementWorker:
         self.confirm = confirm
         self._monotonic = monotonic
         self._confirm_waits: dict[str, tuple[int, float]] = {}  # CheckoutRequestID → (tries, not before)
+        # Who holds an inbox claim: unique per worker, so two processes (or two workers of one
+        # test) never take each other's rows for their own.
+        self.worker_id = f"settle-{secrets.token_hex(8)}"
 
     def notify(self, checkout_ids: Sequence[str]) -> None:
         """Called by the intake after a commit: settle these soon."""
@@ -330,27 +301,51 @@ class SettlementWorker:
     async def settle_pending(
         self, limit: int = 500, *, stop: asyncio.Event | None = None
     ) -> dict[Settled, int]:
-        """Settle every unprocessed inbox row (oldest first); returns counts by outcome.
+        """Settle unprocessed inbox rows (oldest first, up to ``limit``); returns counts by outcome.
 
+        Rows are claimed ``CLAIM_CHUNK`` at a time (``inbox.claim``), so other workers settle
+        other chunks meanwhile; what this call claimed and did not settle (not ready yet,
+        failed, or left when stopping) is released at the end for the next sweep, by any worker.
         With ``stop``, returns between two rows once it is set: on shutdown the row in hand is
         finished and the rest stays in the inbox, instead of a backlog running into the
         shutdown grace period and being cancelled mid-transaction.
         """
-        async with _write_turn(self._runtime), self._runtime.uow() as uow:
-            rows = (
-                await uow.session.execute(
-                    select(CallbackInbox.id, CallbackInbox.provider_id, CallbackInbox.raw_body)
-                    .where(
-                        CallbackInbox.provider == PROVIDER,
-                        CallbackInbox.processed_at.is_(None),
-                        CallbackInbox.attempts < MAX_SWEEP_ATTEMPTS,
-                    )
-                    .order_by(CallbackInbox.id)
-                    .limit(limit)
-                )
-            ).all()
         counts: dict[Settled, int] = {}
-        items = [(row.id, row.raw_body, _result_or_none(row.raw_body)) for row in rows]
+        claimed = settled = 0
+        try:
+            while claimed < limit and not (stop is not None and stop.is_set()):
+                chunk = min(CLAIM_CHUNK, limit - claimed)
+                async with _write_turn(self._runtime), self._runtime.uow() as uow:
+                    now = self._runtime.clock()
+                    items = await inbox.claim(uow.session, self.worker_id, limit=chunk, now=now)
+                    await uow.commit()
+                claimed += len(items)
+                settled += await self._settle_items(items, counts, stop)
+                if len(items) < chunk:
+                    break  # nothing more to claim now
+        finally:
+            if settled < claimed:
+                await self._release()
+        if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
+            self._runtime.wake(Wake.OUTBOX)
+            self._runtime.wake(Wake.PAYMENTS)
+        return counts
+
+    async def _settle_items(
+        self, items: Sequence[InboxItem], counts: dict[Settled, int], stop: asyncio.Event | None
+    ) -> int:
+        """Settle claimed rows in order: runs of plain successes in batches, the rest one by one.
+
+        Adds to ``counts``; returns how many rows were marked settled (the rest stay claimed).
+        """
+        done = 0
+
+        def count(outcome: Settled, n: int = 1) -> None:
+            nonlocal done
+            counts[outcome] = counts.get(outcome, 0) + n
+            if outcome is not Settled.NOT_READY:
+                done += n
+
         i = 0
         while i < len(items):
             if stop is not None and stop.is_set():
@@ -359,43 +354,43 @@ class SettlementWorker:
             if run:
                 settled, tries_used = await self._settle_batch(run)
                 if settled is None:  # lost a race or failed: settle the whole run one by one
-                    for item in run:
+                    for one in run:
                         if stop is not None and stop.is_set():
                             break
-                        outcome = await self._settle_row(item.inbox_id, item.result, tries_used=tries_used)
-                        counts[outcome] = counts.get(outcome, 0) + 1
+                        count(await self._settle_row(one.inbox_id, one.result, tries_used=tries_used))
                         i += 1
                     continue
                 if settled:
-                    counts[Settled.PAID] = counts.get(Settled.PAID, 0) + settled
+                    count(Settled.PAID, settled)
                     self.batched += settled
                     i += settled
                 if settled == len(run):
                     continue
                 # items[i] is not the common case (or touches a row the batch settled): one by one
-            inbox_id, raw_body, result = items[i]
-            if result is None:
-                outcome = await self.settle_inbox_row(inbox_id, raw_body)  # fails as it always has
+            item = items[i]
+            if item.result is None:
+                assert item.raw_body is not None
+                count(await self.settle_inbox_row(item.inbox_id, item.raw_body))  # fails as it always has
             else:
-                outcome = await self._settle_row(inbox_id, result)
-            counts[outcome] = counts.get(outcome, 0) + 1
+                count(await self._settle_row(item.inbox_id, item.result))
             i += 1
-        if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
-            self._runtime.wake(Wake.OUTBOX)
-            self._runtime.wake(Wake.PAYMENTS)
-        return counts
+        return done
 
-    def _batchable_run(
-        self, items: Sequence[tuple[int, str, StkResult | None]], start: int
-    ) -> list[BatchItem]:
+    async def _release(self) -> None:
+        with contextlib.suppress(SQLAlchemyError):  # else the lease lapses on its own
+            async with _write_turn(self._runtime), self._runtime.uow() as uow:
+                await inbox.release(uow.session, self.worker_id)
+                await uow.commit()
+
+    def _batchable_run(self, items: Sequence[InboxItem], start: int) -> list[BatchItem]:
         """The rows from ``start`` on that may be settled as a batch (none with MPESA_CONFIRM_WITH_QUERY)."""
         if self.confirm is not None or self.batch_size < 1:
             return []
         run: list[BatchItem] = []
-        for inbox_id, _raw, result in items[start : start + self.batch_size]:
-            if result is None or not may_batch(result):
+        for item in items[start : start + self.batch_size]:
+            if item.result is None or not may_batch(item.result):
                 break
-            run.append(BatchItem(inbox_id, result))
+            run.append(BatchItem(item.inbox_id, item.result))
         return run
 
     async def _settle_batch(self, run: list[BatchItem]) -> tuple[int | None, int]:
@@ -407,7 +402,9 @@ class SettlementWorker:
         settings, now = self._runtime.settings, self._runtime.clock()
         try:
             async with _write_turn(self._runtime), self._runtime.uow() as uow:
-                settled = await settle_batch(uow.session, run, settings=settings, now=now)
+                settled = await settle_batch(
+                    uow.session, run, settings=settings, now=now, worker=self.worker_id
+                )
                 if settled:
                     await uow.commit()
                 return settled, 0
@@ -427,7 +424,9 @@ class SettlementWorker:
 
     async def settle_inbox_row(self, inbox_id: int, raw_body: str) -> Settled:
         """Settle one stored callback with retries; the inbox row is marked in the same transaction."""
-        return await self._settle_row(inbox_id, result_from_callback(parse_stk_callback(raw_body)))
+        return await self._settle_row(
+            inbox_id, result_from_callback(CallbackFields.of(parse_stk_callback(raw_body)))
+        )
 
     async def _settle_row(self, inbox_id: int, result: StkResult, *, tries_used: int = 0) -> Settled:
         if self.confirm is not None and result.result_code == 0:
@@ -439,6 +438,9 @@ class SettlementWorker:
         for attempt in range(tries_used, SETTLE_RETRIES):
             try:
                 return await self._settle_once(inbox_id, result)
+            except ClaimLost:  # another worker has the row now (our lease lapsed): it settles it
+                log.warning("inbox row taken over by another worker", extra={"inbox": inbox_id})
+                return Settled.NOT_READY
             except (TransitionConflict, IntegrityError) as exc:  # lost a race: re-read and decide again
                 last_error = type(exc).__name__
                 continue
@@ -477,11 +479,7 @@ class SettlementWorker:
             outcome = await settle_in_session(uow.session, result, settings=settings, now=now)
             if outcome is Settled.NOT_READY:
                 return outcome
-            await uow.session.execute(
-                update(CallbackInbox)
-                .where(CallbackInbox.id == inbox_id)
-                .values(processed_at=now, attempts=CallbackInbox.attempts + 1)
-            )
+            await inbox.mark_settled(uow.session, self.worker_id, [inbox_id], now=now)
             await uow.commit()
             return outcome
 
