@@ -45,7 +45,9 @@ from core.db.models import (  # noqa: E402
     Therapist,
 )
 from core.domain.slots import DEFAULT_WEEKLY_HOURS  # noqa: E402
+from core.mpesa.callback import parse_callback_fields  # noqa: E402
 from core.runtime import Runtime, build_runtime  # noqa: E402
+from core.services.payments.inbox import inbox_row  # noqa: E402
 from core.services.payments.intake import PROVIDER, SETTLE_BATCH, SettlementWorker, inbox_key  # noqa: E402
 from core.services.payments.settlement import Settled  # noqa: E402
 
@@ -81,15 +83,31 @@ def checkout_of(i: int) -> str:
     return f"ws_CO_bench{i:012d}"
 
 
+def stored_callback(i: int, now: datetime, *, raw_only: bool = False) -> dict[str, object]:
+    """The inbox row the intake stores for attempt i's success callback."""
+    body = success_body(checkout_of(i), f"B{i:09d}", f"2547{i:08d}")
+    key = inbox_key(checkout_of(i), 0)
+    row = (
+        {"provider": PROVIDER, "provider_id": key, "raw_body": body}
+        if raw_only
+        else inbox_row(key, body, parse_callback_fields(body.encode()))
+    )
+    return row | {"received_at": now, "attempts": 0}
+
+
 async def seed(
     runtime: Runtime,
     count: int,
     *,
     secret_hash_of: Callable[[int], str] | None = None,
     store_callbacks: bool = True,
+    raw_only: bool = False,
 ) -> range:
     """K clients, bookings and live attempts, and (``store_callbacks``) one stored success
-    callback each, in one transaction of bulk inserts; returns the ids used (attempt = booking)."""
+    callback each, in one transaction of bulk inserts; returns the ids used (attempt = booking).
+
+    The callbacks are stored as the intake stores them (raw body and parsed fields), or with
+    ``raw_only`` as rows stored before migration 0006 (settlement parses the body)."""
     now = datetime.now(UTC)
     async with runtime.uow() as uow:
         s = uow.session
@@ -164,19 +182,7 @@ async def seed(
         if not store_callbacks:
             await uow.commit()
             return ids
-        await s.execute(
-            insert(CallbackInbox),
-            [
-                {
-                    "provider": PROVIDER,
-                    "provider_id": inbox_key(checkout_of(i), 0),
-                    "raw_body": success_body(checkout_of(i), f"B{i:09d}", f"2547{i:08d}"),
-                    "received_at": now,
-                    "attempts": 0,
-                }
-                for i in ids
-            ],
-        )
+        await s.execute(insert(CallbackInbox), [stored_callback(i, now, raw_only=raw_only) for i in ids])
         await uow.commit()
         return ids
 
