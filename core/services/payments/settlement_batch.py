@@ -125,7 +125,10 @@ async def settle_batch(
     """
     if not items:
         return 0
-    await audit.lock_chain(session)  # the chain lock first, as settle_in_session takes it
+    # Reading and planning take no row lock, so they run before the chain lock: several
+    # workers (processes) plan their batches at once and queue only for the writing. What was
+    # read is re-checked where it is written (compare-and-set with exact counts, the receipt's
+    # unique index), so a change in between rolls the batch back as before.
     state = await _load(session, items)
     plans: list[_Plan] = []
     seen_attempts: set[int] = set()
@@ -143,6 +146,7 @@ async def settle_batch(
         seen_receipts.add(receipt)
         plans.append(plan)
     if plans:
+        await audit.lock_chain(session)  # before the first row lock, as settle_in_session takes it
         await _write(session, plans, now=now, worker=worker)
     return len(plans)
 
