@@ -60,6 +60,7 @@ from core.mpesa import (
 from core.runtime import Runtime, build_runtime
 from core.services.audit import ChainRecord, ChainVerifier, verify_chain
 from core.services.payments import intake as callbacks_module
+from core.services.payments import settlement_worker
 from core.services.payments.initiate import PaymentRefused, PaymentService
 from core.services.payments.intake import PROVIDER, CallbackIntake, SettlementWorker, inbox_key
 from core.services.payments.watchdog import Watchdog
@@ -758,6 +759,7 @@ def test_payment_engine_keeps_its_invariants_under_any_sequence_of_events(
 ) -> None:
     # Settlement retries back off 50/100/200 ms; keep the shape, shrink the wait.
     monkeypatch.setattr(callbacks_module, "BACKOFF_BASE_S", 0.001)
+    monkeypatch.setattr(settlement_worker, "BACKOFF_BASE_S", 0.001)
     world = build_world(database_url)
     PaymentMachine.world = world
     try:

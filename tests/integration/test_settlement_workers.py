@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from core.db.models import AuditEntry, CallbackInbox, Outbox, PaymentAttempt, Reminder
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
-from core.services.payments import inbox, intake
+from core.services.payments import inbox, settlement_worker
 from core.services.payments.intake import SettlementWorker
 from core.services.payments.settlement import Settled
 from tests.conftest import make_settings
@@ -91,7 +91,7 @@ async def test_two_workers_racing_over_200_stored_callbacks_settle_each_exactly_
 ) -> None:
     first, second, _clock = two_runtimes
     await _bench_settlement().seed(first, ROWS)
-    monkeypatch.setattr(intake, "CLAIM_CHUNK", 16)  # many small claims: the workers interleave
+    monkeypatch.setattr(settlement_worker, "CLAIM_CHUNK", 16)  # many small claims: the workers interleave
     workers = [SettlementWorker(rt, batch_size=8) for rt in (first, second)]
 
     results = await asyncio.gather(*(_drain(w) for w in workers))
