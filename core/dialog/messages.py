@@ -44,6 +44,14 @@ LABELS_EN: dict[str, str] = {
     "today": "Today",
     "upcoming": "Upcoming",
     "all": "All sessions",
+    # -- reschedule --
+    "reschedule": "Reschedule",
+    "yes_move": "Yes, move it",
+    # -- practitioner calendar --
+    "away_keep": "Block, keep the sessions",
+    "away_dont": "Don't block",
+    "away_rest_of_week": "Rest of this week",
+    "away_next_week": "All next week",
 }
 
 EN: dict[str, Entry] = {
@@ -337,6 +345,128 @@ EN: dict[str, Entry] = {
     "tg_progress_failed_see_notice": (
         "❌ This payment did not go through; what you can do next is in the message below."
     ),
+    # -- reschedule --
+    # The client moves a session: {reference}; {when}/{old}/{new}: times as the chat shows them.
+    "move_intro": {
+        "default": "Let's move {reference}, now on {when}: same practitioner ({therapist}) and price.",
+        "sms": "Moving {reference} (now {when}).",
+    },
+    "move_no_days": "{therapist} has no other free times in the next 14 days; {reference} stays on {when}.",
+    "move_confirm": {
+        "default": "Move {reference} from {old} to {new}?",
+        "sms": "Move {reference} to {new}?",
+    },
+    "move_done": "Done: {reference} is now on {when}. {therapist} has been told.",
+    "move_done_paid": (
+        "Done: {reference} is now on {when}. Your payment stays with it; {therapist} has been told."
+    ),
+    "move_requested": (
+        "Request sent: {therapist} will confirm moving {reference} to {when}. Until then it stays on {old}."
+    ),
+    "move_kept": "OK, {reference} stays on {when}.",
+    "move_too_late": (
+        "Sorry, {reference} can be moved until {window} before it starts. Please contact the practice."
+    ),
+    "move_off": "Sorry, sessions cannot be moved here. Please contact the practice about {reference}.",
+    "move_not_allowed": "Sorry, {reference} cannot be moved: only approved or paid upcoming sessions can.",
+    "move_payment_live": "A payment for {reference} is in progress. Please try again when it has finished.",
+    "move_same_time": "That is already the time of {reference}. Please pick another time.",
+    "move_changed": "{reference} changed a moment ago. Send MY to see it.",
+    # The practitioner answers a client's request to move a session.
+    "move_approved_done": "Approved: {reference} is now on {when}. {client} has been told.",
+    "move_declined_done": "Declined: {reference} stays on {when}. {client} has been told.",
+    "move_already_decided": "That request was already answered.",
+    "move_request_gone": "That request no longer applies: the session was changed or cancelled.",
+    # -- practitioner calendar --
+    "tg_command_hours": "Your weekly hours: see or change them",
+    "tg_command_away": "Time off: block days or hours, or remove a block",
+    "therapist_help_calendar": {
+        "default": "/hours - your weekly hours\n/away - block time off (e.g. /away 24-26 Dec)",
+        "sms": "HOURS: your weekly hours. AWAY 24 DEC: block time off.",
+    },
+    "hours_show": {
+        "default": (
+            "Your weekly hours (Nairobi time):\n{hours}\n"
+            "To change them, send all of them, e.g.\n/hours mon-fri 09:00-17:00; sat 10:00-13:00"
+        ),
+        "sms": "Your hours: {hours}. To change, e.g. HOURS mon-fri 09:00-17:00; sat 10:00-13:00",
+    },
+    "hours_none": "none",
+    "hours_saved": {
+        "default": "Saved. Your weekly hours are now:\n{hours}\nClients are offered these times from now on.",
+        "sms": "Saved. Your hours: {hours}",
+    },
+    "hours_invalid": {
+        "default": (
+            "I could not read those hours; nothing was changed. Give each day and time, e.g.\n"
+            "/hours mon-fri 09:00-17:00; sat 10:00-13:00"
+        ),
+        "sms": "Could not read those hours; nothing changed. E.g. HOURS mon-fri 09:00-17:00; sat 10:00-13:00",
+    },
+    "hours_outside": {
+        "default": (
+            "These booked sessions are outside your new hours. They stay booked: please contact "
+            "the clients, or ask the practice to cancel:"
+        ),
+        "sms": "Still booked, outside your new hours:",
+    },
+    "away_header": "Your time off:",
+    "away_none": "You have no time off ahead.",
+    "away_usage": {
+        "default": (
+            "To block time, tap a day below or send e.g.\n"
+            "/away 24 Dec\n/away 24-26 Dec\n/away 24 Dec 14:00-17:00"
+        ),
+        "sms": "To block time: AWAY 24 DEC, AWAY 24-26 DEC or AWAY 24 DEC 14:00-17:00.",
+    },
+    "away_remove_hint": {
+        "default": "To give a block back to clients, tap it below.",
+        "sms": "To remove one, reply its number.",
+    },
+    "away_remove_label": "Remove {span}",
+    "away_span_days": "{first} to {last}",
+    "away_span_part": "{day}, {start}-{end}",
+    "away_saved": {
+        "default": "Blocked {span}. Clients are no longer offered those times.",
+        "sms": "Blocked {span}. No bookings will be offered then.",
+    },
+    "away_saved_kept": {
+        "default": (
+            "Blocked {span}. These sessions stay booked: please contact the clients, "
+            "or ask the practice to cancel:"
+        ),
+        "sms": "Blocked {span}. Still booked, please contact the clients:",
+    },
+    "away_clash": {
+        "default": (
+            "You have {count} booked session(s) in {span}. Blocking the time does not cancel them:"
+        ),
+        "sms": "{count} session(s) booked in {span}; a block does not cancel them:",
+    },
+    "away_clash_line": "{reference} {when}",
+    "away_clash_ask": {
+        "default": (
+            "Block the time and keep these sessions? You then contact the clients, "
+            "or ask the practice to cancel."
+        ),
+        "sms": "Block anyway and keep them?",
+    },
+    "away_not_saved": "OK, nothing was blocked.",
+    "away_covered": "{span} is already blocked.",
+    "away_removed": "Removed the block {span}. Those times are offered to clients again.",
+    "away_remove_gone": "That block was already removed.",
+    "away_example": {
+        "default": "Examples: /away 24 Dec, /away 24-26 Dec, /away 24 Dec 14:00-17:00",
+        "sms": "E.g. AWAY 24 DEC, AWAY 24-26 DEC or AWAY 24 DEC 14:00-17:00",
+    },
+    "away_unreadable": "I could not read that date; nothing was blocked.",
+    "away_no_date": "That date does not exist; nothing was blocked.",
+    "away_past": "That time has passed; nothing was blocked.",
+    "away_too_far": "That is more than a year ahead; nothing was blocked.",
+    "away_backwards": "The end comes before the start; nothing was blocked.",
+    "away_too_long": "One block can be at most {days} days; for longer, please ask the practice.",
+    "away_times_one_day": "Times can go with one day only; block the days, or each day's hours apart.",
+    "away_bad_times": "Those times do not work: the end must come after the start (e.g. 14:00-17:00).",
 }
 
 WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -38,7 +38,13 @@ CONFIRM = "confirm"
 PHONE = "phone"
 PAY_NUMBER = "pay_number"  # "pay from this number?" after a number typed while idle
 CANCEL = "cancel_booking"
-STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL)
+MOVE = "move_booking"  # confirm moving a booking to the chosen time (core/dialog/reschedule_flow.py)
+AWAY = "away"  # a practitioner's time-off menu: block days, remove a block, or type a date
+AWAY_CONFIRM = "away_confirm"  # blocking over booked sessions: keep them and block, or not
+STEPS = (
+    *(IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL, MOVE),
+    *(AWAY, AWAY_CONFIRM),
+)
 
 # Keys of the state data that belong to the engine, not to a flow.
 CHOICES = "choices"  # [[value, label], ...]: what a bare number picks (options, then phone suggestions)

@@ -186,6 +186,38 @@ TEMPLATES: dict[str, TemplateSpec] = {
         multipart_sms=True,
         description="an SMS conversation reply: the dialog engine's text, line by line (core/dialog/sms.py)",
     ),
+    # -- reschedule --
+    "booking_rescheduled_client": TemplateSpec(
+        CHAT,
+        ("reference", "old_starts_at_local", "new_starts_at_local"),
+        ("therapist_name", "session_type", "meeting_url", "minutes", "paid"),
+        description="the session was moved (by the practice, or the practitioner approved the client's move)",
+    ),
+    "booking_rescheduled_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "old_starts_at_local", "new_starts_at_local"),
+        ("session_type", "minutes", "paid"),
+        description="a session of the practitioner was moved to another time",
+    ),
+    "booking_rescheduled_email": TemplateSpec(
+        EMAIL,
+        ("reference", "old_starts_at_local", "new_starts_at_local", "starts_at_iso", "ends_at_iso"),
+        ("client_name", "therapist_name", "session_type", "meeting_url", "minutes", "sequence", "paid"),
+        ics=True,
+        description="the new time with an .ics: same UID, a higher SEQUENCE (calendars move the event)",
+    ),
+    "reschedule_requested_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "old_starts_at_local", "new_starts_at_local", "approval_code"),
+        ("session_type", "minutes", "paid"),
+        description="a client asks to move a session; Telegram buttons or SMS 'Reply A<code> / D<code>'",
+    ),
+    "reschedule_declined_client": TemplateSpec(
+        CHAT,
+        ("reference", "old_starts_at_local", "new_starts_at_local"),
+        ("therapist_name", "session_type", "paid"),
+        description="the practitioner declined the move: the session keeps its time",
+    ),
     "reminder_1h_therapist": TemplateSpec(
         CHAT,
         ("reference", "starts_at_local", "meeting_url"),
@@ -301,7 +333,7 @@ def calendar_invite(data: Mapping[str, Any]) -> Attachment:
 
     start = parse_time(data["starts_at_iso"]).astimezone(NAIROBI)
     end = parse_time(data["ends_at_iso"]).astimezone(NAIROBI)
-    url = str(data["meeting_url"])
+    url = str(data.get("meeting_url") or "")  # an unpaid, moved session has no link yet
     reference = str(data["reference"])
     cal = Calendar()
     cal.add("prodid", "-//Smiling Steps//Bookings//EN")
@@ -309,14 +341,18 @@ def calendar_invite(data: Mapping[str, Any]) -> Attachment:
     cal.add("method", "PUBLISH")
     event = Event()
     event.add("uid", f"{_safe_uid(reference)}@smilingsteps")
+    # RFC 5545: the same UID with a higher SEQUENCE replaces the event (a moved session).
+    event.add("sequence", max(int(data.get("sequence") or 0), 0))
     event.add("dtstamp", datetime.now(UTC))
     event.add("dtstart", start)
     event.add("dtend", end)
     who = data.get("therapist_name")
     event.add("summary", f"Smiling Steps session{f' with {who}' if who else ''}")
-    event.add("description", f"Join: {url}\nBooking reference: {reference}")
-    event.add("location", url)
-    event.add("url", url)
+    about = f"Booking reference: {reference}"
+    event.add("description", f"Join: {url}\n{about}" if url else about)
+    if url:
+        event.add("location", url)
+        event.add("url", url)
     cal.add_component(event)
     cal.add_missing_timezones()
     return Attachment("session.ics", "text/calendar; method=PUBLISH", cal.to_ical())

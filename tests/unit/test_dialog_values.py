@@ -107,6 +107,15 @@ def _sample_fields() -> dict[str, object]:
         "minutes_left": 5,
         "window": "24 hours",
         "reason": "You cancelled the M-Pesa prompt.",
+        "old": "Wed 12 Mar, 10:00 EAT",  # rescheduling: the session's time before and after a move
+        "new": "Thu 13 Mar, 11:00 EAT",
+        # practitioner calendar
+        "hours": "mon-fri 09:00-17:00; sat 10:00-13:00",
+        "span": "Wed 24 Dec to Fri 26 Dec",
+        "first": "Wed 24 Dec",
+        "start": "14:00",
+        "end": "17:00",
+        "days": 92,
     }
 
 

@@ -24,6 +24,8 @@ SAMPLE = {
     "session_type": "Individual",
     "minutes": 50,
     "starts_at_local": "Mon 30 Nov 2026, 10:00 EAT",
+    "old_starts_at_local": "Mon 30 Nov 2026, 10:00 EAT",
+    "new_starts_at_local": "Wed 02 Dec 2026, 14:30 EAT",
     "starts_at_iso": "2026-11-30T07:00:00+00:00",
     "ends_at_iso": "2026-11-30T07:50:00+00:00",
     "paid_at_local": "Sat 28 Nov 2026, 09:12 EAT",
