@@ -6,9 +6,9 @@ without them (before migration 0006, or a body whose Amount is not whole) is par
 ``raw_body`` as before, by the reference parser.
 
 Several settlement workers (processes) may share one database. Each claims a chunk of rows
-before settling them (``claim``): a conditional UPDATE of the unclaimed — or lapsed — rows, on
-PostgreSQL over ``SELECT … FOR UPDATE SKIP LOCKED`` so two workers never wait for, nor take,
-each other's rows. A claim is a lease (``LEASE_S``): a worker that dies mid-chunk leaves rows
+before settling them (``claim``, through the shared ``core.db.claims.claim_batch``): a
+compare-and-set UPDATE of the unclaimed — or lapsed — rows, picked on PostgreSQL with
+``SELECT … FOR UPDATE SKIP LOCKED`` so two workers never wait for, nor take, each other's rows. A claim is a lease (``LEASE_S``): a worker that dies mid-chunk leaves rows
 that another worker takes once the lease has lapsed. The UPDATE that marks a row settled also
 requires the claim to be the settling worker's own (``mark_settled``), so even a worker that
 outlived its lease cannot settle a row another worker has taken since.
@@ -27,6 +27,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import claims
 from core.db.models import CallbackInbox
 from core.db.uow import TransitionConflict
 from core.domain.settlement_rules import StkResult
@@ -133,38 +134,30 @@ def _item(row: Any, bodies: dict[int, str]) -> InboxItem:
 
 
 async def claim(session: AsyncSession, worker: str, *, limit: int, now: datetime) -> list[InboxItem]:
-    """Claim up to ``limit`` unsettled rows (oldest first) for ``worker`` until now + LEASE_S."""
-    c = _INBOX.c
-    free = (
-        select(c.id)
-        .where(
-            c.provider == PROVIDER,
-            c.processed_at.is_(None),
-            c.attempts < MAX_SWEEP_ATTEMPTS,
-            (c.claimed_until.is_(None)) | (c.claimed_until < now),
-        )
-        .order_by(c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer and ignores it
-        .scalar_subquery()
+    """Claim up to ``limit`` unsettled rows (oldest first) for ``worker`` until now + LEASE_S
+    (``core.db.claims``: SKIP LOCKED pick, compare-and-set take)."""
+    i = CallbackInbox
+    rows = await claims.claim_batch(
+        session,
+        i,
+        due=(i.provider == PROVIDER) & i.processed_at.is_(None) & (i.attempts < MAX_SWEEP_ATTEMPTS),
+        order_by=[i.id],
+        limit=limit,
+        now=now,
+        until=now + timedelta(seconds=LEASE_S),
+        worker=worker,
+        returning=[
+            i.checkout_request_id, i.result_code, i.result_desc, i.amount, i.receipt, i.phone,
+            i.transaction_time,
+        ],
     )
-    rows = (
-        await session.execute(
-            update(_INBOX)
-            .where(c.id.in_(free))
-            .values(claimed_by=worker, claimed_until=now + timedelta(seconds=LEASE_S))
-            .returning(
-                c.id, c.checkout_request_id, c.result_code, c.result_desc, c.amount, c.receipt, c.phone,
-                c.transaction_time,
-            )
-        )
-    ).all()
     unparsed = [row.id for row in rows if row.result_code is None]  # stored without fields
     bodies: dict[int, str] = {}
     if unparsed:
+        c = _INBOX.c
         found = await session.execute(select(c.id, c.raw_body).where(c.id.in_(unparsed)))
         bodies = {row_id: body for row_id, body in found.tuples()}
-    return [_item(row, bodies) for row in sorted(rows, key=lambda r: r.id)]
+    return [_item(row, bodies) for row in rows]
 
 
 async def mark_settled(session: AsyncSession, worker: str, ids: Sequence[int], *, now: datetime) -> None:
@@ -179,14 +172,10 @@ async def mark_settled(session: AsyncSession, worker: str, ids: Sequence[int], *
         raise ClaimLost(ids[0])
 
 
-async def release(session: AsyncSession, worker: str) -> None:
-    """Give back the rows ``worker`` claimed and did not settle (not ready yet, failed, stopping)."""
-    c = _INBOX.c
-    await session.execute(
-        update(_INBOX)
-        .where(c.claimed_by == worker, c.processed_at.is_(None))
-        .values(claimed_by=None, claimed_until=None)
-    )
+async def release(session: AsyncSession, worker: str, ids: Sequence[int]) -> None:
+    """Give back the claimed ``ids`` ``worker`` did not settle (not ready yet, failed, stopping);
+    settled rows no longer name a holder, so they are left alone."""
+    await claims.release(session, CallbackInbox, ids, worker=worker)
 
 
 _SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -24,6 +23,7 @@ from dataclasses import replace
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from core.db import claims
 from core.db.models import CallbackInbox
 from core.db.uow import TransitionConflict
 from core.mpesa import DarajaError, StkQueryResult, parse_stk_callback
@@ -73,7 +73,7 @@ class SettlementWorker:
         self._confirm_waits: dict[str, tuple[int, float]] = {}  # CheckoutRequestID → (tries, not before)
         # Who holds an inbox claim: unique per worker, so two processes (or two workers of one
         # test) never take each other's rows for their own.
-        self.worker_id = f"settle-{secrets.token_hex(8)}"
+        self.worker_id = claims.new_worker_id("settle")
 
     def notify(self, checkout_ids: Sequence[str]) -> None:
         """Called by the intake after a commit: settle these soon."""
@@ -104,21 +104,22 @@ class SettlementWorker:
         shutdown grace period and being cancelled mid-transaction.
         """
         counts: dict[Settled, int] = {}
-        claimed = settled = 0
+        claimed_ids: list[int] = []
+        settled = 0
         try:
-            while claimed < limit and not (stop is not None and stop.is_set()):
-                chunk = min(CLAIM_CHUNK, limit - claimed)
+            while len(claimed_ids) < limit and not (stop is not None and stop.is_set()):
+                chunk = min(CLAIM_CHUNK, limit - len(claimed_ids))
                 async with _write_turn(self._runtime), self._runtime.uow() as uow:
                     now = self._runtime.clock()
                     items = await inbox.claim(uow.session, self.worker_id, limit=chunk, now=now)
                     await uow.commit()
-                claimed += len(items)
+                claimed_ids += [item.inbox_id for item in items]
                 settled += await self._settle_items(items, counts, stop)
                 if len(items) < chunk:
                     break  # nothing more to claim now
         finally:
-            if settled < claimed:
-                await self._release()
+            if settled < len(claimed_ids):
+                await self._release(claimed_ids)
         if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
             self._runtime.wake(Wake.OUTBOX)
             self._runtime.wake(Wake.PAYMENTS)
@@ -169,10 +170,10 @@ class SettlementWorker:
             i += 1
         return done
 
-    async def _release(self) -> None:
+    async def _release(self, ids: list[int]) -> None:
         with contextlib.suppress(SQLAlchemyError):  # else the lease lapses on its own
             async with _write_turn(self._runtime), self._runtime.uow() as uow:
-                await inbox.release(uow.session, self.worker_id)
+                await inbox.release(uow.session, self.worker_id, ids)
                 await uow.commit()
 
     def _batchable_run(self, items: Sequence[InboxItem], start: int) -> list[BatchItem]:

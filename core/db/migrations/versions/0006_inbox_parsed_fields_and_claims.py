@@ -1,7 +1,7 @@
 """the callback inbox keeps the parsed STK fields and a settlement claim (lease)
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-04 07:00:00.000000
 
 The intake parses every STK callback before it stores it; settlement parsed the raw body a
@@ -20,7 +20,7 @@ from alembic import op
 from core.db.types import UTCDateTime
 
 revision: str = "0006"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
