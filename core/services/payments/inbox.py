@@ -8,10 +8,11 @@ without them (before migration 0006, or a body whose Amount is not whole) is par
 Several settlement workers (processes) may share one database. Each claims a chunk of rows
 before settling them (``claim``, through the shared ``core.db.claims.claim_batch``): a
 compare-and-set UPDATE of the unclaimed — or lapsed — rows, picked on PostgreSQL with
-``SELECT … FOR UPDATE SKIP LOCKED`` so two workers never wait for, nor take, each other's rows. A claim is a lease (``LEASE_S``): a worker that dies mid-chunk leaves rows
-that another worker takes once the lease has lapsed. The UPDATE that marks a row settled also
-requires the claim to be the settling worker's own (``mark_settled``), so even a worker that
-outlived its lease cannot settle a row another worker has taken since.
+``SELECT … FOR UPDATE SKIP LOCKED`` so two workers never wait for, nor take, each other's rows.
+A claim is a lease (``LEASE_S``): a worker that dies mid-chunk leaves rows that another worker
+takes once the lease has lapsed. The UPDATE that marks a row settled also requires the claim
+to be the settling worker's own (``mark_settled``), so even a worker that outlived its lease
+cannot settle a row another worker has taken since.
 """
 
 from __future__ import annotations
