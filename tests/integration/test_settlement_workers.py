@@ -96,9 +96,12 @@ async def test_two_workers_racing_over_200_stored_callbacks_settle_each_exactly_
 
     results = await asyncio.gather(*(_drain(w) for w in workers))
 
-    assert [set(r) for r in results] == [{Settled.PAID}, {Settled.PAID}]
-    assert sum(r[Settled.PAID] for r in results) == ROWS
-    assert all(r[Settled.PAID] > 0 for r in results), results  # both took part
+    assert all(set(r) <= {Settled.PAID} for r in results), results
+    assert sum(r.get(Settled.PAID, 0) for r in results) == ROWS
+    if first.engine.dialect.name == "postgresql":
+        # Not vacuous: both took part. (SQLite has one writer and its busy handler polls with
+        # sleeps, so there one worker may find every chunk claimed before it gets a turn.)
+        assert all(r.get(Settled.PAID, 0) > 0 for r in results), results
     await _assert_each_settled_exactly_once(first)
 
 

@@ -157,7 +157,7 @@ async def claim(session: AsyncSession, worker: str, *, limit: int, now: datetime
     if unparsed:
         c = _INBOX.c
         found = await session.execute(select(c.id, c.raw_body).where(c.id.in_(unparsed)))
-        bodies = {row_id: body for row_id, body in found.tuples()}
+        bodies = {row_id: body for row_id, body in found.all()}
     return [_item(row, bodies) for row in rows]
 
 
