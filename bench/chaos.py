@@ -27,15 +27,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import AsyncExitStack, asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import chaos_world  # noqa: E402
-from bench.chaos_check import Evidence, check_database, scan_logs  # noqa: E402
+from bench.chaos_check import check_database, scan_logs  # noqa: E402
 from bench.chaos_clients import ClientPlan, Hook, book_and_pay, practitioner  # noqa: E402
 from bench.chaos_stack import (  # noqa: E402
     SCRIPT,
@@ -55,7 +55,9 @@ LATE_DELAY_S = 16.0  # late_success / delayed_callback: after the watchdog's que
 
 
 @asynccontextmanager
-async def database(args: argparse.Namespace, workdir: Path) -> AsyncIterator[tuple[str, PrivateCluster | None]]:
+async def database(
+    args: argparse.Namespace, workdir: Path
+) -> AsyncIterator[tuple[str, PrivateCluster | None]]:
     """A fresh database: SQLite file, throw-away PostgreSQL database, or a private cluster."""
     if args.pg_outage:
         cluster = PrivateCluster(workdir / "pg")
@@ -72,8 +74,9 @@ async def database(args: argparse.Namespace, workdir: Path) -> AsyncIterator[tup
     yield f"sqlite+aiosqlite:///{workdir}/chaos.db", None
 
 
-def start_processes(args: argparse.Namespace, url: str, stand_ins: StandIns, keys: dict[str, str],
-                    workdir: Path) -> list[ServiceProcess]:
+def start_processes(
+    args: argparse.Namespace, url: str, stand_ins: StandIns, keys: dict[str, str], workdir: Path
+) -> list[ServiceProcess]:
     """SQLite: one process; PostgreSQL: two web + two worker (or two `all` before the roles exist)."""
     if url.startswith("sqlite"):
         roles: list[str | None] = [None]
@@ -102,7 +105,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         url, cluster = await stack.enter_async_context(database(args, workdir))
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "DATABASE_URL": url}
-        subprocess.run([SCRIPT, "db", "upgrade"], env=env, cwd=workdir, check=True, capture_output=True)
+        await asyncio.to_thread(
+            subprocess.run, [SCRIPT, "db", "upgrade"], env=env, cwd=workdir, check=True, capture_output=True
+        )
         practitioners = await chaos_world.seed_practice(url, args.bookings)
         stand_ins = await start_stand_ins(late_delay=LATE_DELAY_S, callback_retries=args.callback_retries)
         stack.push_async_callback(stand_ins.close)
@@ -113,25 +118,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plans = chaos_world.draw_clients(rng, args.bookings, set(practitioners))
         for plan in plans:
             stand_ins.daraja.plans.add(plan.phone, [chaos_world.script_for(plan)])
-        hook = Hook(lambda: [p.base_url for p in processes if p.serves_http_hooks and p.alive()],
-                    keys["at_webhook_secret"], args.seed)
+        hook = Hook(
+            lambda: [p.base_url for p in processes if p.serves_http_hooks and p.alive()],
+            keys["at_webhook_secret"],
+            args.seed,
+        )
         chaos = chaos_world.Chaos(rng, processes, stand_ins, cluster, args.bookings, args.kills)
         report = await drive(args, hook, stand_ins, plans, practitioners, chaos)
         report["settled_within_s"] = await chaos_world.wait_until_settled(url, stand_ins, args.settle_timeout)
         for process in processes:
             process.stop()
-        report.update(await final_checks(url, workdir, processes, stand_ins, keys, plans, practitioners, chaos))
+        report.update(
+            await final_checks(url, workdir, processes, stand_ins, keys, plans, practitioners, chaos)
+        )
     report["duration_s"] = round(time.monotonic() - started, 1)
     return report
 
 
-async def drive(args: argparse.Namespace, hook: Hook, stand_ins: StandIns, plans: list[ClientPlan],
-                practitioners: dict[str, int], chaos: chaos_world.Chaos) -> dict[str, Any]:
+async def drive(
+    args: argparse.Namespace,
+    hook: Hook,
+    stand_ins: StandIns,
+    plans: list[ClientPlan],
+    practitioners: dict[str, int],
+    chaos: chaos_world.Chaos,
+) -> dict[str, Any]:
     """Run every client (at most ``--concurrency`` at once), the practitioners and the chaos."""
     stop = asyncio.Event()
     approved: list[str] = []
-    helpers = [asyncio.create_task(practitioner(hook, stand_ins, phone, i, random.Random(args.seed + i), stop,
-                                                approved)) for phone, i in practitioners.items()]
+    helpers = [
+        asyncio.create_task(
+            practitioner(hook, stand_ins, phone, i, random.Random(args.seed + i), stop, approved)
+        )
+        for phone, i in practitioners.items()
+    ]
     chaos_task = asyncio.create_task(chaos.run(stop))
     gate = asyncio.Semaphore(args.concurrency)
 
@@ -147,14 +167,28 @@ async def drive(args: argparse.Namespace, hook: Hook, stand_ins: StandIns, plans
     return {"approved": len(approved), "sms_posts": hook.posts, "sms_reposts": hook.reposts}
 
 
-async def final_checks(url: str, workdir: Path, processes: list[ServiceProcess], stand_ins: StandIns,
-                       keys: dict[str, str], plans: list[ClientPlan], practitioners: dict[str, int],
-                       chaos: chaos_world.Chaos) -> dict[str, Any]:
+async def final_checks(
+    url: str,
+    workdir: Path,
+    processes: list[ServiceProcess],
+    stand_ins: StandIns,
+    keys: dict[str, str],
+    plans: list[ClientPlan],
+    practitioners: dict[str, int],
+    chaos: chaos_world.Chaos,
+) -> dict[str, Any]:
     evidence = chaos_world.evidence(stand_ins, keys["secret_key"])
     violations, counts = await check_database(url, evidence)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "DATABASE_URL": url}
-    verify = subprocess.run([SCRIPT, "audit", "verify"], env=env, cwd=workdir, capture_output=True, text=True,
-                            check=False)
+    verify = await asyncio.to_thread(
+        subprocess.run,
+        [SCRIPT, "audit", "verify"],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if verify.returncode != 0:
         violations.append(f"audit verify: {verify.stdout.strip()} {verify.stderr.strip()[-300:]}")
     lines: list[str] = []
@@ -188,9 +222,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"attempts by status: {report.get('attempts')}")
     for outcome, finals in report.get("outcomes", {}).items():
         print(f"  {outcome:<20} {finals}")
-    print(f"kills: {report.get('kills')} (during a callback burst: {report.get('burst_kill_in_flight')} in flight); "
-          f"OAuth outages: {report.get('oauth_outages')}; PostgreSQL outage: {report.get('pg_outage_s')} s, "
-          f"callbacks answered 503 then accepted on retry: {report.get('callbacks_503_then_accepted')}")
+    print(
+        f"kills: {report.get('kills')} "
+        f"(one with {report.get('burst_kill_callbacks_last_s')} callbacks in its last second); "
+        f"OAuth outages: {report.get('oauth_outages')}; PostgreSQL outage: {report.get('pg_outage_s')} s, "
+        f"callbacks answered 503 then accepted: {report.get('callbacks_503_then_accepted')}"
+    )
     print(f"stalled conversations: {report.get('stalled')}; audit verify: {report.get('audit_verify')}")
     for line in report.get("violation_list", []):
         print(f"VIOLATION {line}")
@@ -201,13 +238,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=None, help="drives every random choice (printed)")
     parser.add_argument("--bookings", type=int, default=1000)
-    parser.add_argument("--database-url", help="a PostgreSQL server: the run uses a throw-away database on it")
-    parser.add_argument("--pg-outage", action="store_true",
-                        help="run on a private PostgreSQL cluster and stop it for a few seconds mid-run")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server: the run uses a throw-away database on it"
+    )
+    parser.add_argument(
+        "--pg-outage",
+        action="store_true",
+        help="run on a private PostgreSQL cluster and stop it for a few seconds mid-run",
+    )
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of a service process (default 3)")
     parser.add_argument("--concurrency", type=int, default=60, help="clients in conversation at once")
-    parser.add_argument("--callback-retries", type=int, default=6, help="Daraja's retries of a refused callback")
-    parser.add_argument("--settle-timeout", type=float, default=240.0, help="seconds to wait for the end state")
+    parser.add_argument(
+        "--callback-retries", type=int, default=6, help="Daraja's retries of a refused callback"
+    )
+    parser.add_argument(
+        "--settle-timeout", type=float, default=240.0, help="seconds to wait for the end state"
+    )
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)
@@ -218,7 +264,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    where = "private PostgreSQL cluster" if args.pg_outage else ("PostgreSQL" if args.database_url else "SQLite")
+    where = (
+        "private PostgreSQL cluster" if args.pg_outage else ("PostgreSQL" if args.database_url else "SQLite")
+    )
     print(f"chaos run: seed {args.seed}, {args.bookings} bookings, {where}, {args.kills} kills", flush=True)
     report = asyncio.run(run(args))
     report = {"seed": args.seed, "database": where, **report}

@@ -50,9 +50,9 @@ async def check_database(url: str, evidence: Evidence | None = None) -> tuple[li
             inbox = list((await s.scalars(select(CallbackInbox))).all())
             outbox = list((await s.scalars(select(Outbox))).all())
             reminders = list((await s.scalars(select(Reminder))).all())
-            audit = list((await s.scalars(
-                select(AuditEntry).where(AuditEntry.subject_type == "payment")
-            )).all())
+            audit = list(
+                (await s.scalars(select(AuditEntry).where(AuditEntry.subject_type == "payment"))).all()
+            )
     finally:
         await runtime.close()
     violations = check_bookings(bookings, attempts) + check_reminders(bookings, reminders)
@@ -154,19 +154,31 @@ def check_deliveries(evidence: Evidence, outbox: Iterable[Outbox]) -> list[str]:
     for channel, seen in (("sms", evidence.sms_to), ("email", evidence.mail_to)):
         for who, n in seen.items():
             if n > sent[channel][who]:
-                out.append(f"{channel}: {n - sent[channel][who]} more message(s) to one recipient than rows sent")
+                out.append(
+                    f"{channel}: {n - sent[channel][who]} more message(s) to one recipient than rows sent"
+                )
     for row in rows:
-        if row.channel == "sms" and row.status in SENT_STATES and row.provider_message_id not in evidence.sms_ids:
+        if (
+            row.channel == "sms"
+            and row.status in SENT_STATES
+            and row.provider_message_id not in evidence.sms_ids
+        ):
             out.append(f"outbox {row.id}: SENT but Africa's Talking has no message {row.provider_message_id}")
     if evidence.telegram_sent is None and sent["telegram"]:
         out.append(f"telegram: {sum(sent['telegram'].values())} rows sent where the run cannot see them")
     return out
 
 
-def check_pushes(evidence: Evidence, attempts: Iterable[PaymentAttempt], audit: Iterable[AuditEntry]) -> list[str]:
+def check_pushes(
+    evidence: Evidence, attempts: Iterable[PaymentAttempt], audit: Iterable[AuditEntry]
+) -> list[str]:
     """Never re-pushed: at most one processed push per attempt, exactly one after an unknown outcome."""
-    by_hash = Counter(callback_secret_hash(evidence.secret_key, url.rsplit("/", 1)[-1]) for url in evidence.push_urls)
-    unknown = {int(e.subject_id or 0) for e in audit if UNKNOWN_PUSH_REASON in str(e.details.get("reason", ""))}
+    by_hash = Counter(
+        callback_secret_hash(evidence.secret_key, url.rsplit("/", 1)[-1]) for url in evidence.push_urls
+    )
+    unknown = {
+        int(e.subject_id or 0) for e in audit if UNKNOWN_PUSH_REASON in str(e.details.get("reason", ""))
+    }
     out = []
     for attempt in attempts:
         pushes = by_hash.get(attempt.callback_secret_hash, 0)
@@ -194,7 +206,7 @@ def scan_logs(lines: Iterable[str], secrets: Iterable[str], phones: Iterable[str
     for number, line in enumerate(lines, 1):
         out += [f"log line {number}: a secret/token ({s[:3]}…)" for s in secret_list if s in line]
         for run in _DIGIT_RUN.findall(line):
-            if any(run[i:i + 9] in suffixes for i in range(len(run) - 8)):
+            if any(run[i : i + 9] in suffixes for i in range(len(run) - 8)):
                 out.append(f"log line {number}: a full phone number")
                 break
     return out

@@ -54,8 +54,14 @@ class Hook:
 
     async def post(self, sender: str, text: str, message_id: str, rng: random.Random) -> bool:
         """POST until a service process answers 200 (at most POST_GIVE_UP_S); False if never."""
-        form = {"from": "+" + sender, "to": SHORTCODE, "text": text, "id": message_id,
-                "date": "2026-12-04 10:15:42", "linkId": ""}
+        form = {
+            "from": "+" + sender,
+            "to": SHORTCODE,
+            "text": text,
+            "id": message_id,
+            "date": "2026-12-04 10:15:42",
+            "linkId": "",
+        }
         loop = asyncio.get_running_loop()
         give_up = loop.time() + POST_GIVE_UP_S
         while loop.time() < give_up:
@@ -159,12 +165,18 @@ async def book_and_pay(hook: Hook, stand_ins: StandIns, plan: ClientPlan, therap
     if reply is None or "M-Pesa number" not in reply:
         plan.stalled = "PAY did not ask for a number"
         return
-    plan.paid_step = await hook.post(plan.phone, plan.phone, f"chaos-{hook.seed}-{plan.index}-pay",
-                                     plan.rng)
+    plan.paid_step = await hook.post(plan.phone, plan.phone, f"chaos-{hook.seed}-{plan.index}-pay", plan.rng)
 
 
-async def practitioner(hook: Hook, stand_ins: StandIns, phone: str, index: int, rng: random.Random,
-                       stop: asyncio.Event, approved: list[str]) -> None:
+async def practitioner(
+    hook: Hook,
+    stand_ins: StandIns,
+    phone: str,
+    index: int,
+    rng: random.Random,
+    stop: asyncio.Event,
+    approved: list[str],
+) -> None:
     """Approve every booking request texted to this practitioner (A<code>)."""
     inbox = stand_ins.inboxes[phone]
     n = 0

@@ -111,8 +111,14 @@ async def start_stand_ins(*, late_delay: float, callback_retries: int) -> StandI
     return stand_ins
 
 
-def service_env(database_url: str, port: int, stand_ins: StandIns, secrets_: dict[str, str],
-                workdir: Path, deadline_s: int) -> dict[str, str]:
+def service_env(
+    database_url: str,
+    port: int,
+    stand_ins: StandIns,
+    secrets_: dict[str, str],
+    workdir: Path,
+    deadline_s: int,
+) -> dict[str, str]:
     """The environment of one service process (local mode, outside systems = the stand-ins)."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -227,13 +233,24 @@ class PrivateCluster:
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
         self.start()
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l",
-                  str(self.root / "pg.log"), "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(self.root / "pg.log"),
+            "start",
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")

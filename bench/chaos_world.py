@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,13 +25,28 @@ ALL_WEEK = {day: [["06:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "f
 BOOKINGS_PER_PRACTITIONER = 80
 # (label, weight): what a client's push does. Each label becomes a Daraja stand-in script.
 OUTCOMES: tuple[tuple[str, int], ...] = (
-    ("success", 24), ("cancelled_1032", 7), ("insufficient_1", 6), ("wrong_pin_2001", 5),
-    ("unreachable_1037", 5), ("no_callback", 6), ("duplicate_callback", 6), ("late_success", 6),
-    ("early_callback", 5), ("amount_mismatch", 4), ("push_503_burst", 7), ("slow_answer", 6),
-    ("answer_500", 5), ("delayed_callback", 4),
+    ("success", 24),
+    ("cancelled_1032", 7),
+    ("insufficient_1", 6),
+    ("wrong_pin_2001", 5),
+    ("unreachable_1037", 5),
+    ("no_callback", 6),
+    ("duplicate_callback", 6),
+    ("late_success", 6),
+    ("early_callback", 5),
+    ("amount_mismatch", 4),
+    ("push_503_burst", 7),
+    ("slow_answer", 6),
+    ("answer_500", 5),
+    ("delayed_callback", 4),
 )
-_RESULT = {"success": "success", "cancelled_1032": "cancelled", "insufficient_1": "insufficient",
-           "wrong_pin_2001": "wrong_pin", "unreachable_1037": "unreachable"}
+_RESULT = {
+    "success": "success",
+    "cancelled_1032": "cancelled",
+    "insufficient_1": "insufficient",
+    "wrong_pin_2001": "wrong_pin",
+    "unreachable_1037": "unreachable",
+}
 
 
 async def seed_practice(url: str, bookings: int) -> dict[str, int]:
@@ -41,8 +55,13 @@ async def seed_practice(url: str, bookings: int) -> dict[str, int]:
     try:
         await seed_demo_data(runtime.uow())
         for i in range(max(2, bookings // BOOKINGS_PER_PRACTITIONER + 2)):
-            await add_therapist(runtime.uow(), name=f"Practitioner {i + 1}", email=f"p{i + 1}@chaos.example",
-                                phone=f"07110{i + 1:05d}", weekly_hours=ALL_WEEK)
+            await add_therapist(
+                runtime.uow(),
+                name=f"Practitioner {i + 1}",
+                email=f"p{i + 1}@chaos.example",
+                phone=f"07110{i + 1:05d}",
+                weekly_hours=ALL_WEEK,
+            )
         async with runtime.uow() as uow:
             phones = (await uow.session.scalars(select(Therapist.phone).order_by(Therapist.id))).all()
     finally:
@@ -63,7 +82,9 @@ def draw_clients(rng: random.Random, count: int, taken: set[str]) -> list[Client
         numbers.add(phone)
         i = len(plans)
         email = f"client{i}@chaos.example" if rng.random() < 0.5 else None
-        plans.append(ClientPlan(i, phone, email, rng.choices(labels, weights)[0], random.Random(rng.random())))
+        plans.append(
+            ClientPlan(i, phone, email, rng.choices(labels, weights)[0], random.Random(rng.random()))
+        )
     return plans
 
 
@@ -88,8 +109,15 @@ def script_for(plan: ClientPlan) -> Any:
 class Chaos:
     """Kills (one during a callback burst), an OAuth outage and optionally a PostgreSQL outage."""
 
-    def __init__(self, rng: random.Random, processes: list[ServiceProcess], stand_ins: StandIns,
-                 cluster: PrivateCluster | None, bookings: int, kills: int) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        processes: list[ServiceProcess],
+        stand_ins: StandIns,
+        cluster: PrivateCluster | None,
+        bookings: int,
+        kills: int,
+    ) -> None:
         self.rng, self.processes, self.stand_ins, self.cluster = rng, processes, stand_ins, cluster
         self.bookings = bookings
         self.kill_at = sorted(rng.uniform(0.1, 0.9) for _ in range(max(0, kills - 1)))
@@ -102,6 +130,16 @@ class Chaos:
         self.pg_window: tuple[str, str] | None = None
         self.pg_outage_s = 0.0
         self.tokens_seen: set[str] = set()
+        self._starts: list[tuple[float, int]] = []
+        self.burst_size = 3 if bookings >= 100 else 2
+
+    def _burst(self) -> int:
+        """Callbacks begun in the last second (sampled every 50 ms)."""
+        now = time.monotonic()
+        self._starts.append((now, self.stand_ins.daraja.callbacks_started))
+        while self._starts and self._starts[0][0] < now - 1.0:
+            self._starts.pop(0)
+        return self._starts[-1][1] - self._starts[0][1]
 
     def progress(self) -> float:
         return len(self.stand_ins.daraja.transactions) / max(1, self.bookings)
@@ -113,9 +151,9 @@ class Chaos:
             if self.kill_at and done >= self.kill_at[0]:
                 self.kill_at.pop(0)
                 await self.kill("at a random moment")
-            elif self.burst_kill and done >= 0.3 and self.stand_ins.daraja.callbacks_in_flight >= 2:
+            elif self.burst_kill and done >= 0.3 and self._burst() >= self.burst_size:
                 self.burst_kill = False
-                self.burst_in_flight = self.stand_ins.daraja.callbacks_in_flight
+                self.burst_in_flight = self._burst()
                 await self.kill("during a callback burst", web_only=True)
             elif self.oauth_at is not None and done >= self.oauth_at:
                 self.oauth_at = None
@@ -129,7 +167,7 @@ class Chaos:
         """Whatever did not happen during the clients' run happens now (the minimum is kept)."""
         if self.burst_kill:
             self.burst_kill = False
-            self.burst_in_flight = self.stand_ins.daraja.callbacks_in_flight
+            self.burst_in_flight = self._burst()
             await self.kill("after the clients (no burst seen)", web_only=True)
         while self.kill_at:
             self.kill_at.pop(0)
@@ -169,8 +207,11 @@ class Chaos:
         refused = {e["checkout_request_id"] for e in evidence.callbacks if e.get("status") == 503}
         accepted = {e["checkout_request_id"] for e in evidence.callbacks if e.get("status") == 200}
         return {
-            "kills": len(self.kills), "kill_list": self.kills, "burst_kill_in_flight": self.burst_in_flight,
-            "oauth_outages": self.oauth_outages, "pg_outage_s": self.pg_outage_s,
+            "kills": len(self.kills),
+            "kill_list": self.kills,
+            "burst_kill_callbacks_last_s": self.burst_in_flight,
+            "oauth_outages": self.oauth_outages,
+            "pg_outage_s": self.pg_outage_s,
             "callbacks_503_then_accepted": len(refused & accepted),
             "callback_retries": sum(1 for e in evidence.callbacks if e.get("retry")),
         }
@@ -201,7 +242,9 @@ async def wait_until_settled(url: str, stand_ins: StandIns, timeout: float) -> f
 async def _nothing_live(runtime: Any) -> bool:
     async with runtime.uow() as uow:
         s = uow.session
-        live = await s.scalar(select(func.count()).where(PaymentAttempt.status.in_(list(LIVE_PAYMENT_STATUSES))))
+        live = await s.scalar(
+            select(func.count()).where(PaymentAttempt.status.in_(list(LIVE_PAYMENT_STATUSES)))
+        )
         inbox = await s.scalar(select(func.count()).where(CallbackInbox.processed_at.is_(None)))
         outbox = await s.scalar(select(func.count()).where(Outbox.status == "PENDING"))
         pending = await s.scalar(select(func.count()).where(Booking.status == BookingStatus.PENDING_APPROVAL))
@@ -227,8 +270,15 @@ def secrets_to_hide(keys: dict[str, str], stand_ins: StandIns, found: Evidence, 
     """Everything no log line may contain: keys, the passkey, API secrets, tokens, callback secrets."""
     callback_secrets = [url.rsplit("/", 1)[-1] for url in found.push_urls]
     tokens = chaos.tokens_seen | set(stand_ins.daraja.tokens)
-    return [*keys.values(), SANDBOX_PASSKEY, SIMULATOR_CONSUMER_SECRET, AT_API_KEY, SIMULATOR_TOKEN,
-            *callback_secrets, *tokens]
+    return [
+        *keys.values(),
+        SANDBOX_PASSKEY,
+        SIMULATOR_CONSUMER_SECRET,
+        AT_API_KEY,
+        SIMULATOR_TOKEN,
+        *callback_secrets,
+        *tokens,
+    ]
 
 
 async def final_status_by_reference(url: str) -> dict[str, str]:
