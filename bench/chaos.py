@@ -22,6 +22,8 @@ import asyncio
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,6 +134,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await final_checks(url, workdir, processes, stand_ins, keys, plans, practitioners, chaos)
         )
     report["duration_s"] = round(time.monotonic() - started, 1)
+    if args.keep:
+        report["workdir"] = str(workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return report
 
 
@@ -205,6 +211,7 @@ async def final_checks(
         **counts,
         "outcomes": {k: dict(v) for k, v in sorted(per_outcome.items())},
         "stalled": dict(Counter(p.stalled for p in plans if p.stalled)),
+        "stalled_samples": [f"{p.stalled}: {_masked(p.last_reply)}" for p in plans if p.stalled][:5],
         "audit_verify": verify.stdout.strip(),
         "log_lines_scanned": len(lines),
         "pushes_processed": len(evidence.push_urls),
@@ -215,6 +222,10 @@ async def final_checks(
         "violation_list": violations[:50],
         "violations": len(violations),
     }
+
+
+def _masked(text: str | None) -> str:
+    return re.sub(r"\d{9,}", "<number>", text or "")[:200]
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -229,6 +240,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"callbacks answered 503 then accepted: {report.get('callbacks_503_then_accepted')}"
     )
     print(f"stalled conversations: {report.get('stalled')}; audit verify: {report.get('audit_verify')}")
+    for sample in report.get("stalled_samples", []):
+        print(f"  stalled: {sample}")
     for line in report.get("violation_list", []):
         print(f"VIOLATION {line}")
     print(f"violations: {report['violations']}  duration: {report['duration_s']} s")
@@ -254,6 +267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--settle-timeout", type=float, default=240.0, help="seconds to wait for the end state"
     )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)
@@ -271,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(run(args))
     report = {"seed": args.seed, "database": where, **report}
     print_report(report)
-    print(json.dumps({k: v for k, v in report.items() if k != "violation_list"}, sort_keys=True))
+    hidden = ("violation_list", "stalled_samples")
+    print(json.dumps({k: v for k, v in report.items() if k not in hidden}, sort_keys=True))
     return 1 if report["violations"] else 0
 
 

@@ -39,6 +39,7 @@ class ClientPlan:
     reference: str | None = None
     paid_step: bool = False
     stalled: str | None = None
+    last_reply: str | None = None  # the last SMS read back (for a stalled conversation's report)
 
 
 @dataclass
@@ -88,7 +89,8 @@ class Conversation:
         self.inbox = stand_ins.inboxes[plan.phone]
         self.turn = 0
 
-    async def say(self, text: str) -> str | None:
+    async def say(self, text: str, expect: str | None = None) -> str | None:
+        """Text the service; the next SMS back (with ``expect``: the next one containing it)."""
         while not self.inbox.empty():  # a repeated SMS (sent twice) must not answer the next turn
             self.inbox.get_nowait()
         self.turn += 1
@@ -96,10 +98,11 @@ class Conversation:
         for _ in range(4):
             if not await self.hook.post(self.plan.phone, text, message_id, self.plan.rng):
                 return None
-            try:
-                return await asyncio.wait_for(self.inbox.get(), REPLY_WAIT_S)
-            except TimeoutError:
-                continue  # AT would not resend, but a client would text again: same id, same answer
+            reply = await self.wait_for(expect or "", REPLY_WAIT_S)
+            if reply is not None:
+                self.plan.last_reply = reply
+                return reply
+            # No answer: a client would text again (same id: the service answers a message once)
         return None
 
     async def wait_for(self, needle: str, within: float) -> str | None:
@@ -161,7 +164,7 @@ async def book_and_pay(hook: Hook, stand_ins: StandIns, plan: ClientPlan, therap
     if await talk.wait_for("PAY", APPROVAL_WAIT_S) is None:
         plan.stalled = "no approval notice"
         return
-    reply = await talk.say("PAY")
+    reply = await talk.say("PAY", expect="M-Pesa number")  # skips a repeated approval notice
     if reply is None or "M-Pesa number" not in reply:
         plan.stalled = "PAY did not ask for a number"
         return
