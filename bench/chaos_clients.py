@@ -180,17 +180,25 @@ async def practitioner(
     stop: asyncio.Event,
     approved: list[str],
 ) -> None:
-    """Approve every booking request texted to this practitioner (A<code>)."""
+    """Approve every booking request texted to this practitioner (A<code>), like a person would:
+    texting again when no "Approved <ref>" comes back (an error reply, a message lost in a kill)."""
     inbox = stand_ins.inboxes[phone]
+    waiting: dict[str, tuple[str, float]] = {}  # reference -> (code, when last texted)
     n = 0
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
             text = await asyncio.wait_for(inbox.get(), 0.5)
         except TimeoutError:
-            continue
-        match = _APPROVAL.search(text)
-        if match is None or match.group(1) in approved:
-            continue
-        n += 1
-        approved.append(match.group(1))
-        await hook.post(phone, f"A{match.group(2)}", f"chaos-{hook.seed}-p{index}-{n}", rng)
+            text = ""
+        request = _APPROVAL.search(text)
+        if request and request.group(1) not in approved and request.group(1) not in waiting:
+            waiting[request.group(1)] = (request.group(2), 0.0)
+        for reference in [r for r in waiting if r in text and "pprove" in text and "New booking" not in text]:
+            del waiting[reference]  # "Approved <ref>." or "<ref> is already approved"
+            approved.append(reference)
+        for reference, (code, last) in list(waiting.items()):
+            if loop.time() - last > REPLY_WAIT_S:
+                n += 1
+                waiting[reference] = (code, loop.time())
+                await hook.post(phone, f"A{code}", f"chaos-{hook.seed}-p{index}-{n}", rng)

@@ -196,6 +196,10 @@ class Chaos:
 
     async def pg_outage(self) -> None:
         assert self.cluster is not None
+        for _ in range(200):  # up to 10 s for callbacks to be flowing: they must meet the outage
+            if self._burst() >= 1:
+                break
+            await asyncio.sleep(0.05)
         started_at, t0 = _stamp(), time.monotonic()
         await asyncio.to_thread(self.cluster.stop, "immediate")
         await asyncio.sleep(self.rng.uniform(3.0, 5.0))
