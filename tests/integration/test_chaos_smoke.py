@@ -27,8 +27,20 @@ BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_small_chaos_run_with_a_kill_ends_with_no_violation(backend: str) -> None:
-    command = [sys.executable, "-m", "bench", "chaos", "--seed", "14", "--bookings", "24", "--kills", "1",
-               "--settle-timeout", "150"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "chaos",
+        "--seed",
+        "14",
+        "--bookings",
+        "24",
+        "--kills",
+        "1",
+        "--settle-timeout",
+        "150",
+    ]
     if backend == "postgresql":
         command += ["--database-url", str(PG_URL)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
