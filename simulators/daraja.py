@@ -302,6 +302,7 @@ class DarajaSimulator:
         self._session: aiohttp.ClientSession | None = None
         self.plans = PushPlans()
         self.callbacks_in_flight = 0  # callback POSTs under way (a chaos run kills during a burst)
+        self.callbacks_started = 0  # callback POSTs begun, retries included
 
     # -- log ---------------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -431,7 +432,7 @@ class DarajaSimulator:
         # 2023-style: ws_CO_ + DDMMYYYYHHMMSS + 3 digits + the phone's last 9 digits.
         stamp = datetime.now(NAIROBI).strftime("%d%m%Y%H%M%S")
         for n in itertools.count(next(self._ids)):
-            suffix = f"{n % 1000:03d}" if n < 1000 else f"{n:06d}"
+            suffix = f"{n % 1000:03d}"  # always 3 digits, like Daraja's (a clash tries the next n)
             candidate = f"ws_CO_{stamp}{suffix}{phone[-9:]}"
             if candidate not in self.transactions:
                 return candidate
@@ -514,6 +515,7 @@ class DarajaSimulator:
 
     async def _deliver_once(self, tx: SimTransaction, body: dict[str, Any], *, retry: int) -> int | None:
         tx.callbacks_sent += 1
+        self.callbacks_started += 1
         started = datetime.now(UTC).isoformat()
         status: int | None = None
         error: str | None = None
