@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from bench.chaos_stack import (  # noqa: E402
     PrivateCluster,
     ServiceProcess,
     StandIns,
+    cleanup_everything,
     free_port,
     new_secrets,
     serve_has_roles,
@@ -282,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         "private PostgreSQL cluster" if args.pg_outage else ("PostgreSQL" if args.database_url else "SQLite")
     )
     print(f"chaos run: seed {args.seed}, {args.bookings} bookings, {where}, {args.kills} kills", flush=True)
-    report = asyncio.run(run(args))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally below runs
+    try:
+        report = asyncio.run(run(args))
+    finally:
+        cleanup_everything()
     report = {"seed": args.seed, "database": where, **report}
     print_report(report)
     hidden = ("violation_list", "stalled_samples")

@@ -142,6 +142,17 @@ def service_env(
     }
 
 
+STARTED: list[ServiceProcess | PrivateCluster] = []  # stopped by ``cleanup_everything`` whatever happens
+
+
+def cleanup_everything() -> None:
+    """Stop every service process and private cluster this run started (interrupt, crash, exit)."""
+    while STARTED:
+        thing = STARTED.pop()
+        with contextlib.suppress(Exception):
+            thing.kill() if isinstance(thing, ServiceProcess) else thing.destroy()
+
+
 class ServiceProcess:
     """One `smiling-steps serve` subprocess that can be SIGKILLed and started again."""
 
@@ -158,6 +169,8 @@ class ServiceProcess:
         return self.role in (None, "all", "web")
 
     def start(self) -> None:
+        if self not in STARTED:
+            STARTED.append(self)
         self.starts += 1
         command = [SCRIPT, "serve"] + (["--role", self.role] if self.role else [])
         with self.log_path.open("ab") as out:
@@ -233,6 +246,7 @@ class PrivateCluster:
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        STARTED.append(self)
         self._run(
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )
