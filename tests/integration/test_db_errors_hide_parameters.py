@@ -15,7 +15,9 @@ async def test_a_failed_insert_does_not_show_its_values(runtime: Runtime) -> Non
     body = '{"PhoneNumber": 254712345678}'
     async with runtime.uow() as uow:
         for _ in range(2):  # the same provider id twice: the unique rule refuses the second
-            uow.session.add(CallbackInbox(provider="mpesa_stk", provider_id="ws_CO_1:0", raw_body=body, attempts=0))
+            uow.session.add(
+                CallbackInbox(provider="mpesa_stk", provider_id="ws_CO_1:0", raw_body=body, attempts=0)
+            )
         with pytest.raises(DBAPIError) as failed:
             await uow.commit()
     assert "254712345678" not in str(failed.value)
