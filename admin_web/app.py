@@ -16,6 +16,7 @@ from admin_web.security import require_admin, security_headers, session_storage
 from admin_web.views import (
     audit,
     auth,
+    bookings,
     clients,
     dashboard,
     notifications,
@@ -30,7 +31,7 @@ from admin_web.views import (
 HERE = Path(__file__).parent
 # Every area's routes; an area owns its module (admin_web/views/<area>.py) and its templates.
 AREAS = (auth, dashboard, transactions, review, test_summary, reconciliation, audit, settings,
-         notifications, practitioners, clients)
+         notifications, practitioners, clients, bookings)
 
 
 def create_admin_app(deps: AdminDeps) -> web.Application:

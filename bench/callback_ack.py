@@ -276,7 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=30.0)
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--app-server", nargs=2, metavar=("PORT", "URL"), help=argparse.SUPPRESS)
+    # issue 13: `serve --role web` + `--role worker` against the bare handler (bench/callback_roles.py)
+    parser.add_argument("--roles", choices=("all", "split"), default="all")
+    parser.add_argument("--database-url", help="--roles split: a postgresql+asyncpg:// server URL")
+    parser.add_argument("--settle-within", type=float, default=120.0, help="--roles split: bound (s)")
     args = parser.parse_args(argv)
+    if args.roles == "split":
+        from callback_roles import main_split
+
+        return main_split(
+            args.requests, args.concurrency, args.max_seconds, args.database_url, args.settle_within
+        )
     if args.app_server:
         app_server(int(args.app_server[0]), args.app_server[1])
         return 0

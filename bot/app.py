@@ -10,6 +10,11 @@ registers the handlers and the bot commands, and starts receiving updates:
   through ``POST /hooks/telegram`` (webhooks.telegram) and setWebhook is called with
   ``PUBLIC_BASE_URL + "/hooks/telegram"`` and the secret.
 
+With split roles (``serve --role``) a process may run the bot without receiving updates
+(``receive=False``: a worker in webhook mode, which only edits progress messages and sends the
+outbox's Telegram messages) or without following progress messages (``follow_progress=False``:
+a web process in webhook mode, which records them for the worker; ``bot/progress.py``).
+
 ``runtime.components["bot"]`` is "starting" until polling runs or the webhook is set, then
 "ok" (``/healthz``). A token Telegram refuses fails at once (:class:`BotStartError`); if
 Telegram cannot be reached, start-up keeps retrying in the background.
@@ -48,14 +53,14 @@ log = logging.getLogger(__name__)
 COMPONENT = "bot"
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 # Command names; each description is the catalogue's "tg_command_<name>" (core/dialog/messages.py).
-CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help")
-THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming")
+CLIENT_COMMANDS: tuple[str, ...] = ("start", "book", "sessions", "pay", "cancel", "help", "language")
+THERAPIST_COMMANDS: tuple[str, ...] = ("today", "upcoming", "hours", "away")
 START_RETRY_MAX_S = 30.0
 
 
-def command_menu(commands: tuple[str, ...]) -> list[BotCommand]:
-    """The commands with their catalogue descriptions, for setMyCommands."""
-    return [BotCommand(command, say(f"tg_command_{command}")) for command in commands]
+def command_menu(commands: tuple[str, ...], lang: str = "en") -> list[BotCommand]:
+    """The commands with their catalogue descriptions in ``lang``, for setMyCommands."""
+    return [BotCommand(command, say(f"tg_command_{command}", lang=lang)) for command in commands]
 
 
 class BotStartError(RuntimeError):
@@ -117,14 +122,18 @@ class BotHandle:
 
     application: Application
     runtime: Runtime
-    mode: Literal["polling", "webhook"]
+    mode: Literal["polling", "webhook", "send-only"]
     progress: PaymentProgress
     handlers: TelegramHandlers
     webhook: TelegramWebhook | None = None
     webhook_url: str | None = None
     poll_timeout: float = 25.0
+    # Polling waits for resume_polling() (a worker polls only while it holds the polling lease:
+    # Telegram allows one poller per token; smiling_steps/polling_lease.py).
+    gate_polling: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _initialized: bool = False
+    _may_poll: bool = False
     _receiving: bool = False
     _starter: asyncio.Task[None] | None = None
     _stopped: bool = False
@@ -143,10 +152,11 @@ class BotHandle:
         if not self._initialized:
             await app.initialize()  # getMe: a refused token raises InvalidToken here
             self._initialized = True
-            await self._set_commands()
+            if self.mode != "send-only":
+                await self._set_commands()
         if not app.running:
             await app.start()
-        if not self._receiving:
+        if not self._receiving and self.mode != "send-only":
             if self.mode == "webhook":
                 assert self.webhook is not None and self.webhook_url is not None
                 self.webhook.attach(_UpdateSink(app))
@@ -156,19 +166,45 @@ class BotHandle:
                     allowed_updates=ALLOWED_UPDATES,
                     max_connections=40,
                 )
-            else:
-                assert app.updater is not None
-                await app.updater.start_polling(
-                    timeout=timedelta(seconds=self.poll_timeout),
-                    allowed_updates=ALLOWED_UPDATES,
-                    drop_pending_updates=False,
-                    error_callback=self._polling_error,
-                )
+            elif not self.gate_polling or self._may_poll:
+                await self._poll()
             self._receiving = True
         self.progress.start()
         self.runtime.components[COMPONENT] = "ok"
         self.ready.set()
         log.info("telegram bot started", extra={"mode": self.mode, "bot": app.bot.username})
+
+    async def _poll(self) -> None:
+        updater = self.application.updater
+        assert updater is not None
+        if not updater.running:
+            await updater.start_polling(
+                timeout=timedelta(seconds=self.poll_timeout),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+                error_callback=self._polling_error,
+            )
+            log.info("telegram polling started")
+
+    @property
+    def polling(self) -> bool:
+        updater = self.application.updater
+        return bool(updater is not None and updater.running)
+
+    async def resume_polling(self) -> None:
+        """Start polling now (or once the bot has started, if Telegram was out of reach)."""
+        self._may_poll = True
+        if self.mode == "polling" and self._initialized and self.application.running and not self._stopped:
+            await self._poll()
+
+    async def pause_polling(self) -> None:
+        """Stop polling (the polling lease was lost); sending and editing go on."""
+        self._may_poll = False
+        updater = self.application.updater
+        with contextlib.suppress(RuntimeError):
+            if updater is not None and updater.running:
+                await updater.stop()
+                log.info("telegram polling paused")
 
     async def _keep_starting(self) -> None:
         delay = 1.0
@@ -189,12 +225,17 @@ class BotHandle:
             delay = min(delay * 2, START_RETRY_MAX_S)
 
     async def _set_commands(self) -> None:
-        """The command menu: six for everyone, plus /today and /upcoming for linked practitioners."""
+        """The command menu: seven for everyone; linked practitioners also get /today, /upcoming,
+        /hours and /away."""
         bot = self.application.bot
         client = command_menu(CLIENT_COMMANDS)
         therapist = client + command_menu(THERAPIST_COMMANDS)
         try:
             await bot.set_my_commands(client, scope=BotCommandScopeDefault())
+            # Users whose Telegram is in Kiswahili see the descriptions in Kiswahili.
+            await bot.set_my_commands(
+                command_menu(CLIENT_COMMANDS, "sw"), scope=BotCommandScopeDefault(), language_code="sw"
+            )
         except TelegramError as exc:
             log.warning("setMyCommands failed", extra={"error": repr(exc)})
         for user_id in await self._therapist_chat_ids():
@@ -262,6 +303,9 @@ async def start_bot(
     poll_timeout: float = 25.0,
     progress_interval: float = 2.5,
     max_retries: int = 5,
+    receive: bool = True,
+    follow_progress: bool = True,
+    gate_polling: bool = False,
 ) -> BotHandle:
     """Start the Telegram bot on the running loop and return its handle.
 
@@ -273,29 +317,31 @@ async def start_bot(
     token = token or settings.telegram_bot_token
     if not token:
         raise BotStartError("TELEGRAM_BOT_TOKEN: not set (the bot cannot start without a token)")
-    hook = _webhook_route(settings, app)
+    hook = _webhook_route(settings, app) if receive else None
     webhook_mode = hook is not None
     runtime.components[COMPONENT] = "starting"
     application = build_application(
-        token, base_url or settings.telegram_api_base_url, webhook_mode=webhook_mode, max_retries=max_retries
+        token, base_url or settings.telegram_api_base_url, webhook_mode=webhook_mode or not receive,
+        max_retries=max_retries,
     )
 
     async def blocked(user_id: int) -> None:
         await mark_telegram_unreachable(runtime, user_id)
 
     out = TelegramOut(application.bot, blocked)
-    progress = PaymentProgress(runtime, payments, out, interval=progress_interval)
+    progress = PaymentProgress(runtime, payments, out, interval=progress_interval, follow=follow_progress)
     handlers = TelegramHandlers(engine, ReplyDelivery(out, progress), runtime)
     handlers.register(application)
     handle = BotHandle(
         application,
         runtime,
-        "webhook" if webhook_mode else "polling",
+        ("webhook" if webhook_mode else "polling") if receive else "send-only",
         progress,
         handlers,
         webhook=hook,
         webhook_url=f"{settings.base_url}{WEBHOOK_PATH}" if webhook_mode else None,
         poll_timeout=poll_timeout,
+        gate_polling=gate_polling,
     )
     await _first_start(handle)
     return handle

@@ -118,7 +118,13 @@ class ProgressRegistry(Protocol):
     """Where payment-progress messages are reported (implemented by bot.progress)."""
 
     def track(
-        self, attempt_id: int, chat_id: int, message_id: int, base_text: str, options: Sequence[Option]
+        self,
+        attempt_id: int,
+        chat_id: int,
+        message_id: int,
+        base_text: str,
+        options: Sequence[Option],
+        lang: str,
     ) -> None: ...
 
     def pressed(self, chat_id: int, message_id: int) -> None: ...
@@ -161,7 +167,9 @@ class ReplyDelivery:
                         editable = None
                     attempt_id = progress_attempt_id(item.tag)
                     if attempt_id is not None and message_id is not None and self.progress is not None:
-                        self.progress.track(attempt_id, chat_id, message_id, item.plain, item.options)
+                        self.progress.track(
+                            attempt_id, chat_id, message_id, item.plain, item.options, reply.lang
+                        )
         except ChatUnreachable:
             return
 

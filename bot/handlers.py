@@ -39,9 +39,11 @@ from telegram.ext import (
 from bot.delivery import ChatUnreachable, ReplyDelivery
 from bot.reachability import set_telegram_reachable
 from bot.render import clear_reply_keyboard
+from core import i18n
 from core.dialog.messages import say
 from core.dialog.types import Inbound, Reply
 from core.runtime import Runtime
+from core.services.booking.language import stored_language
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +206,8 @@ class TelegramHandlers:
             contact = message.contact
             if contact.user_id != user.id:
                 log.info("telegram contact of someone else refused", extra={"telegram_user": user.id})
-                await self._say(message.chat.id, say("tg_own_number_only"))
+                lang = await self._language(user)
+                await self._say(message.chat.id, say("tg_own_number_only", lang=lang), lang)
                 return
             inbound = _inbound(user, message.chat.id, contact_phone=contact.phone_number)
             await self._converse(inbound, message.chat.id)
@@ -255,7 +258,8 @@ class TelegramHandlers:
         if message is None or user is None:
             return
         async with self.sequencer.reserve(user.id):
-            await self._say(message.chat.id, say("tg_text_only"))
+            lang = await self._language(user)
+            await self._say(message.chat.id, say("tg_text_only", lang=lang), lang)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed", exc_info=context.error)
@@ -268,15 +272,21 @@ class TelegramHandlers:
             replies = await asyncio.wait_for(self.engine.handle(inbound), self.engine_timeout)
         except Exception:
             log.exception("dialog engine failed", extra={"telegram_user": inbound.user_key})
-            replies = [Reply(say("error"))]
+            lang = i18n.from_telegram(inbound.extras.get("language_code")) or i18n.DEFAULT
+            replies = [Reply(say("error", lang=lang), lang=lang)]
         else:
             # The phone keyboard must not outlive the phone step, even one the engine no longer
             # remembers (it expired): a typed number would otherwise leave the keyboard up.
             replies = clear_reply_keyboard(replies, can_edit=pressed_message_id is not None)
         await self.delivery.deliver(chat_id, replies, pressed_message_id=pressed_message_id)
 
-    async def _say(self, chat_id: int, text: str) -> None:
-        await self.delivery.deliver(chat_id, [Reply(text)])
+    async def _say(self, chat_id: int, text: str, lang: str) -> None:
+        await self.delivery.deliver(chat_id, [Reply(text, lang=lang)])
+
+    async def _language(self, user: User) -> str:
+        """For the few words said outside the engine: the stored choice, else Telegram's."""
+        stored = await stored_language(self.runtime, "telegram", str(user.id))
+        return stored or i18n.from_telegram(user.language_code) or i18n.DEFAULT
 
 
 __all__ = ["ChatUnreachable", "DialogEngine", "KeyedSequencer", "TelegramHandlers", "command_text"]

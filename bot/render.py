@@ -7,7 +7,11 @@ at most 64 bytes, checked by :class:`core.dialog.types.Option`); ``ask_phone`` b
 reply keyboard with a "Share my phone number" (request_contact) button plus the
 suggested numbers; ``remove_keyboard`` a ``ReplyKeyboardRemove``. The few sentences this
 adapter adds itself (the typing note, "Choose an option:") come from the message catalogue
-(``tg_*`` keys in :mod:`core.dialog.messages`) as plain text and are escaped here like the rest.
+(``tg_*`` keys in :mod:`core.dialog.messages`) in the reply's language (``Reply.lang``) as
+plain text and are escaped here like the rest. Whether the phone step needs the "you can
+also type the number" note is read from the reply's structure, never from its words: a reply
+whose own text already says so carries ``says_typing``, and a reply with inline options gets
+the "or share another number" message instead.
 
 The phone keyboard belongs to the phone step alone: :func:`clear_reply_keyboard` makes
 every engine turn that does not ask for a phone remove it, whatever the engine knows
@@ -28,7 +32,7 @@ from telegram import (
     ReplyKeyboardRemove,
 )
 
-from core.dialog.messages import label, say
+from core.dialog.messages import DEFAULT_LANGUAGE, label, say
 from core.dialog.types import Option, Reply
 
 PHONE_PLACEHOLDER = "0712 345 678"  # an example number in the input field, the same in every language
@@ -66,9 +70,11 @@ def inline_keyboard(options: tuple[Option, ...] | list[Option]) -> InlineKeyboar
     return InlineKeyboardMarkup([buttons[i : i + width] for i in range(0, len(buttons), width)])
 
 
-def phone_keyboard(suggestions: tuple[str, ...] | list[str] = ()) -> ReplyKeyboardMarkup:
+def phone_keyboard(
+    suggestions: tuple[str, ...] | list[str] = (), lang: str = DEFAULT_LANGUAGE
+) -> ReplyKeyboardMarkup:
     """The phone step: share-contact button first, then each suggested number as a one-tap choice."""
-    rows = [[KeyboardButton(label("share_phone"), request_contact=True)]]
+    rows = [[KeyboardButton(label("share_phone", lang), request_contact=True)]]
     rows += [[KeyboardButton(number)] for number in suggestions]
     return ReplyKeyboardMarkup(
         rows, resize_keyboard=True, one_time_keyboard=True, input_field_placeholder=PHONE_PLACEHOLDER
@@ -107,9 +113,10 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
     pieces = split_text(reply.text or " ")
     out = [Outgoing(escape(p), plain=p) for p in pieces[:-1]]  # long text: leading pieces plain
     last = pieces[-1]
+    lang = reply.lang
     if reply.ask_phone:
-        says_type = "type" in last.lower()  # the engine may already say that typing works
-        note = f"{last}\n\n{say('tg_type_number_note')}" if not options and not says_type else last
+        needs_note = not options and not reply.says_typing
+        note = f"{last}\n\n{say('tg_type_number_note', lang=lang)}" if needs_note else last
         if options:
             out.append(
                 Outgoing(
@@ -121,18 +128,17 @@ def render_reply(reply: Reply, *, can_edit: bool) -> list[Outgoing]:
                     options=options,
                 )
             )
-            share_other = say("tg_share_other")
-            keyboard = phone_keyboard(reply.phone_suggestions)
+            share_other = say("tg_share_other", lang=lang)
+            keyboard = phone_keyboard(reply.phone_suggestions, lang)
             out.append(Outgoing(escape(share_other), keyboard, plain=share_other))
         else:
-            out.append(
-                Outgoing(escape(note), phone_keyboard(reply.phone_suggestions), tag=reply.tag, plain=note)
-            )
+            keyboard = phone_keyboard(reply.phone_suggestions, lang)
+            out.append(Outgoing(escape(note), keyboard, tag=reply.tag, plain=note))
         return out
     if reply.remove_keyboard:
         out.append(Outgoing(escape(last), ReplyKeyboardRemove(), tag=reply.tag, plain=last))
         if inline:
-            more = say("tg_more_options")
+            more = say("tg_more_options", lang=lang)
             out.append(Outgoing(escape(more), inline, plain=more, options=options))
         return out
     edit = reply.edit_previous and can_edit and len(pieces) == 1

@@ -8,9 +8,12 @@ after CANCELLED), or another attempt pays the booking, both lose the button: the
 message of the attempt that succeeded is edited to its result, every other message keeps its
 text and loses its keyboard.
 
-Offers are kept in memory (at most ``MAX_OFFERS``, for ``OFFER_WATCH_S``): after a restart, or
-for a payment this chat did not follow, a press on an old button still gets the dialog's safe
-"already paid" answer (``core/dialog/pay_flow.py``) and starts nothing.
+Offers are kept in the database (``telegram_progress`` rows in phase ``offered``, for
+``OFFER_WATCH_S``; ``bot/progress_store.py``), so a restarted worker, or another worker, still
+withdraws them; the one process whose conditional delete removed an offer edits the message.
+This process also keeps the offers it made in memory (:attr:`RetryOffers.offers`, at most
+``MAX_OFFERS``) for inspection. A press on an old button the service no longer knows of still
+gets the dialog's safe "already paid" answer (``core/dialog/pay_flow.py``) and starts nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from bot import progress_store as store
 from bot.delivery import ChatUnreachable, TelegramOut
 from core.domain.states import PaymentStatus
 from core.runtime import Runtime
@@ -54,7 +59,7 @@ class RetryOffers:
         runtime: Runtime,
         payments: PaymentService,
         out: TelegramOut,
-        result_html: Callable[[PaymentView], str],
+        result_html: Callable[[PaymentView, int], str],  # (view, chat id): in that chat's language
         *,
         watch_s: float = OFFER_WATCH_S,
         limit: int = MAX_OFFERS,
@@ -66,22 +71,33 @@ class RetryOffers:
         self._withdrawn: deque[tuple[int, int]] = deque(maxlen=limit)  # notices already cleared
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        # Whether the table may hold offers: true at start (offers made before a restart) and
+        # after each offer; a read that finds none clears it, so wake-ups cost no query then.
+        self._maybe = True
 
     @property
     def offers(self) -> list[RetryOffer]:
         return list(self._offers.values())
 
-    def offered(self, attempt_id: int, booking_id: int, chat_id: int, message_id: int) -> None:
+    async def offered(self, attempt_id: int, booking_id: int, chat_id: int, message_id: int) -> None:
         """A progress message now shows a failure of ``attempt_id`` with a Retry button."""
         self._offers[(chat_id, message_id)] = RetryOffer(
             attempt_id, booking_id, chat_id, message_id, time.monotonic()
         )
+        self._maybe = True
         while len(self._offers) > self._limit:
             del self._offers[next(iter(self._offers))]  # the oldest
+        try:
+            await store.offer(self.runtime, attempt_id, booking_id, chat_id, message_id)
+        except Exception:  # the database is away: a press on the button still gets the safe answer
+            log.warning("could not store a retry offer", extra={"attempt": attempt_id})
 
-    def check_soon(self) -> None:
-        """Re-read the offered attempts (a payment changed somewhere); coalesces bursts."""
-        if not self._offers:
+    def check_soon(self, *, anyway: bool = False) -> None:
+        """Re-read the offered attempts (a payment changed somewhere); coalesces bursts.
+
+        ``anyway`` also looks when this process saw no offers (another process may have made some).
+        """
+        if not (self._maybe or anyway):
             return
         if self._task is not None and not self._task.done():
             self._again = True
@@ -100,14 +116,15 @@ class RetryOffers:
         for key, offer in list(self._offers.items()):
             if offer.booking_id == booking_id:
                 del self._offers[key]
-                await self._remove_buttons(offer.chat_id, offer.message_id)
         try:
+            for chat_id, message_id in await store.take_offers_of_booking(self.runtime, booking_id):
+                await self._remove_buttons(chat_id, message_id)
             async with self.runtime.uow() as uow:
                 notices = await sent_telegram_messages(
                     uow.session, template=FAILED_NOTICE_TEMPLATE, booking_id=booking_id
                 )
         except Exception:  # the database is away: a press still gets the safe answer
-            log.warning("could not read the payment-failed notices", extra={"booking": booking_id})
+            log.warning("could not withdraw the retry offers", extra={"booking": booking_id})
             return
         for chat_id, message_id in notices:
             if (chat_id, message_id) not in self._withdrawn:
@@ -123,21 +140,31 @@ class RetryOffers:
 
     async def _check(self) -> None:
         now = time.monotonic()
-        for key, offer in list(self._offers.items()):
-            if now - offer.offered_at > self._watch_s:
+        for key, mine in list(self._offers.items()):
+            if now - mine.offered_at > self._watch_s:
                 self._offers.pop(key, None)
-                continue
+        try:
+            since = self.runtime.clock() - timedelta(seconds=self._watch_s)
+            standing = await store.offers(self.runtime, since=since)
+            self._maybe = bool(standing)
+        except Exception:
+            log.warning("could not read the retry offers")
+            return
+        for offer in standing:
             try:
                 view = await self.payments.status(offer.attempt_id)
             except Exception:
                 log.warning("payment status read failed", extra={"attempt": offer.attempt_id})
                 continue
-            if view.status not in SETTLED_FOR_GOOD or self._offers.get(key) is not offer:
+            if view.status not in SETTLED_FOR_GOOD:
                 continue
-            del self._offers[key]
+            if not await store.take_offer(self.runtime, offer.attempt_id):
+                continue  # another process withdrew it first
+            self._offers.pop((offer.chat_id, offer.message_id), None)
             # The attempt this message failed for has a final result after all: show it here.
             with contextlib.suppress(ChatUnreachable):
-                await self.out.edit(offer.chat_id, offer.message_id, self._result_html(view), None)
+                html = self._result_html(view, offer.chat_id)
+                await self.out.edit(offer.chat_id, offer.message_id, html, None)
             log.info("retry offer withdrawn", extra={"attempt": offer.attempt_id, "status": str(view.status)})
             if view.status == PaymentStatus.PAID:
                 await self.booking_paid(view.booking_id)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
 
 from core.config import Settings
 from core.services.notifications.outbox_types import Button, RenderedMessage, SendResult
@@ -38,6 +39,9 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+SEND_POOL_SIZE = 10  # the outbox dispatcher's default concurrency
+
+
 class TelegramSender:
     """Sends rendered HTML messages (with inline buttons) through a ``telegram.Bot``.
 
@@ -53,7 +57,10 @@ class TelegramSender:
         """A standalone Bot for TELEGRAM_BOT_TOKEN / TELEGRAM_API_BASE_URL, or None without a token."""
         if not settings.telegram_bot_token:
             return None
-        return cls(Bot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url))
+        # PTB's default pool is ONE connection (1 s pool timeout): the dispatcher's concurrent
+        # sends (10) would time out waiting for it and be retried seconds later for nothing.
+        request = HTTPXRequest(connection_pool_size=SEND_POOL_SIZE)
+        return cls(Bot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url, request=request))
 
     async def send(self, recipient: str, message: RenderedMessage) -> SendResult:
         try:

@@ -37,6 +37,10 @@ DARAJA_BASE_URLS: dict[str, str] = {
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 SECRET_FILE_NAME = ".smiling_steps_secret"
 MAX_CANCEL_WINDOW_HOURS = 720  # CLIENT_CANCEL_WINDOW_HOURS: 30 days, beyond any bookable start
+MAX_RESCHEDULE_WINDOW_HOURS = 720  # CLIENT_RESCHEDULE_WINDOW_HOURS: the same bound
+DEFAULT_RESCHEDULE_WINDOW_HOURS = 24
+# Set but empty (``CLIENT_RESCHEDULE_WINDOW_HOURS=``): clients may not move sessions themselves.
+_OFF_WHEN_EMPTY = ("client_reschedule_window_hours",)
 
 # SECRET_KEY outside local mode: at least 32 random bytes (it derives the key that encrypts
 # stored credentials and signs sessions). 43 characters of URL-safe base64 or 64 hex digits.
@@ -96,6 +100,17 @@ class Settings(BaseSettings):
     # Hours before its start until which a client may cancel a paid (CONFIRMED) booking
     # in the chat; unset: never (they ask the practice). Unpaid bookings may always be cancelled.
     client_cancel_window_hours: int | None = None
+    # The language an SMS conversation starts in ("en" or "sw"; core/i18n.py). Telegram starts
+    # from the user's own language_code; anyone may switch with /language, LUGHA or LANGUAGE.
+    default_language: str = "en"
+    # Hours before its start until which a client may move an approved or paid booking to
+    # another free slot; set but empty: never (they ask the practice). Admins always may.
+    client_reschedule_window_hours: int | None = DEFAULT_RESCHEDULE_WINDOW_HOURS
+    # A client's move waits for the practitioner's approval (the old slot is kept meanwhile).
+    reschedule_needs_approval: bool = False
+
+    # What `smiling-steps serve` runs: all, web or worker (smiling_steps/roles.py); --role wins.
+    serve_role: Literal["all", "web", "worker"] = "all"
 
     telegram_bot_token: str | None = None
     telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
@@ -155,6 +170,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be whole hours from 0 to {MAX_CANCEL_WINDOW_HOURS} "
                 "(leave it unset so that clients cannot cancel a paid booking)"
+            )
+        return value
+
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _default_language(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("en", "sw"):
+            raise ValueError("must be en (English) or sw (Kiswahili)")
+        return text
+    @field_validator("client_reschedule_window_hours")
+    @classmethod
+    def _reschedule_window(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_RESCHEDULE_WINDOW_HOURS:
+            raise ValueError(
+                f"must be whole hours from 0 to {MAX_RESCHEDULE_WINDOW_HOURS} "
+                "(set it empty so that clients cannot move a session themselves)"
             )
         return value
 
@@ -294,11 +326,21 @@ class Settings(BaseSettings):
         return self.public_base_url or f"http://127.0.0.1:{self.port}"
 
     @property
+    def stand_ins_url(self) -> str:
+        """Where local mode's stand-ins (/sim/…) answer: this process, or for a worker the web process.
+
+        A ``worker`` serves no /sim/ routes; it reaches the ``web`` process's at PUBLIC_BASE_URL.
+        """
+        if self.serve_role == "worker":
+            return self.base_url
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def daraja_base_url(self) -> str:
         if self.mpesa_api_base_url:
             return self.mpesa_api_base_url
         if self.local_mode:
-            return f"http://127.0.0.1:{self.port}/sim/daraja"
+            return f"{self.stand_ins_url}/sim/daraja"
         return DARAJA_BASE_URLS[self.mpesa_environment]
 
     @property
@@ -336,6 +378,13 @@ class Settings(BaseSettings):
         if self.client_cancel_window_hours is None:
             return None
         return timedelta(hours=self.client_cancel_window_hours)
+
+    @property
+    def client_reschedule_window(self) -> timedelta | None:
+        """How long before the start a client may still move a booking; None: never."""
+        if self.client_reschedule_window_hours is None:
+            return None
+        return timedelta(hours=self.client_reschedule_window_hours)
 
     @property
     def is_sqlite(self) -> bool:
@@ -390,9 +439,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings; raise ConfigError with one line naming the variable."""
     source = os.environ if environ is None else environ
     values = {k.lower(): v for k, v in source.items() if k.lower() in Settings.model_fields}
-    values = {k: v for k, v in values.items() if v != ""}
+    off = [k for k, v in values.items() if k in _OFF_WHEN_EMPTY and not v.strip()]
+    values = {k: v for k, v in values.items() if v != "" and k not in off}
     try:
-        return Settings.model_validate(values)
+        return Settings.model_validate({**values, **dict.fromkeys(off)})
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, values)) from None
 

@@ -33,6 +33,11 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     clock: Callable[[], datetime] = utcnow
     components: dict[str, str] = field(default_factory=dict)
+    # What this process is (role, what it runs, how wake-ups cross processes): /healthz, /metrics.
+    process: dict[str, str] = field(default_factory=dict)
+    # Where wake-ups also go to other processes (core/wake_signal.py: NOTIFY on PostgreSQL);
+    # None in a single process (role "all").
+    broadcast: Callable[[Wake], None] | None = field(default=None, repr=False)
     _wakeups: dict[Wake, asyncio.Event] = field(default_factory=dict, repr=False)
 
     def wakeup(self, worker: Wake) -> asyncio.Event:
@@ -40,7 +45,17 @@ class Runtime:
         return self._wakeups.setdefault(Wake(worker), asyncio.Event())
 
     def wake(self, worker: Wake) -> None:
-        """Tell an in-process worker there is new work (call after the commit that made it)."""
+        """Tell the workers there is new work (call after the commit that made it).
+
+        In this process the worker's event is set; with ``broadcast`` (split roles on
+        PostgreSQL) the other processes' workers are told as well.
+        """
+        self.wake_here(worker)
+        if self.broadcast is not None:
+            self.broadcast(Wake(worker))
+
+    def wake_here(self, worker: Wake) -> None:
+        """Set this process's event only (what a signal from another process does)."""
         self.wakeup(worker).set()
 
     def uow(self) -> UnitOfWork:

@@ -184,7 +184,7 @@ def at_base_url(settings: Settings) -> str | None:
     if settings.at_api_base_url:
         return settings.at_api_base_url.rstrip("/")
     if settings.local_mode:
-        return f"http://127.0.0.1:{settings.port}/sim/at"
+        return f"{settings.stand_ins_url}/sim/at"
     return None
 
 

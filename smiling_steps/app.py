@@ -1,8 +1,10 @@
 """The aiohttp application: wires adapters, simulators and background workers onto one loop.
 
-One process runs everything (DESIGN.md §1): webhooks, the Telegram bot, the payment
-settlement worker and watchdog, the outbox dispatcher, the reminder job and housekeeping — and, in
-local mode, the stand-ins for Daraja, Telegram, Africa's Talking and SMTP under /sim/.
+With the role ``all`` (the default) one process runs everything (DESIGN.md §1): webhooks, the
+Telegram bot, the payment settlement worker and watchdog, the outbox dispatcher, the reminder job
+and housekeeping — and, in local mode, the stand-ins for Daraja, Telegram, Africa's Talking and
+SMTP under /sim/. The roles ``web`` and ``worker`` split that (``smiling_steps/roles.py``): a role
+is a choice of the routes and the named life-cycle contexts below.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from core.services.settings.crypto import SettingsCipher
 from core.services.settings.gateway import ConfiguredDaraja
 from core.services.settings.mpesa import MpesaSettings
 from smiling_steps.jobs import BackgroundJobs
+from smiling_steps.polling_lease import PollingLease
+from smiling_steps.roles import Role, RolePlan, plan_for, wake_ctx
 from webhooks.health import setup_health
 from webhooks.metrics import setup_metrics
 from webhooks.mpesa import setup_mpesa_callbacks
@@ -115,24 +119,55 @@ def create_app(
     daraja: DarajaClient | None = None,
     with_bot: bool = True,
     with_notifications: bool = True,
+    role: Role = Role.ALL,
 ) -> web.Application:
-    """Build the whole application (tests may pass a runtime, a Daraja client, or switch parts off)."""
+    """Build the application of ``role`` (tests may pass a runtime, a Daraja client, or switch parts off)."""
     runtime = runtime or build_runtime(settings)
+    plan = plan_for(role, settings)
     secret_key = ensure_secret_key(settings)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     services = _build_services(settings, runtime, secret_key, daraja)
     app[SERVICES] = services
     intake = CallbackIntake(runtime, secret_key, on_stored=services.settlement.notify)
-    bot_token, bot_base_url = _add_routes(app, settings, services, secret_key, intake)
-    runtime.components["bot"] = "starting" if (with_bot and bot_token) else "disabled"
+    if plan.site:
+        bot_token, bot_base_url = _add_routes(app, settings, services, secret_key, intake)
+    else:  # a worker answers /healthz and /metrics on its own port, nothing else
+        setup_health(app, runtime)
+        setup_metrics(app, runtime)
+        bot_token, bot_base_url = _worker_bot_target(app, settings)
+    wants_bot = bool(with_bot and bot_token and (plan.bot_receives or plan.follows_progress))
+    runtime.components["bot"] = "starting" if wants_bot else "disabled"
+    runtime.process.update(role=plan.role.value, runs=",".join(plan.runs(bot=wants_bot)))
 
-    app.cleanup_ctx.append(_database_ctx(services, intake, auto_upgrade=settings.local_mode))
-    app.cleanup_ctx.append(_payment_workers_ctx(services))
-    if with_bot and bot_token:
-        app.cleanup_ctx.append(_bot_ctx(services, bot_token, bot_base_url))
-    if with_notifications:
+    # Only a process serving the site upgrades a local-mode database (a worker waits for it).
+    app.cleanup_ctx.append(_database_ctx(services, intake, auto_upgrade=settings.local_mode and plan.site))
+    wake = wake_ctx(runtime, plan)
+    if wake is not None:
+        app.cleanup_ctx.append(wake)
+    if plan.workers:
+        app.cleanup_ctx.append(_payment_workers_ctx(services))
+    if wants_bot and bot_token:
+        app.cleanup_ctx.append(_bot_ctx(services, bot_token, bot_base_url, plan))
+    if with_notifications and plan.workers:
         app.cleanup_ctx.append(_notification_workers_ctx(settings, services))
     return app
+
+
+def _worker_bot_target(app: web.Application, settings: Settings) -> tuple[str | None, str]:
+    """A worker's bot: the configured one, or in local mode the web process's Telegram stand-in.
+
+    In local mode the stand-ins live in the web process (PUBLIC_BASE_URL must name it); the
+    worker keeps its own e-mail capture, since the SMTP stand-in is not reachable over HTTP.
+    """
+    if settings.local_mode and not settings.smtp_host:
+        from simulators import smtp
+
+        app[MAIL_CAPTURE] = smtp.SmtpCaptureServer()
+    if settings.telegram_bot_token or not settings.local_mode:
+        return settings.telegram_bot_token, settings.telegram_api_base_url
+    from simulators.telegram_api import SIMULATOR_TOKEN
+
+    return SIMULATOR_TOKEN, f"{settings.stand_ins_url}/sim/telegram/bot"
 
 
 def _build_services(
@@ -230,7 +265,7 @@ def _notification_workers_ctx(settings: Settings, services: Services) -> Cleanup
     return notification_workers
 
 
-def _bot_ctx(services: Services, token: str, base_url: str) -> CleanupContext:
+def _bot_ctx(services: Services, token: str, base_url: str, plan: RolePlan) -> CleanupContext:
     async def bot(app: web.Application) -> AsyncIterator[None]:
         from bot.app import start_bot
 
@@ -238,11 +273,19 @@ def _bot_ctx(services: Services, token: str, base_url: str) -> CleanupContext:
         simulator = app.get(TELEGRAM_SIMULATOR)
         if simulator is not None:
             sim_runner, url = await _private_telegram(simulator)
+        # Several workers on PostgreSQL: only the holder of the polling lease polls.
+        gated = plan.role is Role.WORKER and plan.bot_receives and not services.runtime.settings.is_sqlite
         handle = await start_bot(
-            services.runtime, services.engine, services.payments, app, token=token, base_url=url
+            services.runtime, services.engine, services.payments, app, token=token, base_url=url,
+            receive=plan.bot_receives, follow_progress=plan.follows_progress, gate_polling=gated,
         )
         services.bot = handle
+        lease = PollingLease(services.runtime, handle.resume_polling, handle.pause_polling) if gated else None
+        if lease is not None:
+            await lease.start()
         yield
+        if lease is not None:
+            await lease.stop()
         await handle.stop()
         if sim_runner is not None:
             await sim_runner.cleanup()

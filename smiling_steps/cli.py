@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smiling-steps", description="Smiling Steps booking and payment service")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("serve", help="run the web server, bots and workers")
+    serve = sub.add_parser("serve", help="run the web server, bots and workers")
+    serve.add_argument(
+        "--role", type=_role, default=None,
+        help="all (default, or SERVE_ROLE): everything; web: the HTTP site; worker: background work",
+    )
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply migrations")
 
@@ -130,21 +134,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands ----------------------------------------------------------------------
 
 
-def _serve(_args: argparse.Namespace, settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from smiling_steps.app import NotMigrated, create_app, prepare_database
+    from smiling_steps.roles import Role, parse_role
     from smiling_steps.server import run_server
 
+    role = getattr(args, "role", None) or parse_role(settings.serve_role)
+    settings = settings.model_copy(update={"serve_role": role.value})  # --role wins over SERVE_ROLE
     ensure_secret_key(settings)
+    # Only a process serving the site upgrades a local-mode database; a worker started beside
+    # it waits for that (two processes migrating one file at once would collide).
+    upgrades = settings.local_mode and role is not Role.WORKER
     try:  # check the schema before binding the port, so a refusal is one clean line
-        _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=settings.local_mode))
+        if role is Role.WORKER and settings.local_mode:
+            _run_db(settings, _wait_migrated)
+        _run_db(settings, lambda rt: prepare_database(rt, auto_upgrade=upgrades))
     except NotMigrated as exc:
         return _fail(f"smiling-steps: {exc}", EXIT_FAILURE)
     # Local mode: a newcomer can sign in at once (the one-time password goes to this console
     # banner only, never through the JSON logger), and an empty database gets the demo data.
-    first_password = _run_db(settings, ensure_first_admin) if settings.local_mode else None
-    seeded = _run_db(settings, seed_if_empty) if settings.local_mode else None
-    app = create_app(settings)
-    text = banner(settings, seeded, _admin_line(settings, first_password))
+    first_password = _run_db(settings, ensure_first_admin) if upgrades else None
+    seeded = _run_db(settings, seed_if_empty) if upgrades else None
+    app = create_app(settings, role=role)
+    if role is Role.WORKER:
+        text = f"smiling-steps worker: background work; /healthz and /metrics on port {settings.port}"
+    else:
+        text = banner(settings, seeded, _admin_line(settings, first_password))
 
     async def _started(_app: object) -> None:  # after every start-up step, before listening
         print(text, file=sys.stderr, flush=True)
@@ -152,6 +167,21 @@ def _serve(_args: argparse.Namespace, settings: Settings) -> int:
     app.on_startup.append(_started)
     run_server(app, settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
     return EXIT_OK
+
+
+async def _wait_migrated(runtime: Runtime, within_s: float = 60.0) -> None:
+    """A local-mode worker: wait (bounded) for the web process to create or upgrade the schema."""
+    from core.db.migrate import is_up_to_date
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        try:
+            if await is_up_to_date(runtime.engine):
+                return
+        except SQLAlchemyError:
+            pass  # the file is being created or migrated right now
+        await asyncio.sleep(0.25)
 
 
 def _admin_line(settings: Settings, first_password: str | None) -> str:
@@ -373,6 +403,15 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be positive")
     return value
+
+
+def _role(text: str) -> object:
+    from smiling_steps.roles import parse_role
+
+    try:
+        return parse_role(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def _port(text: str) -> int:

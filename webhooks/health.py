@@ -2,7 +2,8 @@
 
 Anyone gets the verdict alone (``{"status": "ok"}`` / 503 ``{"status": "unavailable"}``);
 the parts and what is wrong with them are shown only to callers that may read operational
-details (``webhooks/ops_access.py``: local mode, or the ``METRICS_TOKEN`` bearer).
+details (``webhooks/ops_access.py``: local mode, or the ``METRICS_TOKEN`` bearer), with the
+process's ``role`` (``all``, ``web`` or ``worker``), what it ``runs`` and how wake-ups reach it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,21 @@ async def healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     report = await health_report(runtime)
     healthy = all(value in HEALTHY_COMPONENT_STATES for value in report.values())
-    body: dict[str, str] = {"status": "ok" if healthy else "unavailable"}
+    body: dict[str, object] = {"status": "ok" if healthy else "unavailable"}
     if ops_access(request, runtime.settings) is OpsAccess.GRANTED:
         body.update(report)
+        body["process"] = process_details(runtime.process)
     return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"})
+
+
+def process_details(process: dict[str, str]) -> dict[str, object]:
+    """Which role answers, what it runs and how wake-ups reach it (no personal data)."""
+    details: dict[str, object] = {"role": process.get("role", "all")}
+    details["runs"] = [part for part in process.get("runs", "").split(",") if part]
+    details["wake"] = process.get("wake", "in-process")
+    if "telegram_polling" in process:  # a worker among several: holds the polling lease or stands by
+        details["telegram_polling"] = process["telegram_polling"]
+    return details
 
 
 def setup_health(app: web.Application, runtime: Runtime) -> None:

@@ -2,7 +2,9 @@
 
 Readable in local mode, and otherwise only with ``Authorization: Bearer <METRICS_TOKEN>``
 (``webhooks/ops_access.py``): a wrong or missing token is 401; outside local mode without
-``METRICS_TOKEN`` configured the route answers 403 saying so.
+``METRICS_TOKEN`` configured the route answers 403 saying so. The counts are the shared
+database's (the same from every process); ``smiling_steps_process_info`` and
+``smiling_steps_process_runs`` say which role answered and what it runs (``serve --role``).
 """
 
 from __future__ import annotations
@@ -39,10 +41,26 @@ async def metrics(request: web.Request) -> web.Response:
         log.warning("metrics unavailable", extra={"error": type(exc).__name__})
         return web.Response(status=503, text="database unavailable\n", content_type=CONTENT_TYPE)
     return web.Response(
-        text=render_prometheus(snapshot),
+        text=render_prometheus(snapshot) + process_lines(request.app[RUNTIME].process),
         content_type=CONTENT_TYPE,
         headers={"X-Content-Type-Options": "nosniff"},
     )
+
+
+def process_lines(process: dict[str, str]) -> str:
+    """This process's role, wake-up signal and parts, as Prometheus gauges (always 1)."""
+    role = process.get("role", "all")
+    wake = process.get("wake", "in-process")
+    parts = [p for p in process.get("runs", "").split(",") if p]
+    lines = [
+        "# HELP smiling_steps_process_info The role of the process that answered (serve --role).",
+        "# TYPE smiling_steps_process_info gauge",
+        f'smiling_steps_process_info{{role="{role}",wake="{wake}"}} 1',
+        "# HELP smiling_steps_process_runs 1 for each part this process runs.",
+        "# TYPE smiling_steps_process_runs gauge",
+        *(f'smiling_steps_process_runs{{part="{part}"}} 1' for part in sorted(parts)),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def setup_metrics(app: web.Application, runtime: Runtime) -> None:

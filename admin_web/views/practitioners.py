@@ -1,7 +1,9 @@
 """``GET /admin/practitioners``: the practitioners with their phone masked, Telegram link state and
 weekly hours; ``POST /admin/practitioners`` adds one; ``POST /admin/practitioners/{id}`` with
 ``action`` = ``deactivate`` | ``reactivate`` | ``hours`` (field ``hours``) | ``link_code``.
-Every change is audited by the directory service."""
+Every change is audited by the directory service. The time off each practitioner blocked from
+the chat (``/away``) is listed, read-only, so an admin can see which bookings they may need to
+move or cancel."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from admin_web.context import PREFIX, current_admin, runtime
 from admin_web.pages import flash, render
 from admin_web.people_forms import text
 from admin_web.security import see_other
+from core.domain.slots import to_nairobi
+from core.domain.time_off import AwaySpan
 from core.runtime import Runtime
 from core.services.booking import directory
 from core.services.booking.directory import DirectoryError, TherapistView
+from core.services.booking.time_off import TimeOffView, time_off_ahead_by_practitioner
 
 routes = web.RouteTableDef()
 TEMPLATE = "practitioners.html"
@@ -95,6 +100,25 @@ async def _show(
     status: int = 200,
 ) -> web.Response:
     listed = await directory.list_therapists(runtime(request).uow())
+    away = await time_off_ahead_by_practitioner(runtime(request))
+    time_off = {therapist_id: [describe_time_off(b) for b in blocks] for therapist_id, blocks in away.items()}
     blank = dict.fromkeys(ADD_FIELDS, "")
-    context = {"practitioners": listed, "form": {**blank, **(form or {})}, "error": error}
+    context = {
+        "practitioners": listed,
+        "time_off": time_off,
+        "form": {**blank, **(form or {})},
+        "error": error,
+    }
     return await render(request, TEMPLATE, context, status=status)
+
+
+def describe_time_off(block: TimeOffView) -> str:
+    """``Wed 24 Dec 2031``, ``Wed 24 Dec 2031 – Fri 26 Dec 2031`` or ``Wed 24 Dec 2031, 14:00–17:00``."""
+    span = AwaySpan.of(block.interval)
+    if span is None:
+        start, end = to_nairobi(block.starts_at), to_nairobi(block.ends_at)
+        return f"{start:%a %d %b %Y, %H:%M} – {end:%a %d %b %Y, %H:%M}"
+    first, last = f"{span.first:%a %d %b %Y}", f"{span.last:%a %d %b %Y}"
+    if span.start is not None and span.end is not None:
+        return f"{first}, {span.start:%H:%M}–{span.end:%H:%M}"
+    return first if span.first == span.last else f"{first} – {last}"

@@ -59,6 +59,8 @@ class Therapist(Timestamped, Base):
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class Client(Timestamped, Base):
@@ -83,6 +85,8 @@ class Client(Timestamped, Base):
     name: Mapped[str | None] = mapped_column(String(120))
     telegram_unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "en" / "sw" (core.i18n): the language of every message to them; None: not chosen yet.
+    language: Mapped[str | None] = mapped_column(String(5))
 
 
 class SessionType(Base):
@@ -125,6 +129,67 @@ class Booking(Timestamped, Base):
     approval_code: Mapped[str] = mapped_column(String(8), unique=True)
     meeting_url: Mapped[str | None] = mapped_column(String(300))
     status_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+PENDING_RESCHEDULE_SQL = "status = 'PENDING'"
+
+
+class BookingReschedule(Base):
+    """One move of a booking to another start: the history, and a held slot while PENDING.
+
+    APPLIED rows count the moves (the .ics SEQUENCE); a PENDING row (the practitioner must
+    approve, RESCHEDULE_NEEDS_APPROVAL) holds ``new_starts_at`` for its practitioner: at most
+    one pending hold per slot and per booking (partial unique indexes), and the booking
+    queries count it as busy while its booking is live. States: core/domain/states.py.
+    """
+
+    __tablename__ = "booking_reschedules"
+    __table_args__ = (
+        Index(
+            "uq_booking_reschedules_pending_slot",
+            "therapist_id",
+            "new_starts_at",
+            unique=True,
+            sqlite_where=text(PENDING_RESCHEDULE_SQL),
+            postgresql_where=text(PENDING_RESCHEDULE_SQL),
+        ),
+        Index(
+            "uq_booking_reschedules_pending_booking",
+            "booking_id",
+            unique=True,
+            sqlite_where=text(PENDING_RESCHEDULE_SQL),
+            postgresql_where=text(PENDING_RESCHEDULE_SQL),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"))
+    old_starts_at: Mapped[datetime]
+    new_starts_at: Mapped[datetime]
+    new_ends_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10))
+    requested_by: Mapped[str] = mapped_column(String(60))
+    code: Mapped[str | None] = mapped_column(String(8), unique=True)  # SMS "A<code>" / "D<code>"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+class TimeOff(Base):
+    """A practitioner's blocked time (a day, days, or part of a day): no slot is offered in it.
+
+    Live bookings inside it are kept (the practitioner or an admin deals with them); the
+    slot computation treats every row as busy time (core.services.booking.queries).
+    """
+
+    __tablename__ = "time_off"
+    # The blocks that can still hide a slot: one practitioner's, ending after now.
+    __table_args__ = (Index("ix_time_off_therapist_id_ends_at", "therapist_id", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("therapists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PaymentAttempt(Timestamped, Base):
@@ -173,6 +238,9 @@ class PaymentAttempt(Timestamped, Base):
     next_check_at: Mapped[datetime | None]
     query_count: Mapped[int] = mapped_column(Integer, default=0)
     settled_at: Mapped[datetime | None]
+    # The watchdog's lease (core.db.claims): one worker queries or re-pushes an attempt at a time.
+    claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 def last_four(column: Any) -> Any:
@@ -223,6 +291,7 @@ class Outbox(Base):
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dispatcher holding the lease
     last_error: Mapped[str | None] = mapped_column(String(300))
     provider_message_id: Mapped[str | None] = mapped_column(String(100), index=True)
     sent_at: Mapped[datetime | None]
@@ -242,6 +311,7 @@ class Reminder(Base):
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(10), default="PENDING")
     claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None]
 
 
@@ -321,3 +391,28 @@ class Setting(Base):
     encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(60))
+
+
+class TelegramProgress(Base):
+    """A chat's live payment-progress message, shared by every process (``bot/progress.py``).
+
+    ``phase`` is ``following`` while the attempt waits (the worker holding the lease edits it),
+    then ``offered`` while the message shows a failure with "Retry payment"
+    (``bot/retry_offers.py``); the row goes once the result is final. A lease (``owner``,
+    ``lease_until``) lets exactly one process follow it, and another take over when that one dies.
+    """
+
+    __tablename__ = "telegram_progress"
+    __table_args__ = (Index("ix_telegram_progress_phase_lease", "phase", "lease_until"),)
+
+    attempt_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    booking_id: Mapped[int | None] = mapped_column(index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    base_text: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[label, value], …]
+    phase: Mapped[str] = mapped_column(String(16))
+    lang: Mapped[str] = mapped_column(String(8), default="en", server_default="en")  # the chat's language
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

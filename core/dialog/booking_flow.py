@@ -50,8 +50,8 @@ async def on_choice(turn: Turn, choice: values.Choice) -> Outcome | None:
     if kind == values.PAGE and step in (DAY, TIME) and choice.arg.isdigit():
         page = min(int(choice.arg), 100)
         if step == DAY:
-            return await _day_menu(turn, turn.flow_data(), page=page, edit=True)
-        return await _time_menu(turn, turn.flow_data(), page=page, edit=True)
+            return await day_menu(turn, turn.flow_data(), page=page, edit=True)
+        return await time_menu(turn, turn.flow_data(), page=page, edit=True)
     if kind == values.DAY and step == DAY:
         return await _day_chosen(turn, choice.arg)
     if kind == values.TIME and step == TIME:
@@ -92,7 +92,7 @@ async def _therapist_chosen(turn: Turn, therapist_id: int | None) -> Outcome | N
         turn.say("choose_type"),
         [
             (
-                turn.say("type_label", name=s.name, minutes=s.minutes, price=messages.price(s.price_kes)),
+                turn.say("type_label", name=s.name, minutes=s.minutes, price=turn.price(s.price_kes)),
                 values.SESSION_TYPE,
                 s.id,
             )
@@ -113,10 +113,10 @@ async def _type_chosen(turn: Turn, session_type_id: int | None) -> Outcome | Non
         minutes=session_type.minutes,
         price_kes=session_type.price_kes,
     )
-    return await _day_menu(turn, data, page=0, edit=True)
+    return await day_menu(turn, data, page=0, edit=True)
 
 
-async def _day_menu(
+async def day_menu(
     turn: Turn, data: dict[str, Any], *, page: int, edit: bool = False, before: list[Reply] | None = None
 ) -> Outcome:
     days = await available_days(turn.runtime, int(data["therapist_id"]), int(data["minutes"]))
@@ -142,16 +142,16 @@ async def _day_chosen(turn: Turn, arg: str) -> Outcome | None:
     day = _parse_day(arg)
     if day is None:
         return None
-    return await _time_menu(turn, turn.flow_data(day=day.isoformat()), page=0, edit=True)
+    return await time_menu(turn, turn.flow_data(day=day.isoformat()), page=0, edit=True)
 
 
-async def _time_menu(
+async def time_menu(
     turn: Turn, data: dict[str, Any], *, page: int, edit: bool = False, before: list[Reply] | None = None
 ) -> Outcome:
     day = date.fromisoformat(str(data["day"]))
     slots = await available_slots(turn.runtime, int(data["therapist_id"]), int(data["minutes"]), day)
     if not slots:
-        return await _day_menu(turn, data, page=0, before=[*(before or []), turn.reply("no_times")])
+        return await day_menu(turn, data, page=0, before=[*(before or []), turn.reply("no_times")])
     size = TIME_PAGE.get(turn.channel, 24)
     page = page if page * size < len(slots) else 0
     shown = slots[page * size : (page + 1) * size]
@@ -165,7 +165,7 @@ async def _time_menu(
 
 
 async def _time_chosen(turn: Turn, arg: str) -> Outcome | None:
-    start_at = _parse_time(arg)
+    start_at = parse_time(arg)
     data = turn.flow_data()
     if start_at is None or not data.get("day"):
         return None
@@ -173,7 +173,7 @@ async def _time_chosen(turn: Turn, arg: str) -> Outcome | None:
         turn.runtime, int(data["therapist_id"]), int(data["minutes"]), date.fromisoformat(str(data["day"]))
     )
     if start_at not in slots:
-        return await _time_menu(turn, data, page=0, before=[turn.reply("slot_gone")])
+        return await time_menu(turn, data, page=0, before=[turn.reply("slot_gone")])
     data["start"] = start_at.isoformat()
     client = await turn.client()
     choices: list[tuple[str, str, str | int]] = [(turn.label("skip"), values.EMAIL, "skip")]
@@ -191,7 +191,7 @@ async def _summary(turn: Turn, data: dict[str, Any]) -> Outcome:
         minutes=data["minutes"],
         therapist=data["therapist_name"],
         when=turn.when(start_at),
-        price=messages.price(int(data["price_kes"])),
+        price=turn.price(int(data["price_kes"])),
         email=data.get("email") or turn.say("no_email"),
     )
     return turn.menu(
@@ -223,7 +223,7 @@ def _confirm(turn: Turn) -> Outcome:
             if exc.code in ("slot_taken", "slot_unavailable"):
                 data.pop("start", None)
                 key = "slot_taken" if exc.code == "slot_taken" else "slot_gone"
-                return await _time_menu(turn, data, page=0, before=[turn.reply(key)])
+                return await time_menu(turn, data, page=0, before=[turn.reply(key)])
             if exc.code == "invalid_email":
                 return await _summary(turn, {**data, "email": None})
             return turn.main_menu(turn.say("menu"), before=[turn.reply("no_therapists")])
@@ -231,7 +231,7 @@ def _confirm(turn: Turn) -> Outcome:
             "booking_sent",
             reference=booking.reference,
             therapist=booking.therapist_name,
-            price=messages.price(booking.price_kes),
+            price=turn.price(booking.price_kes),
         )
         return turn.idle(Reply(text=sent))
 
@@ -248,7 +248,7 @@ def _parse_day(arg: str) -> date | None:
         return None
 
 
-def _parse_time(arg: str) -> datetime | None:
+def parse_time(arg: str) -> datetime | None:
     try:
         return datetime.strptime(arg, _TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:

@@ -1,5 +1,7 @@
 """The client's "my sessions" view (status and payment status; Property 6) and cancelling.
 
+Each card offers "Reschedule" too when the booking may be moved (core/dialog/reschedule_flow.py).
+
 A client may cancel a booking that is waiting for approval or payment; a paid (CONFIRMED)
 one only until ``CLIENT_CANCEL_WINDOW_HOURS`` before it starts (unset: never), and then
 the practice arranges the refund (:func:`core.services.booking.lifecycle.client_cancel_refusal`).
@@ -7,7 +9,7 @@ the practice arranges the refund (:func:`core.services.booking.lifecycle.client_
 
 from __future__ import annotations
 
-from core.dialog import messages, values
+from core.dialog import reschedule_flow, values
 from core.dialog.turn import CANCEL, Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.domain.states import FAILED_PAYMENT_STATUSES, LIVE_PAYMENT_STATUSES, BookingStatus
@@ -32,7 +34,7 @@ async def my_sessions(turn: Turn) -> Outcome:
 
 def _card(turn: Turn, b: BookingView) -> Reply:
     status_key = f"status_{b.status.value}"
-    status = turn.say(status_key, price=messages.price(b.price_kes), receipt=b.receipt or "-")
+    status = turn.say(status_key, price=turn.price(b.price_kes), receipt=b.receipt or "-")
     options: list[Option] = []
     payment_message = False
     if b.status is BookingStatus.APPROVED:
@@ -46,6 +48,8 @@ def _card(turn: Turn, b: BookingView) -> Reply:
             options.append(Option(turn.label("pay"), values.action(values.PAY, b.id)))
     if _refusal(turn, b) is None and b.payment_status not in LIVE_PAYMENT_STATUSES:
         options.append(Option(turn.label("cancel_booking"), values.action(values.CANCEL_BOOKING, b.id)))
+    if reschedule_flow.can_move(turn, b):
+        options.append(Option(turn.label("reschedule"), values.action(values.RESCHEDULE, b.id)))
     text = turn.say(
         "my_line",
         reference=b.reference,
@@ -75,7 +79,7 @@ async def ask_cancel(turn: Turn, booking_id: int | None) -> Outcome:
                 "cancel_confirm_paid",
                 reference=booking.reference,
                 when=when,
-                price=messages.price(booking.price_kes),
+                price=turn.price(booking.price_kes),
             )
         )
     else:
@@ -116,7 +120,7 @@ def on_choice(turn: Turn, choice: values.Choice) -> Outcome | None:
             done = turn.say(
                 "cancel_done_refund",
                 reference=booking.reference,
-                price=messages.price(booking.price_kes),
+                price=turn.price(booking.price_kes),
                 receipt=booking.receipt or "-",
             )
             return turn.idle(Reply(text=turn.paymark(done)))

@@ -25,8 +25,19 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from core import i18n
 from core.config import is_test_environment
-from core.dialog import booking_flow, client_flow, messages, pay_flow, therapist_flow, values
+from core.dialog import (
+    booking_flow,
+    calendar_flow,
+    client_flow,
+    language_flow,
+    messages,
+    pay_flow,
+    reschedule_flow,
+    therapist_flow,
+    values,
+)
 from core.dialog.sms import TEL, numbered_choices
 from core.dialog.store import IDLE, IDLE_TIMEOUT, DialogStore, Snapshot
 from core.dialog.turn import CHOICES, MENU, PAY_NUMBER, PHONE, PROMPT, Outcome, PaymentPort, Turn
@@ -53,6 +64,7 @@ class _Word:
     run: Command
     slash: bool = True
     typed: bool = True
+    typed_with_arg: bool = False  # typed "AWAY 24 DEC" too, not only the bare word (SMS)
 
 
 class DialogEngine:
@@ -68,27 +80,32 @@ class DialogEngine:
     async def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one message, button press or shared contact; never raises, never silent."""
         channel = getattr(inbound, "channel", "telegram")
+        lang, stored = i18n.DEFAULT, True
         try:
-            replies = await self._handle(inbound)
+            lang, stored = await language_flow.resolve(self.runtime, inbound)
+            replies = await self._handle(inbound, lang, stored)
         except Exception as exc:
             log.error(
                 "dialog turn failed",
                 extra={"channel": channel, "error_type": type(exc).__name__},
                 exc_info=True,
             )
-            replies = [Reply(text=messages.say("error", channel))]
+            replies = [Reply(text=messages.say("error", channel, lang), lang=lang)]
         if not replies:
-            replies = [Reply(text=messages.say("help", channel))]
+            replies = [Reply(text=messages.say("help", channel, lang), lang=lang)]
         return replies
 
     # -- the turn loop -----------------------------------------------------------------------
 
-    async def _handle(self, inbound: Inbound) -> list[Reply]:
+    async def _handle(self, inbound: Inbound, lang: str, stored: bool) -> list[Reply]:
         for _ in range(TRIES):
             snap = await self.store.load(inbound.channel, inbound.user_key)
             # TEST MODE marks and the sandbox test number follow the mode payments use now.
             test_mode = is_test_environment(await self.payments.active_environment())
-            turn = Turn(self.runtime, self.payments, inbound, snap, active_test_mode=test_mode)
+            turn = Turn(
+                self.runtime, self.payments, inbound, snap, lang=lang, lang_stored=stored,
+                active_test_mode=test_mode,
+            )
             outcome = await self._decide(turn)
             claimed = await self.store.save(
                 snap, outcome.step, _state_data(snap, outcome, [] if outcome.effect else outcome.replies)
@@ -102,7 +119,7 @@ class DialogEngine:
             if saved is None:
                 log.info("dialog state moved on during an effect", extra={"dialog": claimed.row_id})
             return self._finish(turn, final.replies, final.step)
-        return [Reply(text=messages.say("try_again", inbound.channel))]
+        return [Reply(text=messages.say("try_again", inbound.channel, lang), lang=lang)]
 
     def _finish(self, turn: Turn, replies: list[Reply], step: str) -> list[Reply]:
         if turn.step == PHONE and step != PHONE and replies and not turn.sms:
@@ -119,7 +136,7 @@ class DialogEngine:
                 )
                 for r in replies
             ]
-        return replies
+        return [replace(r, lang=turn.lang) for r in replies]
 
     # -- what the input means ------------------------------------------------------------------
 
@@ -176,9 +193,11 @@ async def _on_value(turn: Turn, value: str) -> Outcome:
             return await _restart(turn)
         return _stale(turn)
     outcome = (
-        await booking_flow.on_choice(turn, choice)
+        await reschedule_flow.on_choice(turn, choice)  # before the booking flow: a move's time
+        or await booking_flow.on_choice(turn, choice)
         or client_flow.on_choice(turn, choice)
         or await pay_flow.on_choice(turn, choice)
+        or await calendar_flow.on_choice(turn, choice)
     )
     return outcome or _stale(turn)
 
@@ -197,7 +216,7 @@ async def _on_contact(turn: Turn, phone: str) -> Outcome:
 async def _on_text(turn: Turn, text: str) -> Outcome:
     if turn.step == PHONE:
         return await pay_flow.on_phone(turn, text)
-    outcome = await booking_flow.on_text(turn, text)
+    outcome = await booking_flow.on_text(turn, text) or await calendar_flow.on_text(turn, text)
     if outcome is not None:
         return outcome
     if turn.step in (IDLE, PAY_NUMBER):  # a number typed with one booking to pay: pay with it
@@ -210,7 +229,7 @@ async def _on_text(turn: Turn, text: str) -> Outcome:
         return await _restart(turn)
     therapist = await turn.therapist()
     if therapist is not None:  # on SMS the numbered choices and request cards say it all
-        before = [] if turn.sms else [turn.reply("therapist_help")]
+        before = [] if turn.sms else [therapist_flow.help_reply(turn)]
         return await therapist_flow.dashboard(turn, therapist, before=before)
     if turn.sms and turn.snap.row_id is None:  # an SMS user's first message starts booking
         return await booking_flow.start(turn, before=[turn.reply("welcome")])
@@ -222,6 +241,11 @@ async def _on_text(turn: Turn, text: str) -> Outcome:
 
 async def _decide_request(turn: Turn, choice: values.Choice) -> Outcome:
     return await therapist_flow.decide(turn, choice.int_arg(), approve=choice.kind == values.APPROVE)
+
+
+async def _decide_move(turn: Turn, choice: values.Choice) -> Outcome:
+    approve = choice.kind == values.RESCHEDULE_APPROVE
+    return await reschedule_flow.decide(turn, choice.int_arg(), approve=approve)
 
 
 async def _therapist_sessions(turn: Turn, choice: values.Choice) -> Outcome:
@@ -242,6 +266,10 @@ _ACTIONS: dict[str, Action] = {
     values.APPROVE: _decide_request,
     values.DECLINE: _decide_request,
     values.SESSIONS: _therapist_sessions,
+    values.LANGUAGE: lambda turn, choice: language_flow.switch(turn, choice.arg),
+    values.RESCHEDULE: lambda turn, choice: reschedule_flow.start(turn, choice.int_arg()),
+    values.RESCHEDULE_APPROVE: _decide_move,
+    values.RESCHEDULE_DECLINE: _decide_move,
 }
 
 
@@ -283,18 +311,31 @@ def _sessions(scope: str, *, for_clients: bool) -> Command:
     return command
 
 
+async def _reschedule_word(turn: Turn, _arg: str) -> Outcome | None:
+    """SMS "R": move the client's one movable session; with several (or none) "my sessions",
+    where "Reschedule" has a number. Not a command on Telegram or for practitioners."""
+    if not turn.sms or await turn.therapist() is not None:
+        return None
+    movable = await reschedule_flow.movable(turn)
+    if len(movable) == 1:
+        return await reschedule_flow.start(turn, movable[0])
+    return await client_flow.my_sessions(turn)
+
+
 _BOOK = _Word(lambda turn, _: booking_flow.start(turn))
 _MY = _Word(lambda turn, _: client_flow.my_sessions(turn))
 _HELP = _Word(lambda turn, _: _help(turn))
 _STOP = _Word(_stop)
+_PAY = _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True))
 _WORDS: dict[str, _Word] = {
     "start": _Word(_start),
     "dashboard": _Word(_start, typed=False),
     "book": _BOOK,
     "my": _MY,
+    "r": _Word(_reschedule_word, slash=False),  # SMS: reschedule (core/dialog/reschedule_flow.py)
     "mysessions": _MY,
     "my sessions": _MY,  # typed only in effect: "/my sessions" is /my with an argument
-    "pay": _Word(lambda turn, _: pay_flow.start(turn, None, offer_choice=True)),
+    "pay": _PAY,
     "help": _HELP,
     "menu": _HELP,
     "stop": _STOP,
@@ -305,20 +346,39 @@ _WORDS: dict[str, _Word] = {
     "upcoming": _Word(_sessions("upcoming", for_clients=False)),
     "all": _Word(_sessions("all", for_clients=False)),
     "sessions": _Word(_sessions("all", for_clients=True)),
+    # Kiswahili keywords: the same actions, whatever language the person is written to in.
+    "miadi": _BOOK,
+    "lipa": _PAY,
+    "zangu": _MY,
+    "msaada": _HELP,
+    "acha": _STOP,
+    # The language: /language, LUGHA, LANGUAGE (with or without a name), or the name alone.
+    "language": _Word(language_flow.command, typed_with_arg=True),
+    "lugha": _Word(language_flow.command, typed_with_arg=True),
+    "english": _Word(language_flow.named(i18n.ENGLISH)),
+    "swahili": _Word(language_flow.named(i18n.KISWAHILI)),
+    "kiswahili": _Word(language_flow.named(i18n.KISWAHILI)),
+    "hours": _Word(calendar_flow.hours_command, typed_with_arg=True),
+    "away": _Word(calendar_flow.away_command, typed_with_arg=True),
 }
 
 
 def _command(text: str) -> tuple[Command, str] | None:
     """What "/book", "BOOK", " book\\n" or "/start <code>" asks for, with the argument.
 
-    An unknown "/word" is a request for help; an unknown bare word is not a command.
+    An unknown "/word" is a request for help; an unknown bare word is not a command. A few words
+    (HOURS, AWAY) also take their argument when typed.
     """
     if text.startswith("/"):
         head, _, arg = text[1:].partition(" ")
         word = _WORDS.get(head.split("@", 1)[0].lower())
         return ((word.run if word and word.slash else _HELP.run), arg.strip())
     word = _WORDS.get(text.lower().strip(" .!?"))
-    return (word.run, "") if word and word.typed else None
+    if word and word.typed:
+        return word.run, ""
+    head, _, arg = text.partition(" ")
+    word = _WORDS.get(head.lower())
+    return (word.run, arg.strip()) if word and word.typed_with_arg else None
 
 
 # -- common answers ------------------------------------------------------------------------------------
@@ -329,7 +389,7 @@ async def _help(turn: Turn) -> Outcome:
     if turn.step != IDLE:
         return _reprompt(turn, "help")
     if therapist is not None:
-        return await therapist_flow.dashboard(turn, therapist, before=[turn.reply("therapist_help")])
+        return await therapist_flow.dashboard(turn, therapist, before=[therapist_flow.help_reply(turn)])
     return turn.main_menu(turn.say("menu"), before=[turn.reply("help")])
 
 

@@ -1,13 +1,15 @@
-"""The message catalogue: every sentence and button label the conversation shows.
+"""The message catalogue: every sentence and button label the conversation shows, per language.
 
-Handlers never hold user-facing literals; they call :func:`say` / :func:`label` with a key.
-A translation is data: add a dictionary like :data:`EN` (same keys, ``{field}`` names
-unchanged) to :data:`LANGUAGES`; missing keys fall back to English.
+Handlers never hold user-facing literals; they call :func:`say` / :func:`label` with a key
+and the turn's language. English is here (:data:`EN`, :data:`LABELS_EN`); Kiswahili is in
+:mod:`core.dialog.messages_sw` (:data:`SW`, :data:`LABELS_SW`) with the same keys and the
+same ``{field}`` names (a catalogue test fails when a key or a field exists in one language
+only). Dates and amounts are formatted per language by :mod:`core.i18n` (Babel).
 
 An entry is either one string or ``{"default": ..., "sms": ...}`` when SMS needs a shorter
 or different wording (SMS fits 160 GSM-7 characters where possible). Wording is discreet
-everywhere: "session" and "practitioner", never words naming the kind of care, because a
-chat preview or an SMS may be read by anyone holding the phone.
+everywhere: "session" and "practitioner" ("kikao", "miadi", "mtaalamu"), never words naming
+the kind of care, because a chat preview or an SMS may be read by anyone holding the phone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
-from core.domain.money import format_kes
+from core import i18n
+from core.dialog.messages_sw import LABELS_SW, REASONS_SW, SW
 from core.domain.phone import ACCEPTED_FORMATS
 from core.domain.slots import NAIROBI
 
@@ -44,6 +47,17 @@ LABELS_EN: dict[str, str] = {
     "today": "Today",
     "upcoming": "Upcoming",
     "all": "All sessions",
+    # The language menu (/language): each language named in itself, the same in every catalogue.
+    "lang_en": "English",
+    "lang_sw": "Kiswahili",
+    # -- reschedule --
+    "reschedule": "Reschedule",
+    "yes_move": "Yes, move it",
+    # -- practitioner calendar --
+    "away_keep": "Block, keep the sessions",
+    "away_dont": "Don't block",
+    "away_rest_of_week": "Rest of this week",
+    "away_next_week": "All next week",
 }
 
 EN: dict[str, Entry] = {
@@ -60,9 +74,13 @@ EN: dict[str, Entry] = {
             "/my - your sessions and payments\n"
             "/pay - pay for an approved session\n"
             "/cancel - stop what we are doing\n"
+            "/language - Kiswahili or English\n"
             "/help - this message"
         ),
-        "sms": "Smiling Steps: reply BOOK to book a session, MY for your sessions, PAY to pay, STOP to stop.",
+        "sms": (
+            "Smiling Steps: reply BOOK to book a session, MY for your sessions, PAY to pay, "
+            "STOP to stop, SWAHILI for Kiswahili."
+        ),
     },
     "help_step": {
         "default": "Please choose one of the options above, or send /cancel to stop.",
@@ -79,6 +97,15 @@ EN: dict[str, Entry] = {
     "error": "Sorry, something went wrong on our side. Please try again in a moment.",
     "phone_noted": "Thanks, I noted your number.",
     "reply_one": "Reply 1",
+    "or": "or",
+    # /language, LUGHA / LANGUAGE: the menu names each language in itself, so it is bilingual.
+    "language_menu": "Choose your language / Chagua lugha:",
+    "language_set": "OK, I will write to you in English.",
+    # The calendar invitation (.ics) attached to the payment e-mail.
+    "ics_summary": "Smiling Steps session",
+    "ics_summary_with": "Smiling Steps session with {name}",
+    "ics_description": "Join: {url}\nBooking reference: {reference}",
+    "ics_reference": "Booking reference: {reference}",  # no join link yet (an unpaid, moved session)
     "reply_range": "Reply 1-{last}",
     # -- booking ----------------------------------------------------------------------------
     "choose_therapist": "Who would you like to see?",
@@ -303,6 +330,7 @@ EN: dict[str, Entry] = {
     "tg_command_pay": "Pay for an approved booking with M-Pesa",
     "tg_command_cancel": "Cancel what you are doing, or a booking",
     "tg_command_help": "What this bot can do",
+    "tg_command_language": "Kiswahili or English",
     "tg_command_today": "Today's sessions",
     "tg_command_upcoming": "Upcoming sessions and requests",
     # Updates the engine never sees.
@@ -337,15 +365,135 @@ EN: dict[str, Entry] = {
     "tg_progress_failed_see_notice": (
         "❌ This payment did not go through; what you can do next is in the message below."
     ),
+    # -- reschedule --
+    # The client moves a session: {reference}; {when}/{old}/{new}: times as the chat shows them.
+    "move_intro": {
+        "default": "Let's move {reference}, now on {when}: same practitioner ({therapist}) and price.",
+        "sms": "Moving {reference} (now {when}).",
+    },
+    "move_no_days": "{therapist} has no other free times in the next 14 days; {reference} stays on {when}.",
+    "move_confirm": {
+        "default": "Move {reference} from {old} to {new}?",
+        "sms": "Move {reference} to {new}?",
+    },
+    "move_done": "Done: {reference} is now on {when}. {therapist} has been told.",
+    "move_done_paid": (
+        "Done: {reference} is now on {when}. Your payment stays with it; {therapist} has been told."
+    ),
+    "move_requested": (
+        "Request sent: {therapist} will confirm moving {reference} to {when}. Until then it stays on {old}."
+    ),
+    "move_kept": "OK, {reference} stays on {when}.",
+    "move_too_late": (
+        "Sorry, {reference} can be moved until {window} before it starts. Please contact the practice."
+    ),
+    "move_off": "Sorry, sessions cannot be moved here. Please contact the practice about {reference}.",
+    "move_not_allowed": "Sorry, {reference} cannot be moved: only approved or paid upcoming sessions can.",
+    "move_payment_live": "A payment for {reference} is in progress. Please try again when it has finished.",
+    "move_same_time": "That is already the time of {reference}. Please pick another time.",
+    "move_changed": "{reference} changed a moment ago. Send MY to see it.",
+    # The practitioner answers a client's request to move a session.
+    "move_approved_done": "Approved: {reference} is now on {when}. {client} has been told.",
+    "move_declined_done": "Declined: {reference} stays on {when}. {client} has been told.",
+    "move_already_decided": "That request was already answered.",
+    "move_request_gone": "That request no longer applies: the session was changed or cancelled.",
+    # -- practitioner calendar --
+    "tg_command_hours": "Your weekly hours: see or change them",
+    "tg_command_away": "Time off: block days or hours, or remove a block",
+    "therapist_help_calendar": {
+        "default": "/hours - your weekly hours\n/away - block time off (e.g. /away 24-26 Dec)",
+        "sms": "HOURS: your weekly hours. AWAY 24 DEC: block time off.",
+    },
+    "hours_show": {
+        "default": (
+            "Your weekly hours (Nairobi time):\n{hours}\n"
+            "To change them, send all of them, e.g.\n/hours mon-fri 09:00-17:00; sat 10:00-13:00"
+        ),
+        "sms": "Your hours: {hours}. To change, e.g. HOURS mon-fri 09:00-17:00; sat 10:00-13:00",
+    },
+    "hours_none": "none",
+    "hours_saved": {
+        "default": "Saved. Your weekly hours are now:\n{hours}\nClients are offered these times from now on.",
+        "sms": "Saved. Your hours: {hours}",
+    },
+    "hours_invalid": {
+        "default": (
+            "I could not read those hours; nothing was changed. Give each day and time, e.g.\n"
+            "/hours mon-fri 09:00-17:00; sat 10:00-13:00"
+        ),
+        "sms": "Could not read those hours; nothing changed. E.g. HOURS mon-fri 09:00-17:00; sat 10:00-13:00",
+    },
+    "hours_outside": {
+        "default": (
+            "These booked sessions are outside your new hours. They stay booked: please contact "
+            "the clients, or ask the practice to cancel:"
+        ),
+        "sms": "Still booked, outside your new hours:",
+    },
+    "away_header": "Your time off:",
+    "away_none": "You have no time off ahead.",
+    "away_usage": {
+        "default": (
+            "To block time, tap a day below or send e.g.\n"
+            "/away 24 Dec\n/away 24-26 Dec\n/away 24 Dec 14:00-17:00"
+        ),
+        "sms": "To block time: AWAY 24 DEC, AWAY 24-26 DEC or AWAY 24 DEC 14:00-17:00.",
+    },
+    "away_remove_hint": {
+        "default": "To give a block back to clients, tap it below.",
+        "sms": "To remove one, reply its number.",
+    },
+    "away_remove_label": "Remove {span}",
+    "away_span_days": "{first} to {last}",
+    "away_span_part": "{day}, {start}-{end}",
+    "away_saved": {
+        "default": "Blocked {span}. Clients are no longer offered those times.",
+        "sms": "Blocked {span}. No bookings will be offered then.",
+    },
+    "away_saved_kept": {
+        "default": (
+            "Blocked {span}. These sessions stay booked: please contact the clients, "
+            "or ask the practice to cancel:"
+        ),
+        "sms": "Blocked {span}. Still booked, please contact the clients:",
+    },
+    "away_clash": {
+        "default": (
+            "You have {count} booked session(s) in {span}. Blocking the time does not cancel them:"
+        ),
+        "sms": "{count} session(s) booked in {span}; a block does not cancel them:",
+    },
+    "away_clash_line": "{reference} {when}",
+    "away_clash_ask": {
+        "default": (
+            "Block the time and keep these sessions? You then contact the clients, "
+            "or ask the practice to cancel."
+        ),
+        "sms": "Block anyway and keep them?",
+    },
+    "away_not_saved": "OK, nothing was blocked.",
+    "away_covered": "{span} is already blocked.",
+    "away_removed": "Removed the block {span}. Those times are offered to clients again.",
+    "away_remove_gone": "That block was already removed.",
+    "away_example": {
+        "default": "Examples: /away 24 Dec, /away 24-26 Dec, /away 24 Dec 14:00-17:00",
+        "sms": "E.g. AWAY 24 DEC, AWAY 24-26 DEC or AWAY 24 DEC 14:00-17:00",
+    },
+    "away_unreadable": "I could not read that date; nothing was blocked.",
+    "away_no_date": "That date does not exist; nothing was blocked.",
+    "away_past": "That time has passed; nothing was blocked.",
+    "away_too_far": "That is more than a year ahead; nothing was blocked.",
+    "away_backwards": "The end comes before the start; nothing was blocked.",
+    "away_too_long": "One block can be at most {days} days; for longer, please ask the practice.",
+    "away_times_one_day": "Times can go with one day only; block the days, or each day's hours apart.",
+    "away_bad_times": "Those times do not work: the end must come after the start (e.g. 14:00-17:00).",
 }
 
-WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-LANGUAGES: dict[str, dict[str, Entry]] = {"en": EN}
-LABELS: dict[str, dict[str, str]] = {"en": LABELS_EN}
-CALENDAR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {"en": (WEEKDAYS_EN, MONTHS_EN)}
-DEFAULT_LANGUAGE = "en"
+LANGUAGES: dict[str, dict[str, Entry]] = {"en": EN, "sw": SW}
+LABELS: dict[str, dict[str, str]] = {"en": LABELS_EN, "sw": LABELS_SW}
+# The payment service's client sentences (English, carried as data) in other languages.
+REASONS: dict[str, dict[str, str]] = {"sw": REASONS_SW}
+DEFAULT_LANGUAGE = i18n.DEFAULT
 PHONE_FORMATS = ACCEPTED_FORMATS
 
 
@@ -369,15 +517,24 @@ def label(key: str, lang: str = DEFAULT_LANGUAGE) -> str:
     return LABELS.get(lang, LABELS_EN).get(key) or LABELS_EN[key]
 
 
-def price(amount_kes: int) -> str:
+def phone_formats(lang: str = DEFAULT_LANGUAGE) -> str:
+    """The accepted phone formats, joined with the language's "or"."""
+    return PHONE_FORMATS.replace(" or ", f" {say('or', lang=lang)} ")
+
+
+def reason(text: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A payment-failure sentence from the payment service (English) in ``lang``."""
+    return REASONS.get(lang, {}).get(text, text)
+
+
+def price(amount_kes: int, lang: str = DEFAULT_LANGUAGE) -> str:
     """``KES 2,500``."""
-    return format_kes(amount_kes)
+    return i18n.amount(amount_kes, lang)
 
 
 def day_label(day: date, lang: str = DEFAULT_LANGUAGE) -> str:
-    """``Mon 03 Jun``."""
-    weekdays, months = CALENDAR.get(lang, CALENDAR["en"])
-    return f"{weekdays[day.weekday()]} {day.day:02d} {months[day.month - 1]}"
+    """``Mon 03 Jun`` / ``Jumatatu 03 Jun``."""
+    return i18n.day(day, lang)
 
 
 def time_label(moment: datetime) -> str:
@@ -387,9 +544,7 @@ def time_label(moment: datetime) -> str:
 
 def when(moment: datetime, lang: str = DEFAULT_LANGUAGE, *, channel: str = "telegram") -> str:
     """``Mon 03 Jun, 10:00 EAT`` (SMS: without the zone) for a stored UTC time."""
-    local = moment.astimezone(NAIROBI)
-    text = f"{day_label(local.date(), lang)}, {local:%H:%M}"
-    return text if channel == "sms" else f"{text} EAT"
+    return i18n.moment(moment, lang, zone=channel != "sms")
 
 
 def display_phone(msisdn: str) -> str:

@@ -51,7 +51,7 @@ async def start(turn: Turn, booking_id: int | None, *, offer_choice: bool = Fals
                         "pay_which_line",
                         reference=b.reference,
                         when=turn.when(b.starts_at),
-                        price=messages.price(b.price_kes),
+                        price=turn.price(b.price_kes),
                     ),
                     values.action(values.PAY, b.id),
                 )
@@ -101,7 +101,7 @@ async def typed_number(turn: Turn, raw: str) -> Outcome | None:
     shown = messages.display_phone(msisdn)
     text = turn.say(
         "pay_confirm_number",
-        price=messages.price(booking.price_kes),
+        price=turn.price(booking.price_kes),
         reference=booking.reference,
         phone=shown,
         last=messages.display_phone(last),
@@ -129,7 +129,7 @@ async def on_choice(turn: Turn, choice: values.Choice) -> Outcome | None:
     try:
         msisdn = normalise_phone(str(turn.data.get("msisdn") or ""))
     except InvalidPhoneNumber:
-        return turn.idle(_paid_reply(turn, "invalid_phone", formats=messages.PHONE_FORMATS))
+        return turn.idle(_paid_reply(turn, "invalid_phone", formats=messages.phone_formats(turn.lang)))
     return _push(turn, booking, msisdn)
 
 
@@ -155,7 +155,7 @@ async def on_phone(turn: Turn, raw: str) -> Outcome:
     try:
         msisdn = normalise_phone(raw)
     except InvalidPhoneNumber:
-        invalid = turn.say("invalid_phone", formats=messages.PHONE_FORMATS)
+        invalid = turn.say("invalid_phone", formats=messages.phone_formats(turn.lang))
         return turn.reprompt(invalid, compact=True, payment=True)
     client = await turn.client()
     booking = await client_booking(turn.runtime, client.id, int(turn.data.get("booking_id") or 0))
@@ -183,7 +183,7 @@ async def _not_now(turn: Turn, booking: BookingView | None) -> Reply | None:
 
 def _which_number(turn: Turn, booking: BookingView, last: str) -> Reply:
     """Same number or another one (the typed PAY after an earlier attempt)."""
-    text = turn.say("pay_which_number", price=messages.price(booking.price_kes), reference=booking.reference)
+    text = turn.say("pay_which_number", price=turn.price(booking.price_kes), reference=booking.reference)
     same = turn.say("pay_same_number", phone=messages.display_phone(last))
     options = (
         Option(same, values.action(values.PAY, booking.id)),
@@ -200,10 +200,12 @@ async def _ask_phone(turn: Turn, booking: BookingView) -> Outcome:
             suggestions.append(candidate)
     if turn.test_mode and SANDBOX_TEST_MSISDN not in suggestions:
         suggestions.append(SANDBOX_TEST_MSISDN)  # Property 79
-    text = turn.say("ask_phone", price=messages.price(booking.price_kes), reference=booking.reference)
+    text = turn.say("ask_phone", price=turn.price(booking.price_kes), reference=booking.reference)
     if turn.test_mode and not turn.sms:
         text = f"{text}\n{turn.say('test_number_hint')}"
-    reply = Reply(text=turn.paymark(text), ask_phone=True, phone_suggestions=tuple(suggestions))
+    reply = Reply(
+        text=turn.paymark(text), ask_phone=True, phone_suggestions=tuple(suggestions), says_typing=True
+    )
     return Outcome([reply], PHONE, {"booking_id": booking.id, PROMPT: reply.text})
 
 
@@ -221,7 +223,7 @@ def _push(turn: Turn, booking: BookingView, msisdn: str, *, retry: bool = False)
             return turn.idle(*before, await _refused(turn, booking, exc))
         except InvalidPhoneNumber:
             return turn.idle(
-                Reply(text=turn.paymark(turn.say("invalid_phone", formats=messages.PHONE_FORMATS)))
+                Reply(text=turn.paymark(turn.say("invalid_phone", formats=messages.phone_formats(turn.lang))))
             )
         return turn.idle(*before, *_progress(turn, booking, view, msisdn, retry=retry))
 
@@ -233,7 +235,7 @@ def _progress(
 ) -> list[Reply]:
     shown = messages.display_phone(msisdn)
     tag = progress_tag(view.attempt_id)
-    price = messages.price(view.amount_kes)
+    price = turn.price(view.amount_kes)
     retry_option = (  # a failure offers both (DESIGN §4)
         Option(turn.label("retry"), values.action(values.PAY, booking.id)),
         Option(turn.label("change_phone"), values.action(values.CHANGE_PHONE, booking.id)),

@@ -47,8 +47,10 @@ def numbered_choices(replies: Sequence[Reply]) -> list[tuple[str, str]]:
     return items
 
 
-def render_sms(replies: Sequence[Reply], lang: str = messages.DEFAULT_LANGUAGE) -> str:
-    """The SMS body for one turn: texts, numbered choices, and a "Reply 1-N" hint."""
+def render_sms(replies: Sequence[Reply], lang: str | None = None) -> str:
+    """The SMS body for one turn: texts, numbered choices, and a "Reply 1-N" hint (in ``lang``,
+    else in the language the engine wrote the replies in)."""
+    lang = lang or (replies[0].lang if replies else messages.DEFAULT_LANGUAGE)
     lines: list[str] = []
     number = 0
     for reply in replies:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.dialog import messages, values
+from core.dialog import reschedule_flow, values
 from core.dialog.turn import Outcome, Turn
 from core.dialog.types import Option, Reply
 from core.services.booking.lifecycle import (
@@ -21,6 +21,7 @@ from core.services.booking.lifecycle import (
     link_therapist_telegram,
 )
 from core.services.booking.queries import SCOPES, Scope, list_therapist_sessions, pending_requests
+from core.services.booking.reschedule import request_id_for_code
 from core.services.booking.types import BookingError, BookingView, TherapistRef
 
 MAX_REQUESTS_SHOWN = 5
@@ -58,6 +59,11 @@ async def dashboard(turn: Turn, therapist: TherapistRef, *, before: list[Reply] 
     return turn.idle(*replies)
 
 
+def help_reply(turn: Turn) -> Reply:
+    """What a practitioner can send: the session lists, then the calendar (/hours, /away)."""
+    return Reply(text=f"{turn.say('therapist_help')}\n{turn.say('therapist_help_calendar')}")
+
+
 def request_card(turn: Turn, b: BookingView) -> Reply:
     """One request: Approve/Decline buttons (Telegram) or the A<code>/D<code> answer (SMS)."""
     text = turn.say(
@@ -67,7 +73,7 @@ def request_card(turn: Turn, b: BookingView) -> Reply:
         session_type=b.session_type_name,
         minutes=b.minutes,
         when=turn.when(b.starts_at),
-        price=messages.price(b.price_kes),
+        price=turn.price(b.price_kes),
         code=b.approval_code,
     )
     if turn.sms:
@@ -139,10 +145,13 @@ async def decide(turn: Turn, booking_id: int | None, *, approve: bool) -> Outcom
 
 
 async def decide_by_code(turn: Turn, code: str, *, approve: bool) -> Outcome:
-    """SMS ``A<code>`` / ``D<code>``."""
+    """SMS ``A<code>`` / ``D<code>``: a booking request's code, or a pending move's."""
     therapist = await turn.therapist()
     if therapist is None:
         return turn.stay(turn.reply("request_not_found"))
+    move = await request_id_for_code(turn.runtime, therapist_id=therapist.id, code=code)
+    if move is not None:  # the code of a client's pending move
+        return await reschedule_flow.decide(turn, move, approve=approve)
     try:
         booking_id = await booking_id_for_code(turn.runtime, therapist_id=therapist.id, code=code)
     except BookingError:

@@ -23,6 +23,7 @@ from core.dialog.sms import TEL
 from core.dialog.store import IDLE, Snapshot
 from core.dialog.types import Inbound, Option, Reply
 from core.runtime import Runtime
+from core.services.booking.language import remember_first_language
 from core.services.booking.lifecycle import find_or_create_client
 from core.services.booking.queries import therapist_for_user
 from core.services.booking.types import ClientRef, TherapistRef
@@ -38,7 +39,13 @@ CONFIRM = "confirm"
 PHONE = "phone"
 PAY_NUMBER = "pay_number"  # "pay from this number?" after a number typed while idle
 CANCEL = "cancel_booking"
-STEPS = (IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL)
+MOVE = "move_booking"  # confirm moving a booking to the chosen time (core/dialog/reschedule_flow.py)
+AWAY = "away"  # a practitioner's time-off menu: block days, remove a block, or type a date
+AWAY_CONFIRM = "away_confirm"  # blocking over booked sessions: keep them and block, or not
+STEPS = (
+    *(IDLE, THERAPIST, SESSION_TYPE, DAY, TIME, EMAIL, CONFIRM, PHONE, PAY_NUMBER, CANCEL, MOVE),
+    *(AWAY, AWAY_CONFIRM),
+)
 
 # Keys of the state data that belong to the engine, not to a flow.
 CHOICES = "choices"  # [[value, label], ...]: what a bare number picks (options, then phone suggestions)
@@ -78,6 +85,7 @@ class Turn:
     inbound: Inbound
     snap: Snapshot
     lang: str = messages.DEFAULT_LANGUAGE
+    lang_stored: bool = True  # False: ``lang`` was guessed; the client's first look-up stores it
     _client: ClientRef | None = None
     _therapist: TherapistRef | None = None
     _therapist_loaded: bool = False
@@ -118,6 +126,9 @@ class Turn:
                 self.inbound.display_name,
                 self.inbound.contact_phone,
             )
+            if not self.lang_stored:
+                await remember_first_language(self.runtime, self._client.id, self.lang)
+                self.lang_stored = True
         return self._client
 
     async def therapist(self) -> TherapistRef | None:
@@ -127,6 +138,9 @@ class Turn:
                 self.runtime, self.channel, self.inbound.user_key
             )
             self._therapist_loaded = True
+            if self._therapist is not None and not self.lang_stored:
+                await remember_first_language(self.runtime, self._therapist.id, self.lang, therapist=True)
+                self.lang_stored = True
         return self._therapist
 
     # -- wording -----------------------------------------------------------------------------
@@ -138,6 +152,9 @@ class Turn:
 
     def when(self, moment: datetime) -> str:
         return messages.when(moment, self.lang, channel=self.channel)
+
+    def price(self, amount_kes: int) -> str:
+        return messages.price(amount_kes, self.lang)
 
     def reply(self, key: str, **fields: object) -> Reply:
         return Reply(text=self.say(key, **fields))
@@ -183,6 +200,7 @@ class Turn:
             options=options,
             ask_phone=self.step == PHONE,
             phone_suggestions=phones,
+            says_typing=self.step == PHONE and not compact,  # the phone step's own prompt says it
         )
         return self.stay(again) if compact else self.stay(lead_reply, again)
 

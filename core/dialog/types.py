@@ -38,7 +38,9 @@ class Reply:
     ``remove_keyboard`` clears a reply keyboard; ``edit_previous`` replaces the
     message whose buttons were pressed instead of sending a new one; ``tag`` names
     the message kind (e.g. "payment_progress:<attempt id>") so adapters can find and
-    edit it later.
+    edit it later; ``says_typing``: the text already tells the user they may type their
+    number (Telegram then adds no "you can also type the number" note); ``lang``: the
+    language the text is in (adapters write their own few words in it too).
     """
 
     text: str
@@ -48,6 +50,8 @@ class Reply:
     remove_keyboard: bool = False
     edit_previous: bool = False
     tag: str | None = None
+    says_typing: bool = False
+    lang: str = "en"
 
 
 @dataclass(frozen=True)

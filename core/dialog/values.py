@@ -5,10 +5,13 @@ Two kinds:
 * **Actions** stand on their own and are re-checked against the database whenever they
   arrive, however old the message: ``v1:book``, ``v1:my``, ``v1:help``,
   ``v1:pay:<booking id>``, ``v1:chphone:<booking id>``, ``v1:cxl:<booking id>``,
-  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``.
+  ``v1:approve:<booking id>``, ``v1:decline:<booking id>``, ``v1:ts:<today|upcoming|all>``,
+  ``v1:lang:<en|sw>``, ``v1:rs:<booking id>`` (reschedule), ``v1:rsok:<request id>`` /
+  ``v1:rsno:<request id>`` (the practitioner approves / declines a move).
 * **Menu choices** belong to one menu of one conversation and carry that menu's random
   token: ``v1:<kind>:<token>:<argument>``, e.g. ``v1:tm:k3Qz:202406030700`` (``pn`` confirms a
-  number typed outside the phone step: ``yes`` / ``no``). A choice whose
+  number typed outside the phone step: ``yes`` / ``no``; ``aw``/``ar``/``ak`` are a practitioner's
+  time-off menu). A choice whose
   token is not the conversation's current one is stale and does nothing.
 
 The unprefixed ``pay:<id>``, ``approve:<id>`` and ``decline:<id>`` (the notification
@@ -29,15 +32,26 @@ PREFIX = "v1"
 BOOK, MY, HELP = "book", "my", "help"
 PAY, CHANGE_PHONE, CANCEL_BOOKING = "pay", "chphone", "cxl"
 APPROVE, DECLINE, SESSIONS = "approve", "decline", "ts"
-ACTIONS = frozenset({BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS})
+LANGUAGE = "lang"  # v1:lang:<en|sw>: write to me in this language from now on
+# Rescheduling: the client's "Reschedule" (booking id); the practitioner's answer (request id).
+RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE = "rs", "rsok", "rsno"
+ACTIONS = frozenset(
+    {BOOK, MY, HELP, PAY, CHANGE_PHONE, CANCEL_BOOKING, APPROVE, DECLINE, SESSIONS, LANGUAGE,
+     RESCHEDULE, RESCHEDULE_APPROVE, RESCHEDULE_DECLINE}
+)
 LEGACY_ACTIONS = frozenset({PAY, APPROVE, DECLINE})
 
 # Menu choices.
 THERAPIST, SESSION_TYPE, DAY, TIME, PAGE = "th", "st", "dy", "tm", "pg"
 EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO = "em", "ok", "ph", "cy", "cn"
 PAY_NUMBER = "pn"  # pay from a number typed outside the phone step: yes / no
+MOVE = "mv"  # confirm a reschedule: yes / no
+# A practitioner's time off: block days (``20261224`` or ``20261224-20261226``), remove a block
+# (its id), and keep the booked sessions when blocking over them (``yes`` / ``no``).
+AWAY_DAYS, AWAY_REMOVE, AWAY_KEEP = "aw", "ar", "ak"
 MENU_KINDS = frozenset(
-    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER}
+    {THERAPIST, SESSION_TYPE, DAY, TIME, PAGE, EMAIL, SUMMARY, PHONE, CANCEL_YES, CANCEL_NO, PAY_NUMBER, MOVE}
+    | {AWAY_DAYS, AWAY_REMOVE, AWAY_KEEP}
 )
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits

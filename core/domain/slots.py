@@ -77,6 +77,20 @@ def format_weekly_hours(hours: WeeklyHours) -> str:
     return "; ".join(parts) or "no hours"
 
 
+def compact_weekly_hours(hours: WeeklyHours) -> str:
+    """Weekly hours as short as :func:`parse_weekly_hours` reads them back: days in a row with
+    the same ranges share one entry (``mon-fri 09:00-17:00; sat 10:00-13:00``); "" for none."""
+    runs: list[tuple[str, str, list[tuple[str, str]]]] = []  # (first day, last day, ranges)
+    for day in WEEKDAYS:
+        ranges = sorted((str(a), str(b)) for a, b in hours.get(day, ()))
+        if runs and runs[-1][2] == ranges and WEEKDAYS.index(runs[-1][1]) + 1 == WEEKDAYS.index(day):
+            runs[-1] = (runs[-1][0], day, ranges)
+        elif ranges:
+            runs.append((day, day, ranges))
+    days = [(first if first == last else f"{first}-{last}", ranges) for first, last, ranges in runs]
+    return "; ".join(f"{span} {a}-{b}" for span, ranges in days for a, b in ranges)
+
+
 def free_slots(
     *,
     hours: WeeklyHours,

@@ -71,6 +71,31 @@ BOOKING_TRANSITIONS: Mapping[tuple[BookingStatus, BookingEvent], BookingStatus] 
     (B.CONFIRMED, BE.CANCEL): B.CANCELLED,  # admin, or the client within the policy window
 }
 
+class RescheduleStatus(StrEnum):
+    """A move of a booking (``booking_reschedules``): made at once (APPLIED), or PENDING the
+    practitioner's approval (RESCHEDULE_NEEDS_APPROVAL) while it holds the new slot."""
+
+    PENDING = "PENDING"
+    APPLIED = "APPLIED"
+    DECLINED = "DECLINED"
+    WITHDRAWN = "WITHDRAWN"  # the booking was cancelled, moved or started before a decision
+
+
+class RescheduleEvent(StrEnum):
+    APPROVE = "approve"
+    DECLINE = "decline"
+    WITHDRAW = "withdraw"
+
+
+RS, RSE = RescheduleStatus, RescheduleEvent
+
+RESCHEDULE_TRANSITIONS: Mapping[tuple[RescheduleStatus, RescheduleEvent], RescheduleStatus] = {
+    (RS.PENDING, RSE.APPROVE): RS.APPLIED,
+    (RS.PENDING, RSE.DECLINE): RS.DECLINED,
+    (RS.PENDING, RSE.WITHDRAW): RS.WITHDRAWN,
+}
+
+
 _FAILURES = (P.FAILED, P.CANCELLED, P.TIMED_OUT)
 _LIVE = (P.AWAITING_CUSTOMER, P.UNCLEAR)
 
@@ -91,6 +116,8 @@ PAYMENT_TRANSITIONS: Mapping[tuple[PaymentStatus, PaymentEvent], PaymentStatus] 
 }
 
 LIVE_BOOKING_STATUSES = frozenset({B.PENDING_APPROVAL, B.APPROVED, B.CONFIRMED})
+# A client may move an approved (unpaid) or confirmed (paid) booking; its status stays as it is.
+RESCHEDULABLE_BOOKING_STATUSES = frozenset({B.APPROVED, B.CONFIRMED})
 LIVE_PAYMENT_STATUSES = frozenset({P.QUEUED, P.AWAITING_CUSTOMER, P.UNCLEAR})
 FAILED_PAYMENT_STATUSES = frozenset(_FAILURES)
 
@@ -109,6 +136,14 @@ def next_booking_status(current: BookingStatus, event: BookingEvent) -> BookingS
         return BOOKING_TRANSITIONS[(BookingStatus(current), event)]
     except KeyError:
         raise InvalidTransition("booking", str(current), str(event)) from None
+
+
+def next_reschedule_status(current: RescheduleStatus, event: RescheduleEvent) -> RescheduleStatus:
+    """Return the reschedule status after ``event`` or raise InvalidTransition."""
+    try:
+        return RESCHEDULE_TRANSITIONS[(RescheduleStatus(current), event)]
+    except KeyError:
+        raise InvalidTransition("reschedule", str(current), str(event)) from None
 
 
 def next_payment_status(current: PaymentStatus, event: PaymentEvent) -> PaymentStatus:

@@ -2,7 +2,10 @@
 
 Layout: ``telegram/<name>.html`` (Telegram HTML, autoescaped), ``sms/<name>.txt`` (plain,
 GSM-7, discreet), ``email/<name>.subject.txt`` + ``email/<name>.txt`` + ``email/<name>.html``
-(autoescaped). :data:`TEMPLATES` lists every template, its channels and its data keys;
+(autoescaped); the same in Kiswahili under ``sw/`` (``sw/sms/<name>.txt`` …). ``render``
+takes the reader's language: it picks the variant and puts the times (``starts_at_local``,
+``paid_at_local``), the payment-failure sentence (``reason``), the button labels and the
+``.ics`` text into that language. :data:`TEMPLATES` lists every template, its channels and its data keys;
 docs/notifications.md describes them for the services that enqueue messages.
 
 Rules applied here, whatever the template says:
@@ -24,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from core import i18n
+from core.dialog import messages
 from core.templates.gsm import sms_safe
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -186,6 +191,38 @@ TEMPLATES: dict[str, TemplateSpec] = {
         multipart_sms=True,
         description="an SMS conversation reply: the dialog engine's text, line by line (core/dialog/sms.py)",
     ),
+    # -- reschedule --
+    "booking_rescheduled_client": TemplateSpec(
+        CHAT,
+        ("reference", "old_starts_at_local", "new_starts_at_local"),
+        ("therapist_name", "session_type", "meeting_url", "minutes", "paid"),
+        description="the session was moved (by the practice, or the practitioner approved the client's move)",
+    ),
+    "booking_rescheduled_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "old_starts_at_local", "new_starts_at_local"),
+        ("session_type", "minutes", "paid"),
+        description="a session of the practitioner was moved to another time",
+    ),
+    "booking_rescheduled_email": TemplateSpec(
+        EMAIL,
+        ("reference", "old_starts_at_local", "new_starts_at_local", "starts_at_iso", "ends_at_iso"),
+        ("client_name", "therapist_name", "session_type", "meeting_url", "minutes", "sequence", "paid"),
+        ics=True,
+        description="the new time with an .ics: same UID, a higher SEQUENCE (calendars move the event)",
+    ),
+    "reschedule_requested_therapist": TemplateSpec(
+        CHAT,
+        ("reference", "client_name", "old_starts_at_local", "new_starts_at_local", "approval_code"),
+        ("session_type", "minutes", "paid"),
+        description="a client asks to move a session; Telegram buttons or SMS 'Reply A<code> / D<code>'",
+    ),
+    "reschedule_declined_client": TemplateSpec(
+        CHAT,
+        ("reference", "old_starts_at_local", "new_starts_at_local"),
+        ("therapist_name", "session_type", "paid"),
+        description="the practitioner declined the move: the session keeps its time",
+    ),
     "reminder_1h_therapist": TemplateSpec(
         CHAT,
         ("reference", "starts_at_local", "meeting_url"),
@@ -249,44 +286,91 @@ def check(template: str, channel: str, data: Mapping[str, Any]) -> None:
         raise TemplateError(f"template '{template}' needs data keys: {', '.join(missing)}")
 
 
-def render(template: str, channel: str, data: Mapping[str, Any]) -> RenderedMessage:
-    """Render the ``channel`` variant of ``template`` with ``data``."""
+# How the services write a time into the data (core/domain/slots.py format_nairobi); put into
+# the reader's language here (English stays exactly as written).
+_LOCAL_TIME_FORMAT = "%a %d %b %Y, %H:%M EAT"
+_LOCAL_TIME_KEYS = ("starts_at_local", "paid_at_local", "old_starts_at_local", "new_starts_at_local")
+
+
+def _localised_time(value: Any, lang: str, *, sms: bool) -> Any:
+    """``Sat 05 Dec 2026, 11:00 EAT`` in ``lang``; a Kiswahili SMS says ``Jumamosi 05 Des, 11:00``
+    (bookings are at most 14 days ahead and everyone reading is in Kenya: the year and the
+    zone would only cost characters of a 160-character SMS)."""
+    if lang == i18n.ENGLISH or not isinstance(value, str) or not value:
+        return value
+    try:
+        moment = datetime.strptime(value, _LOCAL_TIME_FORMAT).replace(tzinfo=NAIROBI)
+    except ValueError:
+        return value  # not a time we wrote: shown as it is
+    return i18n.moment(moment, lang, year=not sms, zone=not sms)
+
+
+def _localise(context: dict[str, Any], lang: str, channel: str) -> None:
+    for key in _LOCAL_TIME_KEYS:
+        context[key] = _localised_time(context.get(key), lang, sms=channel == "sms")
+    if isinstance(context.get("reason"), str):  # a typed decline reason is not in the table: kept
+        context["reason"] = messages.reason(context["reason"], lang)
+
+
+def _path(lang: str, channel: str, name: str) -> str:
+    """``sw/sms/x.txt`` when that language has the variant, else the English ``sms/x.txt``."""
+    if lang != i18n.ENGLISH and (TEMPLATE_DIR / lang / channel / name).is_file():
+        return f"{lang}/{channel}/{name}"
+    return f"{channel}/{name}"
+
+
+def render(
+    template: str, channel: str, data: Mapping[str, Any], lang: str = i18n.ENGLISH
+) -> RenderedMessage:
+    """Render the ``channel`` variant of ``template`` with ``data``, in ``lang``."""
     check(template, channel, data)
+    lang = i18n.supported(lang)
     entry = TEMPLATES[template]
     context: dict[str, Any] = {key: None for key in (*entry.optional, *_COMMON_OPTIONAL)}
     context.update({k: v for k, v in data.items() if k not in META_KEYS})
     context["test_mode"] = bool(context.get("test_mode"))
+    _localise(context, lang, channel)
     test_mode = context["test_mode"]
     if channel == "telegram":
-        text = _ENV.get_template(f"telegram/{template}.html").render(context).strip()
+        text = _ENV.get_template(_path(lang, "telegram", f"{template}.html")).render(context).strip()
         if test_mode:
             text = f"<b>[{TEST_MODE_MARK}]</b>\n{text}"
-        return RenderedMessage(channel, template, text, buttons=_buttons(entry, data))
+        return RenderedMessage(channel, template, text, buttons=_buttons(entry, data, lang))
     if channel == "sms":
-        raw = _SMS_ENV.get_template(f"sms/{template}.txt").render(context)
+        raw = _SMS_ENV.get_template(_path(lang, "sms", f"{template}.txt")).render(context)
         if test_mode:
             raw = f"[{TEST_MODE_MARK}] {raw}"
         keep = [str(v) for k, v in data.items() if k.endswith("_url") and v]
         return RenderedMessage(channel, template, sms_safe(raw, keep=keep))
-    subject = " ".join(_ENV.get_template(f"email/{template}.subject.txt").render(context).split())
-    text = _ENV.get_template(f"email/{template}.txt").render(context).strip() + "\n"
-    html = _ENV.get_template(f"email/{template}.html").render(context)
+    subject = " ".join(
+        _ENV.get_template(_path(lang, "email", f"{template}.subject.txt")).render(context).split()
+    )
+    text = _ENV.get_template(_path(lang, "email", f"{template}.txt")).render(context).strip() + "\n"
+    html = _ENV.get_template(_path(lang, "email", f"{template}.html")).render(context)
     if test_mode:
         subject = f"[{TEST_MODE_MARK}] {subject}"
-    attachments = (calendar_invite(data),) if entry.ics else ()
+    attachments = (calendar_invite(data, lang),) if entry.ics else ()
     return RenderedMessage(channel, template, text, subject=subject, html=html, attachments=attachments)
 
 
-def _buttons(entry: TemplateSpec, data: Mapping[str, Any]) -> tuple[Button, ...]:
+def _buttons(entry: TemplateSpec, data: Mapping[str, Any], lang: str) -> tuple[Button, ...]:
     custom = data.get("buttons")
     if custom is not None:
-        return tuple(Button(str(label), str(cb)) for label, cb in custom)
+        # Queued with the catalogue's English labels: shown in the reader's language.
+        return tuple(Button(_label(str(label), lang), str(cb)) for label, cb in custom)
     booking_id = data.get("booking_id")
     if booking_id is None:
         return ()
     return tuple(
-        Button(label, f"{CALLBACK_VERSION}:{action}:{booking_id}") for label, action in entry.buttons
+        Button(_label(label, lang), f"{CALLBACK_VERSION}:{action}:{booking_id}")
+        for label, action in entry.buttons
     )
+
+
+def _label(english: str, lang: str) -> str:
+    """A registry button label (the catalogue's English label) in ``lang``."""
+    key = next((k for k, v in messages.LABELS_EN.items() if v == english), None)
+    return messages.label(key, lang) if key is not None else english
 
 
 def parse_time(value: Any) -> datetime:
@@ -295,13 +379,14 @@ def parse_time(value: Any) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def calendar_invite(data: Mapping[str, Any]) -> Attachment:
-    """An iCalendar (.ics) event for the session, in Africa/Nairobi time, with the join link."""
+def calendar_invite(data: Mapping[str, Any], lang: str = i18n.ENGLISH) -> Attachment:
+    """An iCalendar (.ics) event for the session, in Africa/Nairobi time, with the join link;
+    its summary and description in ``lang``."""
     from icalendar import Calendar, Event
 
     start = parse_time(data["starts_at_iso"]).astimezone(NAIROBI)
     end = parse_time(data["ends_at_iso"]).astimezone(NAIROBI)
-    url = str(data["meeting_url"])
+    url = str(data.get("meeting_url") or "")  # an unpaid, moved session has no link yet
     reference = str(data["reference"])
     cal = Calendar()
     cal.add("prodid", "-//Smiling Steps//Bookings//EN")
@@ -309,14 +394,25 @@ def calendar_invite(data: Mapping[str, Any]) -> Attachment:
     cal.add("method", "PUBLISH")
     event = Event()
     event.add("uid", f"{_safe_uid(reference)}@smilingsteps")
+    # RFC 5545: the same UID with a higher SEQUENCE replaces the event (a moved session).
+    event.add("sequence", max(int(data.get("sequence") or 0), 0))
     event.add("dtstamp", datetime.now(UTC))
     event.add("dtstart", start)
     event.add("dtend", end)
     who = data.get("therapist_name")
-    event.add("summary", f"Smiling Steps session{f' with {who}' if who else ''}")
-    event.add("description", f"Join: {url}\nBooking reference: {reference}")
-    event.add("location", url)
-    event.add("url", url)
+    if who:
+        summary = messages.say("ics_summary_with", lang=lang, name=who)
+    else:
+        summary = messages.say("ics_summary", lang=lang)
+    event.add("summary", summary)
+    if url:
+        about = messages.say("ics_description", lang=lang, url=url, reference=reference)
+    else:
+        about = messages.say("ics_reference", lang=lang, reference=reference)
+    event.add("description", about)
+    if url:
+        event.add("location", url)
+        event.add("url", url)
     cal.add_component(event)
     cal.add_missing_timezones()
     return Attachment("session.ics", "text/calendar; method=PUBLISH", cal.to_ical())

@@ -5,7 +5,8 @@ which cuts a segment from 160 to 70 characters. Text that goes into an SMS is th
 transliterated to GSM-7 (``é`` stays, ``ũ`` becomes ``u``, emoji become ``?``).
 
 Discretion (DESIGN.md §4, §5): an SMS may be read by anyone holding the phone, so it never
-contains "therapy", "therapist", "counselling", "mental" or "psych…". Our own wording never
+contains "therapy", "therapist", "counselling", "mental" or "psych…" (nor, in Kiswahili,
+"tiba" or "ushauri"). Our own wording never
 does; :func:`discreet` also rewrites any word of user data (a name, a session-type name)
 that contains one of those stems, so the rule holds whatever people type.
 """
@@ -27,7 +28,10 @@ _EXTENDED = frozenset(GSM7_EXTENDED)
 SINGLE_SEGMENT = 160
 MULTIPART_SEGMENT = 153  # concatenated SMS lose 7 septets per part to the UDH
 
-FORBIDDEN_STEMS = ("therap", "counsel", "mental", "psych")
+# English, then Kiswahili ("tiba": therapy/treatment, "ushauri" as in "ushauri nasaha":
+# counselling). "akili" (mind) is not rewritten in user data: it is also a given name in
+# Kenya; our own Kiswahili never uses it (tests/unit/test_languages.py).
+FORBIDDEN_STEMS = ("therap", "counsel", "mental", "psych", "tiba", "ushauri")
 _FORBIDDEN = re.compile("|".join(FORBIDDEN_STEMS), re.IGNORECASE)
 _PERSON_SUFFIX = re.compile(r"(ist|ists|or|ors|er|ers)\W*$", re.IGNORECASE)
 

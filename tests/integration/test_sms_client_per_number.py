@@ -6,20 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db.engine import create_engine, session_factory
 from core.db.migrate import current_revision, head_revision, upgrade
-from core.db.models import Booking, Client
+from core.db.models import Booking, Client, SessionType, Therapist
+from core.domain.slots import DEFAULT_WEEKLY_HOURS
+from core.domain.states import BookingStatus
 from core.runtime import Runtime, build_runtime
 from core.services.booking.lifecycle import find_or_create_client
 from tests.conftest import make_settings
-from tests.factories import create_pg_database, drop_pg_database, make_booking, make_client
+from tests.factories import create_pg_database, drop_pg_database, make_client, next_slot
 from tests.integration.test_cli import SANDBOX, assert_one_line_failure, run
 from tests.integration.test_migrations import schema_differences
 
@@ -108,12 +111,39 @@ async def test_the_sms_phone_index_is_a_partial_unique_index(runtime: Runtime):
 
 
 async def _add_clients_at_0001(engine: AsyncEngine, *specs: tuple[str | None, int | None]) -> list[int]:
-    """Clients (phone, telegram id) written while the database is at revision 0001."""
+    """Clients (phone, telegram id), and a booking of the first, written while the database is at
+    revision 0001: plain INSERTs naming only columns 0001 has (the ORM would also write the
+    columns later revisions add, e.g. 0009's ``language``)."""
     async with session_factory(engine)() as session:
-        clients = [await make_client(session, phone=p, telegram_user_id=t) for p, t in specs]
-        await make_booking(session, client=clients[0])
+        ids = [
+            await session.scalar(
+                insert(Client)
+                .values(phone=p, telegram_user_id=t, name=f"Client {i}", telegram_unreachable=False,
+                        anonymised=False)
+                .returning(Client.id)
+            )
+            for i, (p, t) in enumerate(specs)
+        ]
+        therapist_id = await session.scalar(
+            insert(Therapist)
+            .values(name="Dr. Amani", email="amani@example.org", phone="254712000111",
+                    telegram_unreachable=False, weekly_hours=DEFAULT_WEEKLY_HOURS, active=True)
+            .returning(Therapist.id)
+        )
+        type_id = await session.scalar(
+            insert(SessionType).values(name="Individual", minutes=50, price_kes=2500, active=True)
+            .returning(SessionType.id)
+        )
+        starts_at = next_slot()
+        await session.execute(
+            insert(Booking).values(
+                reference="SS0001AAAA", client_id=ids[0], therapist_id=therapist_id, session_type_id=type_id,
+                starts_at=starts_at, ends_at=starts_at + timedelta(minutes=50), price_kes=2500,
+                status=str(BookingStatus.APPROVED), channel="telegram", email=None, approval_code="AB12CD34",
+            )
+        )
         await session.commit()
-        return [c.id for c in clients]
+        return [int(i) for i in ids if i is not None]
 
 
 async def test_the_upgrade_keeps_the_clients_and_their_bookings_and_adds_the_index(empty_engine):
@@ -158,8 +188,7 @@ async def test_the_upgrade_refuses_duplicate_sms_clients_names_their_ids_and_cha
     async with session_factory(empty_engine)() as session:
         assert len((await session.scalars(select(Client.id))).all()) == 5
         # the admin forgets the unused duplicates; then the upgrade goes through
-        for client_id in (ids[2], ids[3]):
-            (await session.get_one(Client, client_id)).phone = None
+        await session.execute(update(Client).where(Client.id.in_((ids[2], ids[3]))).values(phone=None))
         await session.commit()
     await upgrade(empty_engine)
     assert await current_revision(empty_engine) == head_revision()

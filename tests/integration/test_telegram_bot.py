@@ -275,7 +275,7 @@ async def test_hostile_text_is_shown_literally_never_as_markup(runtime: Runtime,
     assert message.button_labels() == ["<i>Bold</i> & co"]
 
 
-async def test_the_six_commands_are_registered_for_everyone_and_eight_for_practitioners(
+async def test_the_seven_commands_are_registered_for_everyone_and_nine_for_practitioners(
     runtime: Runtime, telegram
 ):
     async with runtime.uow() as uow:
@@ -286,10 +286,15 @@ async def test_the_six_commands_are_registered_for_everyone_and_eight_for_practi
         pass
     everyone = [c["command"] for c in telegram.state.my_commands()]
     practitioner = [c["command"] for c in telegram.state.my_commands({"type": "chat", "chat_id": OTIENO})]
-    assert everyone == ["start", "book", "sessions", "pay", "cancel", "help"] == list(CLIENT_COMMANDS)
-    assert practitioner == everyone + list(THERAPIST_COMMANDS) == everyone + ["today", "upcoming"]
+    assert everyone == ["start", "book", "sessions", "pay", "cancel", "help", "language"] == list(
+        CLIENT_COMMANDS
+    )
+    assert practitioner == everyone + list(THERAPIST_COMMANDS)
+    assert list(THERAPIST_COMMANDS) == ["today", "upcoming", "hours", "away"]
     described = {c["command"]: c["description"] for c in telegram.state.my_commands()}
     assert described["book"] == say("tg_command_book") == "Book a session"
+    in_kiswahili = {c["command"]: c["description"] for c in telegram.state.my_commands(None, "sw")}
+    assert in_kiswahili["book"] == say("tg_command_book", lang="sw") == "Panga kikao"
 
 
 async def test_a_429_on_send_message_is_waited_out_and_the_message_still_arrives(runtime: Runtime, telegram):

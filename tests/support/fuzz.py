@@ -50,8 +50,9 @@ _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 # they are left out of snapshots so that a later rejected request is judged on its own rows.
 VOLATILE = {
     "callback_inbox": {"processed_at", "attempts", "last_error"},
-    "outbox": {"status", "attempts", "claimed_until", "last_error", "provider_message_id", "sent_at",
-               "due_at"},
+    "outbox": {"status", "attempts", "claimed_until", "claimed_by", "last_error", "provider_message_id",
+               "sent_at", "due_at"},
+    "payment_attempts": {"claimed_until", "claimed_by"},  # a watchdog tick's lease (core/db/claims.py)
 }
 # Records that a refused request writes on purpose, not a change of anything: the audited read of
 # the page shown again with the reason (Property 69 audits every view of payment data) and the

@@ -76,9 +76,24 @@ def test_ask_phone_is_a_reply_keyboard_with_share_contact_first_then_the_suggest
 
 def test_the_typing_note_is_not_repeated_when_the_engine_already_says_so():
     [out] = render_reply(
-        Reply("Type it (e.g. 0712 345 678) or choose below.", ask_phone=True), can_edit=False
+        Reply("Type it (e.g. 0712 345 678) or choose below.", ask_phone=True, says_typing=True),
+        can_edit=False,
     )
     assert out.plain == "Type it (e.g. 0712 345 678) or choose below."
+
+
+def test_the_typing_note_is_decided_by_the_reply_structure_not_by_an_english_word():
+    # Kiswahili text that says "type it" ("iandike") and English text that happens to contain
+    # "type" get the note exactly when the reply does not carry says_typing.
+    [kiswahili] = render_reply(
+        Reply("Iandike (mfano 0712 345 678).", ask_phone=True, says_typing=True, lang="sw"), can_edit=False
+    )
+    assert kiswahili.plain == "Iandike (mfano 0712 345 678)."
+    [typed_word] = render_reply(Reply("Session type: Individual", ask_phone=True), can_edit=False)
+    assert typed_word.plain.endswith(say("tg_type_number_note"))
+    [noted] = render_reply(Reply("Namba gani?", ask_phone=True, lang="sw"), can_edit=False)
+    assert noted.plain == f"Namba gani?\n\n{say('tg_type_number_note', lang='sw')}"
+    assert noted.markup.keyboard[0][0].text == label("share_phone", "sw") == "Tuma namba yangu ya simu"
 
 
 def test_ask_phone_with_options_sends_the_options_then_the_phone_keyboard():

@@ -107,17 +107,28 @@ def _sample_fields() -> dict[str, object]:
         "minutes_left": 5,
         "window": "24 hours",
         "reason": "You cancelled the M-Pesa prompt.",
+        "url": "https://meet.jit.si/SmilingSteps-AbCdEf",
+        "old": "Wed 12 Mar, 10:00 EAT",  # rescheduling: the session's time before and after a move
+        "new": "Thu 13 Mar, 11:00 EAT",
+        # practitioner calendar
+        "hours": "mon-fri 09:00-17:00; sat 10:00-13:00",
+        "span": "Wed 24 Dec to Fri 26 Dec",
+        "first": "Wed 24 Dec",
+        "start": "14:00",
+        "end": "17:00",
+        "days": 92,
     }
 
 
-def test_every_catalogue_entry_formats_and_never_names_the_kind_of_care() -> None:
+@pytest.mark.parametrize("lang", ["en", "sw"])
+def test_every_catalogue_entry_formats_and_never_names_the_kind_of_care(lang: str) -> None:
     fields = _sample_fields()
-    for key, entry in messages.EN.items():
+    for key, entry in messages.LANGUAGES[lang].items():
         variants = [entry] if isinstance(entry, str) else list(entry.values())
         for variant in variants:
             text = variant.format(**fields)
             assert not contains_forbidden(text), key
-    for label in messages.LABELS_EN.values():
+    for label in messages.LABELS[lang].values():
         assert not contains_forbidden(label)
 
 
@@ -142,17 +153,22 @@ def test_sms_wording_fits_one_segment_for_the_everyday_messages() -> None:
 
 
 def test_a_translation_is_data_and_falls_back_to_english(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(messages.LANGUAGES, "sw", {"menu": "Ungependa kufanya nini?"})
-    monkeypatch.setitem(messages.LABELS, "sw", {"confirm": "Thibitisha"})
-    monkeypatch.setitem(
-        messages.CALENDAR, "sw", (("Jtt", "Jnn", "Jtn", "Alh", "Ijm", "Jms", "Jpl"), messages.MONTHS_EN)
-    )
-    assert messages.say("menu", lang="sw") == "Ungependa kufanya nini?"
-    assert messages.say("stopped", lang="sw") == messages.say("stopped")
-    assert messages.label("confirm", "sw") == "Thibitisha" and messages.label("skip", "sw") == "Skip"
-    from datetime import date
+    monkeypatch.setitem(messages.LANGUAGES, "xx", {"menu": "Ungependa kufanya nini?"})
+    monkeypatch.setitem(messages.LABELS, "xx", {"confirm": "Thibitisha"})
+    assert messages.say("menu", lang="xx") == "Ungependa kufanya nini?"
+    assert messages.say("stopped", lang="xx") == messages.say("stopped")
+    assert messages.label("confirm", "xx") == "Thibitisha" and messages.label("skip", "xx") == "Skip"
 
-    assert messages.day_label(date(2024, 6, 3), "sw") == "Jtt 03 Jun"
+
+def test_days_and_amounts_are_formatted_per_language_by_babel() -> None:
+    from datetime import UTC, date, datetime
+
+    assert messages.day_label(date(2024, 6, 3)) == "Mon 03 Jun"
+    assert messages.day_label(date(2024, 6, 3), "sw") == "Jumatatu 03 Jun"
+    friday = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)  # 11:00 in Nairobi
+    assert messages.when(friday, "sw", channel="sms") == "Ijumaa 04 Des, 11:00"
+    assert messages.when(friday, "en") == "Fri 04 Dec, 11:00 EAT"
+    assert messages.price(2500, "sw") == messages.price(2500) == "KES 2,500"
 
 
 def test_sms_numbers_every_choice_across_replies_in_the_order_the_engine_reads_them() -> None:

@@ -24,6 +24,8 @@ SAMPLE = {
     "session_type": "Individual",
     "minutes": 50,
     "starts_at_local": "Mon 30 Nov 2026, 10:00 EAT",
+    "old_starts_at_local": "Mon 30 Nov 2026, 10:00 EAT",
+    "new_starts_at_local": "Wed 02 Dec 2026, 14:30 EAT",
     "starts_at_iso": "2026-11-30T07:00:00+00:00",
     "ends_at_iso": "2026-11-30T07:50:00+00:00",
     "paid_at_local": "Sat 28 Nov 2026, 09:12 EAT",
@@ -77,9 +79,13 @@ def _visible_text(html: str) -> str:
     return "".join(_parse(html).text)
 
 
+LANGS = ("en", "sw")
+
+
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize(("template", "channel"), VARIANTS)
-def test_every_template_renders_on_every_channel_it_declares(template: str, channel: str) -> None:
-    message = render(template, channel, SAMPLE)
+def test_every_template_renders_on_every_channel_it_declares(template: str, channel: str, lang: str) -> None:
+    message = render(template, channel, SAMPLE, lang)
     assert message.text.strip()
     assert "None" not in message.text
     if channel == "email":
@@ -87,10 +93,13 @@ def test_every_template_renders_on_every_channel_it_declares(template: str, chan
         assert SAMPLE["reference"] in message.subject or SAMPLE["receipt"] in message.subject
 
 
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize(("template", "channel"), [v for v in VARIANTS if v[1] == "sms"])
-def test_sms_with_ordinary_data_fits_one_gsm7_segment_and_stays_discreet(template: str, channel: str) -> None:
+def test_sms_with_ordinary_data_fits_one_gsm7_segment_and_stays_discreet(
+    template: str, channel: str, lang: str
+) -> None:
     for test_mode in (False, True):
-        text = render(template, channel, {**SAMPLE, "test_mode": test_mode}).text
+        text = render(template, channel, {**SAMPLE, "test_mode": test_mode}, lang).text
         assert is_gsm7(text), text
         assert not contains_forbidden(text), text
         if not TEMPLATES[template].multipart_sms and not test_mode:
@@ -98,13 +107,14 @@ def test_sms_with_ordinary_data_fits_one_gsm7_segment_and_stays_discreet(templat
         assert segments(text) <= 2, (len(text), text)
 
 
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize(("template", "channel"), [v for v in VARIANTS if v[1] == "sms"])
 def test_sms_with_hostile_and_120_character_names_stays_gsm7_discreet_and_short(
-    template: str, channel: str
+    template: str, channel: str, lang: str
 ) -> None:
     for name in (HOSTILE_NAME, LONG_NAME, "Wanjikũ 😀 Ψυχή “Njeri”"):
         data = {**SAMPLE, "client_name": name, "therapist_name": name, "session_type": "Family Therapy"}
-        text = render(template, channel, data).text
+        text = render(template, channel, data, lang).text
         assert is_gsm7(text), text
         assert not contains_forbidden(text), text
         assert "\n" not in text or template == "chat_reply"
@@ -145,14 +155,15 @@ def test_email_html_escapes_user_values_and_the_text_part_keeps_them_readable(
     session_type=st.text(min_size=1, max_size=60),
     reason=st.text(min_size=1, max_size=200),
     variant=st.sampled_from(VARIANTS),
+    lang=st.sampled_from(LANGS),
 )
 def test_any_names_render_safely_on_every_channel(
-    name: str, session_type: str, reason: str, variant: tuple[str, str]
+    name: str, session_type: str, reason: str, variant: tuple[str, str], lang: str
 ) -> None:
     template, channel = variant
     data = {**SAMPLE, "client_name": name, "therapist_name": name, "session_type": session_type,
             "reason": reason}
-    message = render(template, channel, data)
+    message = render(template, channel, data, lang)
     if channel == "sms":
         assert is_gsm7(message.text)
         assert not contains_forbidden(message.text)
@@ -225,11 +236,12 @@ def test_failure_notice_states_the_reason_and_how_to_retry(channel: str) -> None
 
 
 # Feature: mpesa-payment-integration, Property 78: Sandbox Mode Indicates Test Mode
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("template", PAYMENT_TEMPLATES)
-def test_every_payment_message_says_test_mode_when_not_in_production(template: str) -> None:
+def test_every_payment_message_says_test_mode_when_not_in_production(template: str, lang: str) -> None:
     for channel in sorted(TEMPLATES[template].channels):
-        marked = render(template, channel, {**SAMPLE, "test_mode": True})
-        plain = render(template, channel, {**SAMPLE, "test_mode": False})
+        marked = render(template, channel, {**SAMPLE, "test_mode": True}, lang)
+        plain = render(template, channel, {**SAMPLE, "test_mode": False}, lang)
         assert "TEST MODE" in marked.text
         assert "TEST MODE" not in plain.text
         if channel == "email":

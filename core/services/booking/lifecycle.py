@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
+from core.db.models import Booking, BookingReschedule, Client, PaymentAttempt, SessionType, Therapist
 from core.db.uow import TransitionConflict
 from core.dialog.messages import label
 from core.dialog.values import APPROVE, DECLINE, action, pay_value
@@ -27,6 +27,7 @@ from core.domain.slots import NAIROBI, free_slots
 from core.domain.states import LIVE_PAYMENT_STATUSES, BookingEvent, BookingStatus, PaymentStatus
 from core.runtime import Runtime, Wake
 from core.services import audit
+from core.services.booking import reschedule_holds
 from core.services.booking.directory import DirectoryError, validate_email
 from core.services.booking.queries import (
     busy_intervals,
@@ -115,8 +116,10 @@ async def _create_once(
     now = runtime.clock()
     async with runtime.uow() as uow:
         session = uow.session
-        therapist, session_type, client = await _bookable(session, therapist_id, session_type_id, client_id)
-        await _check_free_slot(session, therapist, session_type, starts_at, now=now)
+        therapist, session_type, client = await lock_bookable(
+            session, therapist_id, session_type_id, client_id
+        )
+        await check_free_slot(session, therapist, session_type, starts_at, now=now)
         booking = _new_booking(client, therapist, session_type, starts_at, email=email, channel=channel)
         session.add(booking)
         try:
@@ -137,7 +140,7 @@ async def _create_once(
         return view_of(booking, therapist, session_type, client)
 
 
-async def _bookable(
+async def lock_bookable(
     session: AsyncSession, therapist_id: int, session_type_id: int, client_id: int
 ) -> tuple[Therapist, SessionType, Client]:
     """The practitioner (row locked), session type and client of a request, all bookable."""
@@ -153,7 +156,7 @@ async def _bookable(
     return therapist, session_type, client
 
 
-async def _check_free_slot(
+async def check_free_slot(
     session: AsyncSession,
     therapist: Therapist,
     session_type: SessionType,
@@ -221,7 +224,7 @@ async def _announce_request(
         therapist,
         template="booking_requested_therapist",
         data={
-            **_common_data(booking, therapist, session_type, client),
+            **common_data(booking, therapist, session_type, client),
             "approval_code": booking.approval_code,
             "buttons": [
                 [label("approve"), action(APPROVE, booking.id)],
@@ -255,7 +258,7 @@ def _clean_email(email: str | None) -> str | None:
         raise BookingError("invalid_email", "not an e-mail address") from None
 
 
-def _common_data(
+def common_data(
     booking: Booking, therapist: Therapist, session_type: SessionType, client: Client
 ) -> dict[str, Any]:
     return {
@@ -332,7 +335,7 @@ async def _decide(
         therapist = await session.get_one(Therapist, booking.therapist_id)
         client = await session.get_one(Client, booking.client_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
-        data = _common_data(booking, therapist, session_type, client)
+        data = common_data(booking, therapist, session_type, client)
         if approve:
             test_mode = await active_test_mode(session, runtime)  # the mode the payment will be made in
             await _notify_approved(session, booking, client, data, test_mode=test_mode)
@@ -456,6 +459,10 @@ async def cancel_booking(
         await session.refresh(booking)
         if previous is BookingStatus.CONFIRMED:
             await notifications.cancel_reminders(session, booking.id)
+        # A move waiting for the practitioner's approval no longer holds its slot.
+        await reschedule_holds.withdraw(
+            session, BookingReschedule.booking_id == booking.id, actor=actor, why="cancelled"
+        )
         paid = await _record_refunds_due(session, booking, actor=actor)
         therapist = await session.get_one(Therapist, booking.therapist_id)
         session_type = await session.get_one(SessionType, booking.session_type_id)
@@ -487,15 +494,20 @@ async def _cancellable_booking(
         refusal = None if previous in _CANCELLABLE else "status"
     if refusal is not None:
         raise BookingError("not_cancellable", refusal, reference=booking.reference, status=previous)
+    if await payment_in_progress(session, booking.id):
+        raise BookingError("payment_in_progress", reference=booking.reference, status=previous)
+    return booking
+
+
+async def payment_in_progress(session: AsyncSession, booking_id: int) -> bool:
+    """Whether a payment for the booking is still live (its money could still arrive)."""
     live = await session.scalar(
         select(PaymentAttempt.id).where(
-            PaymentAttempt.booking_id == booking.id,
+            PaymentAttempt.booking_id == booking_id,
             PaymentAttempt.status.in_([s.value for s in LIVE_PAYMENT_STATUSES]),
         )
     )
-    if live is not None:
-        raise BookingError("payment_in_progress", reference=booking.reference, status=previous)
-    return booking
+    return live is not None
 
 
 async def _record_refunds_due(session: AsyncSession, booking: Booking, *, actor: str) -> list[PaymentAttempt]:
@@ -543,7 +555,7 @@ async def _notify_cancelled(
     paid: list[PaymentAttempt],
     test_mode: bool,
 ) -> None:
-    data = _common_data(booking, therapist, session_type, client)
+    data = common_data(booking, therapist, session_type, client)
     refund: dict[str, Any] = {"refund_due": bool(paid)}
     if paid:
         # A refund is a payment message: it carries TEST MODE outside production (Property 78).

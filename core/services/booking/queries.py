@@ -9,9 +9,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Booking, Client, PaymentAttempt, SessionType, Therapist
+from core.db.models import Booking, BookingReschedule, Client, PaymentAttempt, SessionType, Therapist, TimeOff
 from core.domain.slots import BOOKING_HORIZON_DAYS, NAIROBI, Interval, bookable_days, free_slots
-from core.domain.states import LIVE_BOOKING_STATUSES, BookingStatus, PaymentStatus
+from core.domain.states import LIVE_BOOKING_STATUSES, BookingStatus, PaymentStatus, RescheduleStatus
 from core.runtime import Runtime
 from core.services.booking.types import BookingView, SessionTypeRef, TherapistRef
 
@@ -108,18 +108,72 @@ async def _views(session: AsyncSession, rows: Sequence[Booking]) -> list[Booking
 
 
 async def busy_intervals(session: AsyncSession, therapist_id: int, now: datetime) -> list[Interval]:
-    """The practitioner's live bookings that can still clash with a new one."""
-    rows = (
+    """The practitioner's time that no new booking may overlap: live bookings, slots held by
+    moves waiting for the practitioner's approval, and time off.
+
+    The one rule for "busy": the slots offered in the chat, the check when a booking is made
+    or moved and anything else that offers slots all read it, so a block of time off hides its
+    slots at once.
+    """
+    horizon = now + timedelta(days=BOOKING_HORIZON_DAYS + 2)
+    booked = (
         await session.execute(
             select(Booking.starts_at, Booking.ends_at).where(
                 Booking.therapist_id == therapist_id,
                 Booking.status.in_(_LIVE),
                 Booking.ends_at > now,
-                Booking.starts_at < now + timedelta(days=BOOKING_HORIZON_DAYS + 2),
+                Booking.starts_at < horizon,
             )
         )
     ).all()
-    return [Interval(start, end) for start, end in rows]
+    held = await _held_by_moves(session, therapist_id, now, horizon)
+    away = (
+        await session.execute(
+            select(TimeOff.starts_at, TimeOff.ends_at).where(
+                TimeOff.therapist_id == therapist_id, TimeOff.ends_at > now, TimeOff.starts_at < horizon
+            )
+        )
+    ).all()
+    return [Interval(start, end) for start, end in [*booked, *held, *away]]
+
+
+async def _held_by_moves(
+    session: AsyncSession, therapist_id: int, now: datetime, horizon: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Slots held by pending moves of live bookings (RESCHEDULE_NEEDS_APPROVAL)."""
+    rows = await session.execute(
+        select(BookingReschedule.new_starts_at, BookingReschedule.new_ends_at)
+        .join(Booking, Booking.id == BookingReschedule.booking_id)
+        .where(
+            BookingReschedule.therapist_id == therapist_id,
+            BookingReschedule.status == RescheduleStatus.PENDING.value,
+            BookingReschedule.new_ends_at > now,
+            BookingReschedule.new_starts_at < horizon,
+            Booking.status.in_(_LIVE),
+        )
+    )
+    return [(start, end) for start, end in rows.all()]
+
+
+async def live_bookings_between(
+    session: AsyncSession, therapist_id: int, start: datetime, end: datetime, *, now: datetime
+) -> list[BookingView]:
+    """The practitioner's live bookings overlapping ``start``..``end`` that have not ended, soonest first."""
+    rows = (
+        await session.scalars(
+            select(Booking)
+            .where(
+                Booking.therapist_id == therapist_id,
+                Booking.status.in_(_LIVE),
+                Booking.starts_at < end,
+                Booking.ends_at > start,
+                Booking.ends_at > now,
+            )
+            .order_by(Booking.starts_at, Booking.id)
+            .limit(LIST_LIMIT)
+        )
+    ).all()
+    return await _views(session, rows)
 
 
 # -- catalogue and free time ---------------------------------------------------------------------

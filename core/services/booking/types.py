@@ -33,7 +33,10 @@ class BookingError(Exception):
     hours, too soon, too far ahead, overlapping), ``slot_taken`` (taken a moment ago),
     ``already_approved``, ``already_declined``, ``not_pending``, ``too_late``,
     ``not_cancellable``, ``payment_in_progress``, ``invalid_email``, ``invalid_code``,
-    ``already_linked``.
+    ``already_linked``, ``invalid_time_off`` (time off that ends before it starts or has ended);
+    rescheduling (core/services/booking/reschedule.py): ``not_movable``
+    (``detail``: ``status``, ``off`` or ``too_late``), ``same_time``, ``changed``,
+    ``already_decided``.
     """
 
     def __init__(

@@ -1,8 +1,19 @@
 """The outbox dispatcher: claims due messages, renders, sends, records; retries and falls back.
 
+Each message is rendered in its recipient's language as stored when it is sent (the
+``_route`` names the client or practitioner), so a switch with /language or LUGHA also
+changes messages queued before it; nobody stored: DEFAULT_LANGUAGE.
+
 Guarantee: at least once, and at most one repeat per crash. A message is marked SENT in a
 transaction *after* the provider accepted it, so a crash between the two leaves the row
 claimed; when its lease runs out another pass sends it again. Nothing is ever dropped.
+
+Several dispatchers (threads of one process, processes, machines) may share a database:
+each claims rows under its own name with a lease (core.db.claims), and right before a send
+it makes sure the lease outlasts the send (``send_timeout``), extending it if a row waited
+for a free slot; a row taken over meanwhile is dropped, not sent. So two *live* workers
+never send one message; only a worker that dies after the provider accepted a message and
+before the mark causes one repeat (docs/notifications.md, "Several workers").
 """
 
 from __future__ import annotations
@@ -11,11 +22,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.claims import new_worker_id
+from core.db.models import Client, Therapist
+from core.i18n import LANGUAGE_CODES
 from core.runtime import Runtime, Wake
 from core.services.notifications import outbox_store as store
 from core.services.notifications.outbox_types import Sender, SendResult
@@ -25,6 +40,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_WORKER = Wake.OUTBOX
 WRITE_TRIES = 3
+T = TypeVar("T")
 
 
 def backoff(attempts: int, *, base: float = 5.0, cap: float = 1800.0) -> timedelta:
@@ -52,9 +68,11 @@ class Dispatcher:
         send_timeout: float = 45.0,
         max_attempts: int = 10,
         concurrency: int = 10,
+        worker: str | None = None,
     ) -> None:
         if send_timeout >= lease.total_seconds():
             raise ValueError("send_timeout must be shorter than the lease")
+        self.worker = worker or new_worker_id("outbox")
         self.runtime = runtime
         self.senders = dict(senders)
         self.batch_size = batch_size
@@ -85,7 +103,9 @@ class Dispatcher:
         """Claim the due rows (one batch), send them concurrently, record each outcome."""
         now = self.runtime.clock()
         async with self.runtime.uow() as uow:
-            rows = await store.claim_due(uow.session, now=now, lease=now + self.lease, limit=self.batch_size)
+            rows = await store.claim_due(
+                uow.session, now=now, lease=now + self.lease, limit=self.batch_size, worker=self.worker
+            )
             await uow.commit()
         if rows:
             results = await asyncio.gather(*(self._guarded(row) for row in rows), return_exceptions=True)
@@ -112,11 +132,16 @@ class Dispatcher:
             await self._record(row, SendResult.give_up(f"no {row.channel} sender configured"))
             return
         try:
-            message = render(row.template, row.channel, row.data)
+            message = render(row.template, row.channel, row.data, await self._language(row.route))
         except Exception as exc:  # a template/data bug: retrying cannot help
             log.exception("outbox render failed", extra={"outbox_id": row.id, "template": row.template})
             await self._record(row, SendResult.give_up(f"render failed: {type(exc).__name__}: {exc}"))
             return
+        held = await self._hold(row)
+        if held is None:
+            log.info("outbox row taken over by another worker; not sent here", extra={"outbox_id": row.id})
+            return
+        row = held
         try:
             result = await asyncio.wait_for(sender.send(row.recipient, message), timeout=self.send_timeout)
         except TimeoutError:
@@ -125,6 +150,33 @@ class Dispatcher:
             log.exception("outbox sender raised", extra={"outbox_id": row.id, "channel": row.channel})
             result = SendResult.retry(f"{type(exc).__name__}: {exc}")
         await self._record(row, result)
+
+    async def _hold(self, row: store.ClaimedRow) -> store.ClaimedRow | None:
+        """The row with a lease that outlasts the send, or None if it is no longer ours.
+
+        A row claimed a moment ago keeps its lease; one that waited for a slot behind slow
+        sends gets it extended first (a compare-and-set: fails if someone took it over).
+        """
+        now = self.runtime.clock()
+        slack = (self.lease.total_seconds() - self.send_timeout) / 2
+        if (row.lease - now).total_seconds() >= self.send_timeout + slack:
+            return row
+
+        async def _extend(session: AsyncSession) -> store.ClaimedRow | None:
+            return await store.hold(session, row, until=now + self.lease)
+
+        return await self._write(_extend)
+
+    async def _language(self, route: Mapping[str, Any]) -> str:
+        """The stored language of the client or practitioner a message is for."""
+        default = str(getattr(self.runtime.settings, "default_language", "en"))
+        role, person = str(route.get("role")), route.get("id")
+        if role not in ("client", "therapist") or not isinstance(person, int):
+            return default
+        column, key = (Client.language, Client.id) if role == "client" else (Therapist.language, Therapist.id)
+        async with self.runtime.uow() as uow:
+            language = await uow.session.scalar(select(column).where(key == person))
+        return language if language in LANGUAGE_CODES else default
 
     async def _record(self, row: store.ClaimedRow, result: SendResult) -> None:
         now = self.runtime.clock()
@@ -181,19 +233,20 @@ class Dispatcher:
         await self._write(_mark)
         log.info("notification not sent", extra={"outbox_id": row.id, "status": status, "reason": why})
 
-    async def _write(self, change: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    async def _write(self, change: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``change`` in its own transaction, retrying a few times on database errors: a
         result that cannot be recorded means the message is sent again after the lease."""
         for attempt in range(WRITE_TRIES):
             try:
                 async with self.runtime.uow() as uow:
-                    await change(uow.session)
+                    outcome = await change(uow.session)
                     await uow.commit()
-                return
+                return outcome
             except (DBAPIError, OSError):
                 if attempt == WRITE_TRIES - 1:
                     raise
                 await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")  # the last try returns or raises
 
     def _fallback_for(self, row: store.ClaimedRow) -> dict[str, Any] | None:
         """Telegram → SMS when the row knows the recipient's phone and the template has an SMS form."""

@@ -9,13 +9,15 @@ Row life cycle (``outbox.status``)::
        \\--booking cancelled/rescheduled (reminders only)--> CANCELLED
     SENT --AT delivery report Failed/Rejected--> FAILED
 
-A PENDING row is *claimed* by setting ``claimed_until`` (a lease) with a conditional
-UPDATE; nobody else claims it until the lease runs out, so a worker that dies between
-claim and mark leaves a row that is picked up again later (never lost, at most sent twice).
+A PENDING row is *claimed* (core.db.claims: ``claimed_by`` + a lease in ``claimed_until``)
+with a conditional UPDATE; nobody else claims it until the lease runs out, so a worker that
+dies between claim and mark leaves a row that is picked up again later (never lost; sent
+twice only when a worker died after the provider accepted it and before the mark).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import claims
 from core.db.models import Client, Outbox, Therapist
-from core.db.statements import dialect_name, insert_ignore
+from core.db.statements import insert_ignore
 from core.db.types import utcnow
 from core.domain.email import is_valid_email
 from core.logging import mask_phones
@@ -51,7 +54,7 @@ _TELEGRAM_RECIPIENT = re.compile(r"^-?\d{1,20}$")
 
 @dataclass(frozen=True)
 class ClaimedRow:
-    """An outbox row this worker holds until ``lease`` (its ``claimed_until``)."""
+    """An outbox row ``worker`` holds until ``lease`` (its ``claimed_by`` / ``claimed_until``)."""
 
     id: int
     channel: str
@@ -61,6 +64,7 @@ class ClaimedRow:
     dedupe_key: str
     attempts: int
     lease: datetime
+    worker: str = ""
 
     @property
     def route(self) -> dict[str, Any]:
@@ -167,46 +171,50 @@ async def enqueue(
     return inserted is not None
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    return (
-        (Outbox.status == PENDING)
-        & (Outbox.due_at <= now)
-        & or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now)
-    )
+def _due(now: datetime) -> ColumnElement[bool]:
+    return (Outbox.status == PENDING) & (Outbox.due_at <= now)
 
 
-async def claim_due(session: AsyncSession, *, now: datetime, lease: datetime, limit: int) -> list[ClaimedRow]:
-    """Claim up to ``limit`` due rows until ``lease``; the caller commits at once.
+async def claim_due(
+    session: AsyncSession, *, now: datetime, lease: datetime, limit: int, worker: str = "dispatcher"
+) -> list[ClaimedRow]:
+    """Claim up to ``limit`` due rows for ``worker`` until ``lease``; the caller commits at once.
 
-    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` so concurrent workers take different
-    rows; both backends: a conditional UPDATE (still PENDING, lease free) decides the winner.
+    core.db.claims: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a conditional UPDATE (still
+    PENDING, lease free) decides the winner on both backends; every claim counts an attempt.
     Rows whose lease expired (a worker died mid-send) are claimable again.
     """
-    candidates = select(Outbox.id).where(_claimable(now)).order_by(Outbox.due_at, Outbox.id).limit(limit)
-    if dialect_name(session) == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list((await session.scalars(candidates)).all())
-    if not ids:
-        return []
-    stmt = (
-        update(Outbox)
-        .where(Outbox.id.in_(ids), _claimable(now))
-        .values(claimed_until=lease, attempts=Outbox.attempts + 1)
-        .returning(
-            Outbox.id, Outbox.channel, Outbox.recipient, Outbox.template, Outbox.data,
-            Outbox.dedupe_key, Outbox.attempts,
-        )
-        .execution_options(synchronize_session=False)
+    rows = await claims.claim_batch(
+        session, Outbox, due=_due(now), order_by=(Outbox.due_at, Outbox.id), limit=limit, now=now,
+        until=lease, worker=worker, values={"attempts": Outbox.attempts + 1},
+        returning=(Outbox.channel, Outbox.recipient, Outbox.template, Outbox.data, Outbox.dedupe_key,
+                   Outbox.attempts),
     )
-    rows = (await session.execute(stmt)).all()
-    claimed = [
+    return [
         ClaimedRow(
-            r.id, r.channel, r.recipient, r.template, dict(r.data or {}), r.dedupe_key, r.attempts, lease
+            r.id, r.channel, r.recipient, r.template, dict(r.data or {}), r.dedupe_key, r.attempts,
+            lease, worker,
         )
         for r in rows
     ]
-    claimed.sort(key=lambda row: ids.index(row.id))
-    return claimed
+
+
+async def hold(session: AsyncSession, row: ClaimedRow, *, until: datetime) -> ClaimedRow | None:
+    """Extend our lease on a still-PENDING row to ``until`` (just before sending it).
+
+    None when the row is not ours any more: our lease ran out while it waited and another
+    worker claimed it (that one sends it), or it was finished or cancelled meanwhile.
+    """
+    if await claims.hold(
+        session, Outbox, row.id, worker=row.worker, held_until=row.lease, until=until,
+        still=Outbox.status == PENDING,
+    ):
+        return dataclasses.replace(row, lease=until)
+    return None
+
+
+def _ours(row: ClaimedRow) -> ColumnElement[bool]:
+    return (Outbox.status == PENDING) & claims.held_by(Outbox, row.id, worker=row.worker, until=row.lease)
 
 
 def _error(text: str | None) -> str | None:
@@ -216,13 +224,13 @@ def _error(text: str | None) -> str | None:
 async def mark_sent(
     session: AsyncSession, row: ClaimedRow, *, now: datetime, provider_message_id: str | None
 ) -> bool:
-    """PENDING → SENT (whoever holds the lease: the message went out)."""
+    """PENDING → SENT (even if our lease ran out meanwhile: the message did go out)."""
     result = await session.execute(
         update(Outbox)
         .where(Outbox.id == row.id, Outbox.status == PENDING)
         .values(
             status=SENT, sent_at=now, provider_message_id=(provider_message_id or None),
-            claimed_until=None, last_error=None,
+            claimed_until=None, claimed_by=None, last_error=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -233,8 +241,8 @@ async def mark_retry(session: AsyncSession, row: ClaimedRow, *, due_at: datetime
     """Release the lease and try again at ``due_at`` (only if we still hold the lease)."""
     result = await session.execute(
         update(Outbox)
-        .where(Outbox.id == row.id, Outbox.status == PENDING, Outbox.claimed_until == row.lease)
-        .values(due_at=due_at, claimed_until=None, last_error=_error(error))
+        .where(_ours(row))
+        .values(due_at=due_at, claimed_until=None, claimed_by=None, last_error=_error(error))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -244,8 +252,8 @@ async def mark_final(session: AsyncSession, row: ClaimedRow, *, status: str, err
     """PENDING → FAILED / REROUTED / EXPIRED (only if we still hold the lease)."""
     result = await session.execute(
         update(Outbox)
-        .where(Outbox.id == row.id, Outbox.status == PENDING, Outbox.claimed_until == row.lease)
-        .values(status=status, claimed_until=None, last_error=_error(error))
+        .where(_ours(row))
+        .values(status=status, claimed_until=None, claimed_by=None, last_error=_error(error))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -262,7 +270,7 @@ async def requeue_failed(session: AsyncSession, outbox_id: int, *, now: datetime
         update(Outbox)
         .where(Outbox.id == outbox_id, Outbox.status == FAILED)
         .values(
-            status=PENDING, due_at=now, attempts=0, claimed_until=None, last_error=None,
+            status=PENDING, due_at=now, attempts=0, claimed_until=None, claimed_by=None, last_error=None,
             provider_message_id=None, sent_at=None,
         )
         .execution_options(synchronize_session=False)

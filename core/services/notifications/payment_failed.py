@@ -19,9 +19,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import claims
 from core.db.models import Outbox
 from core.services.notifications.outbox_store import CANCELLED, PENDING, fit_dedupe_key
 
@@ -59,9 +60,9 @@ async def take_over(session: AsyncSession, attempt_id: int, *, now: datetime) ->
             Outbox.dedupe_key == key,
             Outbox.channel == "telegram",
             Outbox.status == PENDING,
-            or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
+            claims.lease_free(Outbox, now),
         )
-        .values(status=CANCELLED, claimed_until=None, last_error=TAKEN_OVER)
+        .values(status=CANCELLED, claimed_until=None, claimed_by=None, last_error=TAKEN_OVER)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount:  # type: ignore[attr-defined]

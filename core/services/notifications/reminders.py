@@ -2,17 +2,18 @@
 
 A ``reminders`` row per (booking, kind) is written when the booking is confirmed, in the
 same transaction. An APScheduler interval job calls :func:`run_due_reminders`, which in
-ONE transaction claims due rows (PostgreSQL ``FOR UPDATE SKIP LOCKED`` + a conditional
-UPDATE on both backends) and writes their messages to the outbox with a dedupe key. The
-reminder row's state and its outbox rows commit together, so a crash either leaves the
-reminder due (it runs again) or hands it over completely: never lost, never sent twice,
-safe with several processes. APScheduler only provides the tick; no job store is used.
+ONE transaction claims due rows (core.db.claims: PostgreSQL ``FOR UPDATE SKIP LOCKED`` + a
+conditional UPDATE on both backends) and writes their messages to the outbox with a dedupe
+key. The claim, the reminder row's new state and its outbox rows commit together, so a crash
+(or a killed worker: its transaction rolls back, its row locks go) either leaves the
+reminder due (it runs again) or hands it over completely: never lost, never queued twice,
+safe with several processes; the lease never outlives the transaction. APScheduler only
+provides the tick; no job store is used.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import claims
+from core.db.claims import new_worker_id
 from core.db.models import Booking, Client, Outbox, Reminder, SessionType, Therapist
-from core.db.statements import dialect_name, insert_ignore
+from core.db.statements import insert_ignore
 from core.domain.slots import format_nairobi
 from core.domain.states import BookingStatus
 from core.runtime import Runtime, Wake
@@ -36,6 +39,9 @@ REMINDER_OFFSETS: tuple[tuple[str, timedelta], ...] = (
 PENDING, SENT, SKIPPED = "PENDING", "SENT", "SKIPPED"
 DEFAULT_INTERVAL_SECONDS = 30
 REMINDER_JOB_ID = "smiling-steps-reminders"
+# The claim lives inside one transaction (it commits with the reminder's new state), so this
+# only has to outlast that transaction; a dead worker's transaction rolls back with its claim.
+CLAIM_LEASE = timedelta(minutes=5)
 
 
 def plan_reminders(starts_at: datetime, now: datetime) -> list[tuple[str, datetime]]:
@@ -88,7 +94,7 @@ async def create_reminders(session: AsyncSession, booking: Booking, *, now: date
             await session.execute(
                 update(Reminder)
                 .where(Reminder.id == row.id)
-                .values(due_at=due, status=PENDING, sent_at=None, claimed_until=None)
+                .values(due_at=due, status=PENDING, sent_at=None, claimed_until=None, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
         else:
@@ -108,7 +114,10 @@ async def cancel_reminders(session: AsyncSession, booking_id: int) -> int:
     await session.execute(
         update(Outbox)
         .where(Outbox.dedupe_key.like(f"reminder:{int(booking_id)}:%"), Outbox.status == store.PENDING)
-        .values(status=store.CANCELLED, claimed_until=None, last_error="booking cancelled or moved")
+        .values(
+            status=store.CANCELLED, claimed_until=None, claimed_by=None,
+            last_error="booking cancelled or moved",
+        )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -120,7 +129,9 @@ def reminder_dedupe_key(booking: Booking, kind: str, role: str) -> str:
     return f"reminder:{booking.id}:{kind}:{role}:{booking.starts_at.astimezone(UTC):%Y%m%dT%H%MZ}"
 
 
-async def run_due_reminders(runtime: Runtime, *, now: datetime | None = None, limit: int = 200) -> int:
+async def run_due_reminders(
+    runtime: Runtime, *, now: datetime | None = None, limit: int = 200, worker: str | None = None
+) -> int:
     """Hand every due reminder to the outbox; returns the number of messages queued.
 
     Skips (status SKIPPED) reminders of bookings that are no longer CONFIRMED, whose
@@ -128,44 +139,42 @@ async def run_due_reminders(runtime: Runtime, *, now: datetime | None = None, li
     one is due (the 1 h reminder covers it).
     """
     now = now or runtime.clock()
+    worker = worker or new_worker_id("reminders")
     queued = 0
     while True:
         async with runtime.uow() as uow:
-            count, seen = await _process_batch(uow.session, now=now, limit=limit)
+            count, seen = await _process_batch(uow.session, now=now, limit=limit, worker=worker)
             await uow.commit()
         queued += count
         if seen < limit:
             return queued
 
 
-async def _process_batch(session: AsyncSession, *, now: datetime, limit: int) -> tuple[int, int]:
-    due = (
-        select(Reminder.id)
-        .where(Reminder.status == PENDING, Reminder.due_at <= now)
-        .order_by(Reminder.due_at, Reminder.id)
-        .limit(limit)
+async def _process_batch(session: AsyncSession, *, now: datetime, limit: int, worker: str) -> tuple[int, int]:
+    """Claim and hand over one batch in the caller's transaction: (messages queued, rows claimed)."""
+    claimed = await claims.claim_batch(
+        session, Reminder, due=(Reminder.status == PENDING) & (Reminder.due_at <= now),
+        order_by=(Reminder.due_at, Reminder.id), limit=limit, now=now, until=now + CLAIM_LEASE, worker=worker,
     )
-    if dialect_name(session) == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids: Sequence[int] = (await session.scalars(due)).all()
     queued = 0
-    for reminder_id in ids:
+    for (reminder_id,) in claimed:
         reminder = await session.get_one(Reminder, reminder_id)
         booking = await session.get_one(Booking, reminder.booking_id)
         skip = _skip_reason(reminder, booking, now)
-        claimed = await session.execute(
+        await session.execute(
             update(Reminder)
-            .where(Reminder.id == reminder_id, Reminder.status == PENDING, Reminder.due_at <= now)
-            .values(status=SKIPPED if skip else SENT, sent_at=None if skip else now, claimed_until=None)
+            .where(Reminder.id == reminder_id, Reminder.claimed_by == worker)
+            .values(
+                status=SKIPPED if skip else SENT, sent_at=None if skip else now,
+                claimed_until=None, claimed_by=None,
+            )
             .execution_options(synchronize_session=False)
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # another worker got it first
         if skip:
             log.info("reminder skipped", extra={"booking": booking.id, "kind": reminder.kind, "reason": skip})
             continue
         queued += await _enqueue_reminder(session, booking, reminder.kind, now=now)
-    return queued, len(ids)
+    return queued, len(claimed)
 
 
 def _skip_reason(reminder: Reminder, booking: Booking, now: datetime) -> str | None:

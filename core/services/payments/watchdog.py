@@ -7,6 +7,12 @@ Runs every few seconds and once at start-up. For each live attempt:
   the same tick as below;
 - UNCLEAR → STK Query: "being processed" → ask again later with back-off; a final code
   settles exactly like a callback; still unknown 10 minutes after the deadline → NEEDS_REVIEW.
+
+Several watchdogs (worker processes) may run at once: a tick *claims* its due attempts with a
+lease (core.db.claims), re-holds each one's lease before working on it, and releases them at
+the end, so no two watchdogs query or re-push one attempt at the same time. A watchdog that
+dies leaves its claims to run out (:data:`LEASE`); then another one takes them over. Every
+state change stays a compare-and-set, so a callback settling meanwhile still wins.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from core.db import claims
 from core.db.models import PaymentAttempt
 from core.db.uow import TransitionConflict
 from core.domain.states import PaymentEvent, PaymentStatus
@@ -34,6 +41,11 @@ REVIEW_AFTER = timedelta(minutes=10)
 STALE_QUEUED_AFTER = timedelta(seconds=30)
 NO_ID_GRACE = timedelta(seconds=60)  # a push with no CheckoutRequestID can only learn it by callback
 QUERY_BACKOFF_S = (3, 5, 10, 20, 30, 60)
+BATCH_SIZE = 200
+# One attempt's work is at most a push or an STK Query (the Daraja client's retries included,
+# ~100 s at worst) and a settlement; a lease is re-held when less than that is left.
+STEP_BUDGET = timedelta(seconds=100)
+LEASE = timedelta(seconds=150)  # also how long a dead watchdog's attempts wait for another
 
 
 def query_delay(query_count: int) -> timedelta:
@@ -44,10 +56,13 @@ def query_delay(query_count: int) -> timedelta:
 class Watchdog:
     """One ``tick()`` moves every overdue attempt towards a result (at most one STK Query each)."""
 
-    def __init__(self, runtime: Runtime, gateway: DarajaGateway, payments: PaymentService) -> None:
+    def __init__(
+        self, runtime: Runtime, gateway: DarajaGateway, payments: PaymentService, *, worker: str | None = None
+    ) -> None:
         self._runtime = runtime
         self._gateway = gateway
         self._payments = payments
+        self.worker = worker or claims.new_worker_id("watchdog")
 
     async def _gateway_for(self, attempt: PaymentAttempt) -> DarajaGateway:
         # Ask with the credentials of the mode the attempt was made in (admins may switch modes).
@@ -59,45 +74,60 @@ class Watchdog:
         """Handle every due attempt once; returns counts by action (for logs and tests)."""
         now = self._runtime.clock()
         counts: dict[str, int] = {}
-        for attempt in await self._due(now):
-            for action in await self._handle(attempt, now):
-                counts[action] = counts.get(action, 0) + 1
+        claimed = await self._claim(now)
+        try:
+            for attempt, lease in claimed:
+                if not await self._hold(attempt.id, lease):
+                    continue  # our lease ran out and another watchdog took the attempt over
+                for action in await self._handle(attempt, now):
+                    counts[action] = counts.get(action, 0) + 1
+        finally:
+            await self._release([attempt.id for attempt, _lease in claimed])
         if counts:
             log.info("watchdog tick", extra={f"n_{k}": v for k, v in counts.items()})
             self._runtime.wake(Wake.OUTBOX)
             self._runtime.wake(Wake.PAYMENTS)
         return counts
 
-    async def _due(self, now: datetime) -> list[PaymentAttempt]:
+    async def _claim(self, now: datetime) -> list[tuple[PaymentAttempt, datetime]]:
+        """Claim the due attempts for this watchdog (committed at once) and load them."""
+        until = now + LEASE
         async with self._runtime.uow() as uow:
-            return list(
-                (
-                    await uow.session.scalars(
-                        select(PaymentAttempt)
-                        .where(
-                            or_(
-                                (PaymentAttempt.status == PaymentStatus.QUEUED)
-                                & (
-                                    (PaymentAttempt.next_check_at <= now)
-                                    | (
-                                        PaymentAttempt.next_check_at.is_(None)
-                                        & (PaymentAttempt.created_at <= now - STALE_QUEUED_AFTER)
-                                    )
-                                ),
-                                (PaymentAttempt.status == PaymentStatus.AWAITING_CUSTOMER)
-                                & (PaymentAttempt.deadline_at <= now),
-                                (PaymentAttempt.status == PaymentStatus.UNCLEAR)
-                                & (
-                                    (PaymentAttempt.next_check_at <= now)
-                                    | PaymentAttempt.next_check_at.is_(None)
-                                ),
-                            )
-                        )
-                        .order_by(PaymentAttempt.id)
-                        .limit(200)
-                    )
-                ).all()
+            rows = await claims.claim_batch(  # id order: the oldest attempt first
+                uow.session, PaymentAttempt, due=_due(now), order_by=(PaymentAttempt.id,), limit=BATCH_SIZE,
+                now=now, until=until, worker=self.worker,
             )
+            ids = [row[0] for row in rows]
+            if not ids:
+                return []
+            loaded = select(PaymentAttempt).where(PaymentAttempt.id.in_(ids))
+            found = (await uow.session.scalars(loaded)).all()
+            await uow.commit()
+        by_id = {attempt.id: attempt for attempt in found}
+        return [(by_id[i], until) for i in ids if i in by_id]
+
+    async def _hold(self, attempt_id: int, lease: datetime) -> bool:
+        """True if the attempt is still ours with at least :data:`STEP_BUDGET` of lease left."""
+        now = self._runtime.clock()
+        if lease - now >= STEP_BUDGET:
+            return True
+        async with self._runtime.uow() as uow:
+            held = await claims.hold(
+                uow.session, PaymentAttempt, attempt_id, worker=self.worker, held_until=lease,
+                until=now + LEASE,
+            )
+            await uow.commit()
+        return held
+
+    async def _release(self, attempt_ids: list[int]) -> None:
+        if not attempt_ids:
+            return
+        try:
+            async with self._runtime.uow() as uow:
+                await claims.release(uow.session, PaymentAttempt, attempt_ids, worker=self.worker)
+                await uow.commit()
+        except Exception:  # the leases run out by themselves; the next tick is only later
+            log.exception("watchdog could not release its claims", extra={"count": len(attempt_ids)})
 
     async def _handle(self, attempt: PaymentAttempt, now: datetime) -> list[str]:
         """The actions taken for one due attempt (a deadline passing is followed by its query)."""
@@ -218,3 +248,20 @@ class Watchdog:
             row.query_count += 1
             await uow.commit()
         return "pending"
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Attempts the watchdog has to look at now (see the module docstring)."""
+    return or_(
+        (PaymentAttempt.status == PaymentStatus.QUEUED)
+        & (
+            (PaymentAttempt.next_check_at <= now)
+            | (
+                PaymentAttempt.next_check_at.is_(None)
+                & (PaymentAttempt.created_at <= now - STALE_QUEUED_AFTER)
+            )
+        ),
+        (PaymentAttempt.status == PaymentStatus.AWAITING_CUSTOMER) & (PaymentAttempt.deadline_at <= now),
+        (PaymentAttempt.status == PaymentStatus.UNCLEAR)
+        & ((PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_(None)),
+    )

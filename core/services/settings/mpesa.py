@@ -223,5 +223,5 @@ def _base_url(runtime: Runtime, environment: str) -> str:
     if settings.mpesa_api_base_url:
         return settings.mpesa_api_base_url
     if environment == "simulator":
-        return f"http://127.0.0.1:{settings.port}/sim/daraja"
+        return f"{settings.stand_ins_url}/sim/daraja"
     return DARAJA_BASE_URLS[environment]
