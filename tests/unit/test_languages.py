@@ -256,7 +256,9 @@ def test_any_catalogue_key_renders_in_both_languages_for_any_field_values(
         names |= _fields(variant)
     fields = {name: data.draw(_VALUE, label=name) for name in sorted(names)}
     text = messages.say(key, channel, lang, **fields)  # a missing placeholder raises KeyError
-    assert text.strip()
+    # Only an entry made of placeholders alone ("{reference} {when}") may render blank, and only
+    # when every value drawn for it is blank.
+    assert text.strip() or not any(str(value).strip() for value in fields.values())
     shown = _variants(messages.LANGUAGES[lang][key])
     used = _fields(shown.get(channel) or shown["default"])
     for name, value in fields.items():
