@@ -91,6 +91,10 @@ class RetryOffers:
             await store.offer(self.runtime, attempt_id, booking_id, chat_id, message_id)
         except Exception:  # the database is away: a press on the button still gets the safe answer
             log.warning("could not store a retry offer", extra={"attempt": attempt_id})
+            return
+        # A late success settled between the failure edit and this commit woke a check that
+        # could not see the offer yet (and no wake-up follows): look once more, now it is stored.
+        self.check_soon(anyway=True)
 
     def check_soon(self, *, anyway: bool = False) -> None:
         """Re-read the offered attempts (a payment changed somewhere); coalesces bursts.

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bot import progress_store
 from bot.progress import mode_marker
 from bot.sender import TelegramSender
 from core.dialog.messages import label
@@ -73,6 +74,46 @@ async def test_a_late_success_turns_the_failed_progress_message_into_the_receipt
         f"{mode_marker()}\n✅ Payment received: KES 2,500.\nM-Pesa receipt: LATE000001\n"
         "Your session is confirmed."
     )
+    assert handle.progress.retry_offers.offers == []
+
+
+async def test_a_late_success_settled_while_the_offer_is_being_stored_still_takes_the_button_off(
+    runtime: Runtime, telegram, monkeypatch: pytest.MonkeyPatch
+):
+    """The failure edit is out, the offer not yet in the database, and the late success settles:
+    the check its wake-up starts finds no offer, and no wake-up follows. Storing the offer looks
+    once more, so the client is not left with "Retry payment" on a paid booking."""
+    real_offer, real_offers = progress_store.offer, progress_store.offers
+    store_it, looked_after_paid = asyncio.Event(), asyncio.Event()
+    paid = False
+
+    async def offer_held_back(*args: Any, **kwargs: Any) -> None:
+        await store_it.wait()
+        await real_offer(*args, **kwargs)
+
+    async def offers(*args: Any, **kwargs: Any) -> list[progress_store.ProgressRow]:
+        standing = await real_offers(*args, **kwargs)
+        if paid:
+            looked_after_paid.set()
+        return standing
+
+    monkeypatch.setattr(progress_store, "offer", offer_held_back)
+    monkeypatch.setattr(progress_store, "offers", offers)
+    payments = FakePayments(runtime)
+    payments.add(payment_view(1, booking_id=42))
+    async with running_bot(runtime, pay_engine(1), telegram, payments) as handle:
+        telegram.state.send_text(AMINA, "pay")
+        message = await telegram.state.wait_bot_message(AMINA, lambda m: "Check your phone" in m.text)
+        payments.settle(1, PaymentStatus.CANCELLED, **CANCELLED)
+        await telegram.state.wait_for(lambda: message.inline_keyboard == RETRY, within=2)
+
+        paid = True
+        payments.settle(1, PaymentStatus.PAID, receipt="LATE000002")  # before the offer is stored
+        await asyncio.wait_for(looked_after_paid.wait(), 2)  # that check saw no offer
+        store_it.set()
+        await telegram.state.wait_for(lambda: "Payment received" in message.text, within=2)
+    assert message.inline_keyboard == []
+    assert "LATE000002" in message.text
     assert handle.progress.retry_offers.offers == []
 
 
