@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 # Installing says one line; pip's own output (e.g. setuptools' notice about editable installs)
 # goes to .venv/install.log and is shown only when the install fails.
@@ -39,6 +39,10 @@ test: lint
 
 bench: $(VENV)/.installed-dev
 	@for b in bench/*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
+
+# The chaos run (bench/chaos.py, docs/reliability.md): `make chaos ARGS="--seed 7 --bookings 200"`.
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m bench chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

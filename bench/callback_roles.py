@@ -182,7 +182,7 @@ async def bare_handler(requests: Requests, concurrency: int, max_s: float, tmp: 
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
     script = str(Path(__file__).parent / "callback_ack.py")
-    bare = start([sys.executable, script, "--bare-server", str(port)], keep, tmp)
+    bare = start([sys.executable, script, "--bare-server", str(port), "auto"], keep, tmp)
     try:
         await wait_listening(f"http://127.0.0.1:{port}/")
         return await timed_load(f"http://127.0.0.1:{port}", requests, concurrency, max_s)

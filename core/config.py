@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # serve's event loop: uvloop when installed (auto), or the standard asyncio loop.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     # Bearer token for /metrics and the details of /healthz (webhooks/ops_access.py).
     metrics_token: str | None = None
 

@@ -21,7 +21,8 @@ After an accepted push the simulator POSTs the exact Daraja callback body
 ``{"Body": {"stkCallback": {...}}}`` to the CallBackURL (ResultCode an int; on success
 CallbackMetadata with Amount, MpesaReceiptNumber, Balance without Value,
 TransactionDate as a number ``YYYYMMDDHHmmss`` in Nairobi time, PhoneNumber as a
-number). Like Safaricom it never retries a callback, whatever the receiver answers.
+number). By default it never retries a callback, whatever the receiver answers (see
+"Callback retries" below to make it retry).
 
 Outcome of a push: the next queued ``POST /control/next-outcome`` if any (FIFO, one per
 push), otherwise the last digit of the phone number:
@@ -41,8 +42,21 @@ digit  outcome               what happens
 
 Outcomes available only through the control API: ``expired`` (1019),
 ``subscriber_busy`` (1001), ``system_error`` (1025), ``unknown_code`` (1031, not in the
-product's catalogue), ``string_code`` ("SFC_IC0003", a non-numeric ResultCode) and
-``hold`` (nothing happens until ``POST /control/resolve``).
+product's catalogue), ``string_code`` ("SFC_IC0003", a non-numeric ResultCode),
+``hold`` (nothing happens until ``POST /control/resolve``), ``late_success`` (STK Query
+answers 1037 "user cannot be reached" until, ``late_delay`` s after acceptance, a success
+callback arrives after all: money reported after a failure), ``early_callback`` (a success
+callback delivered before the push is answered) and ``amount_mismatch`` (a success whose
+callback Amount is one shilling less than the push asked for).
+
+Per-phone plans (``POST /control/plan``, :mod:`simulators.daraja_plan`) script each push to
+a number: its outcome, HTTP 503 answers first, a 500 or a slow answer after processing. A
+planned phone's script wins over the queued next-outcome and the last-digit rule.
+
+Callback retries: Safaricom is observed to send a callback again when the receiver does not
+answer 200; set the faults ``callback_retries`` (how many more tries) and
+``callback_retry_delay`` (seconds before the first retry, doubled each time). The default,
+0, never retries.
 
 Interactive mode (the phone page ``/sim/``): a push to a number marked as handled by a
 person (``POST /control/interactive`` or :meth:`DarajaSimulator.claim_phones`) waits for
@@ -70,7 +84,10 @@ Control API (JSON; not part of Daraja):
   pending push gets 500 ``500.001.1001`` "Unable to lock subscriber..."),
   ``query_pending_4999`` (pending queries answer 200 with ResultCode "4999" instead),
   ``slow_seconds`` (push answers after this many seconds; the push itself is processed
-  at once) and ``query_slow_seconds``.
+  at once), ``query_slow_seconds``, ``callback_retries`` and ``callback_retry_delay``.
+* ``POST /control/plan`` ``{"phone": "2547...", "pushes": [{"outcome": "success",
+  "push_503": 2, "answer": "slow", "slow_s": 4}]}`` — queue scripted pushes for a number;
+  ``GET`` shows how many scripts are waiting.
 * ``POST /control/resolve`` ``{"CheckoutRequestID": "...", "outcome": "success"}`` —
   finish a ``hold`` push now.
 * ``POST /control/expire-tokens`` — every issued token becomes invalid.
@@ -116,6 +133,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from simulators.daraja_plan import PushPlans, PushScript, parse_script
+
 log = logging.getLogger(__name__)
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -143,7 +162,14 @@ RESULTS: dict[str, tuple[int | str, str]] = {
     "string_code": ("SFC_IC0003", "The operator does not exist."),
 }
 # Outcomes that change delivery rather than the result (the payment succeeds).
-DELIVERY_OUTCOMES = ("no_callback", "duplicate_callback", "delayed_callback")
+DELIVERY_OUTCOMES = (
+    "no_callback",
+    "duplicate_callback",
+    "delayed_callback",
+    "late_success",
+    "early_callback",
+    "amount_mismatch",
+)
 OUTCOMES: tuple[str, ...] = (*RESULTS, *DELIVERY_OUTCOMES, "hold")
 
 BY_LAST_DIGIT: dict[str, str] = {
@@ -180,6 +206,8 @@ DEFAULT_FAULTS: dict[str, bool | float] = {
     "query_pending_4999": False,
     "slow_seconds": 0.0,
     "query_slow_seconds": 0.0,
+    "callback_retries": 0.0,
+    "callback_retry_delay": 1.0,
 }
 
 _MAX_LOG = 5000
@@ -212,6 +240,7 @@ class SimTransaction:
     transaction_date: int | None = None
     callbacks_sent: int = 0
     awaiting_person: bool = False  # interactive: on hold until a decision or the prompt timeout
+    query_override: tuple[int | str, str] | None = None  # late_success: what Query says meanwhile
 
     @property
     def result(self) -> tuple[int | str, str]:
@@ -271,6 +300,9 @@ class DarajaSimulator:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.plans = PushPlans()
+        self.callbacks_in_flight = 0  # callback POSTs under way (a chaos run kills during a burst)
+        self.callbacks_started = 0  # callback POSTs begun, retries included
 
     # -- log ---------------------------------------------------------------------------
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -389,6 +421,7 @@ class DarajaSimulator:
             final_at=math.inf if outcome == "hold" else now + delay,
             receipt=_receipt(),
             awaiting_person=person,
+            query_override=RESULTS["unreachable"] if outcome == "late_success" else None,
         )
         self.transactions[tx.checkout_request_id] = tx
         while len(self.transactions) > _MAX_TRANSACTIONS:
@@ -399,7 +432,7 @@ class DarajaSimulator:
         # 2023-style: ws_CO_ + DDMMYYYYHHMMSS + 3 digits + the phone's last 9 digits.
         stamp = datetime.now(NAIROBI).strftime("%d%m%Y%H%M%S")
         for n in itertools.count(next(self._ids)):
-            suffix = f"{n % 1000:03d}" if n < 1000 else f"{n:06d}"
+            suffix = f"{n % 1000:03d}"  # always 3 digits, like Daraja's (a clash tries the next n)
             candidate = f"ws_CO_{stamp}{suffix}{phone[-9:]}"
             if candidate not in self.transactions:
                 return candidate
@@ -431,8 +464,9 @@ class DarajaSimulator:
         tx.transaction_date = int(datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S"))
         if tx.outcome == "no_callback":
             return
-        if tx.outcome == "delayed_callback":
+        if tx.outcome in ("delayed_callback", "late_success"):
             await asyncio.sleep(max(0.0, self.late_delay - tx.delay))
+            tx.query_override = None
         body = self.callback_body(tx)
         await self._deliver(tx, body)
         if tx.outcome == "duplicate_callback":
@@ -450,7 +484,7 @@ class DarajaSimulator:
         if code == 0:
             stk["CallbackMetadata"] = {
                 "Item": [
-                    {"Name": "Amount", "Value": tx.amount},
+                    {"Name": "Amount", "Value": tx.amount - (tx.outcome == "amount_mismatch")},
                     {"Name": "MpesaReceiptNumber", "Value": tx.receipt},
                     {"Name": "Balance"},
                     {"Name": "TransactionDate", "Value": tx.transaction_date},
@@ -459,8 +493,29 @@ class DarajaSimulator:
             }
         return {"Body": {"stkCallback": stk}}
 
+    async def deliver_now(self, tx: SimTransaction) -> None:
+        """``early_callback``: the result is final at once and its callback is sent now."""
+        tx.final_at = _now()
+        tx.transaction_date = int(datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S"))
+        await self._deliver(tx, self.callback_body(tx))
+
     async def _deliver(self, tx: SimTransaction, body: dict[str, Any]) -> None:
+        """POST the callback; retried (when ``callback_retries`` is set) until a 200."""
+        retries = int(self.faults["callback_retries"])
+        delay = float(self.faults["callback_retry_delay"])
+        self.callbacks_in_flight += 1
+        try:
+            for attempt in range(retries + 1):
+                if await self._deliver_once(tx, body, retry=attempt) == 200:
+                    return
+                if attempt < retries:
+                    await asyncio.sleep(delay * 2**attempt)
+        finally:
+            self.callbacks_in_flight -= 1
+
+    async def _deliver_once(self, tx: SimTransaction, body: dict[str, Any], *, retry: int) -> int | None:
         tx.callbacks_sent += 1
+        self.callbacks_started += 1
         started = datetime.now(UTC).isoformat()
         status: int | None = None
         error: str | None = None
@@ -482,11 +537,13 @@ class DarajaSimulator:
             status=status,
             response=answer,
             error=error,
+            retry=retry,
         )
         entry["sent_at"] = started
         # Like Safaricom's, our CheckoutRequestIDs end with the subscriber number: log the
         # MerchantRequestID instead.
         log.info("daraja-sim callback %s -> status=%s error=%s", tx.merchant_request_id, status, error)
+        return status
 
     async def close(self) -> None:
         """Cancel pending callbacks and close the HTTP session."""
@@ -509,6 +566,7 @@ class DarajaSimulator:
         self.faults = dict(DEFAULT_FAULTS)
         self.log.clear()
         self.interactive.clear()
+        self.plans.clear()
 
 
 DARAJA_SIMULATOR: web.AppKey[DarajaSimulator] = web.AppKey("daraja_simulator", DarajaSimulator)
@@ -744,11 +802,22 @@ async def stk_push(request: web.Request) -> web.Response:
                 "Unable to lock subscriber, a transaction is already in process for the current subscriber",
             ),
         )
-    outcome, delay = sim.take_outcome(phone)
+    script = sim.plans.head(phone)
+    if script is not None and script.push_503 > 0:
+        script.push_503 -= 1  # this push never happened; the next one takes the same script
+        return _finish(entry, _daraja_error(503, "503.001.01", "Service Unavailable"))
+    script = sim.plans.take(phone)
+    if script is not None:
+        outcome, delay = script.outcome, sim.callback_delay if script.delay is None else script.delay
+    else:
+        outcome, delay = sim.take_outcome(phone)
     tx = sim.create_transaction(body, outcome, delay)
     entry["checkout_request_id"] = tx.checkout_request_id
-    sim.schedule(tx)  # the prompt is on its way whatever happens to our answer below
-    if sim.faults["push_500"]:
+    if outcome == "early_callback":
+        await sim.deliver_now(tx)  # the callback arrives before the push is answered
+    else:
+        sim.schedule(tx)  # the prompt is on its way whatever happens to our answer below
+    if sim.faults["push_500"] or (script is not None and script.answer == "500"):
         response = _daraja_error(500, "500.003.1001", "Internal Server Error")
     else:
         response = web.json_response(
@@ -761,6 +830,8 @@ async def stk_push(request: web.Request) -> web.Response:
             }
         )
     slow = float(sim.faults["slow_seconds"])
+    if script is not None and script.answer == "slow":
+        slow = max(slow, script.slow_s)
     if slow > 0:
         await asyncio.sleep(slow)
     return _finish(entry, response)
@@ -797,7 +868,7 @@ async def stk_query(request: web.Request) -> web.Response:
             return _finish(entry, _daraja_error(500, "500.001.1001", BEING_PROCESSED))
         answer |= {"ResultCode": "4999", "ResultDesc": "The transaction is still under processing"}
         return _finish(entry, web.json_response(answer))
-    code, desc = tx.result
+    code, desc = tx.query_override or tx.result
     answer |= {"ResultCode": str(code), "ResultDesc": desc}
     return _finish(entry, web.json_response(answer))
 
@@ -910,6 +981,26 @@ async def control_decide(request: web.Request) -> web.Response:
     return web.json_response({"decided": tx.checkout_request_id, "outcome": tx.outcome})
 
 
+async def control_plan(request: web.Request) -> web.Response:
+    """POST /control/plan {"phone": "2547...", "pushes": [script, ...]}; GET: scripts waiting."""
+    sim = _state(request)
+    if request.method == "POST":
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("pushes"), list):
+            return _control_error('give {"phone": "2547XXXXXXXX", "pushes": [{"outcome": ...}, ...]}')
+        digits = _digits(body.get("phone"))
+        if digits is None or not _PHONE.fullmatch(digits):
+            return _control_error('"phone" must be 2547XXXXXXXX or 2541XXXXXXXX')
+        scripts: list[PushScript] = []
+        for item in body["pushes"]:
+            parsed = parse_script(item, OUTCOMES)
+            if isinstance(parsed, str):
+                return _control_error(parsed)
+            scripts.append(parsed)
+        return web.json_response({"phone_waiting": sim.plans.add(digits, scripts)})
+    return web.json_response({"waiting": sim.plans.waiting()})
+
+
 async def control_expire_tokens(request: web.Request) -> web.Response:
     """POST /control/expire-tokens: every issued token stops working."""
     sim = _state(request)
@@ -978,6 +1069,8 @@ def create_app(
     app.router.add_get("/control/prompts", control_prompts)
     app.router.add_post("/control/decide", control_decide)
     app.router.add_post("/control/expire-tokens", control_expire_tokens)
+    app.router.add_get("/control/plan", control_plan)
+    app.router.add_post("/control/plan", control_plan)
     app.router.add_get("/control/log", control_log)
     app.router.add_get("/control/transactions", control_transactions)
     app.router.add_post("/control/reset", control_reset)

@@ -165,7 +165,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(text, file=sys.stderr, flush=True)
 
     app.on_startup.append(_started)
-    run_server(app, settings.bind_host, settings.port)  # time-outs: smiling_steps/server.py
+    # time-outs and the event loop (EVENT_LOOP): smiling_steps/server.py
+    run_server(app, settings.bind_host, settings.port, event_loop=settings.event_loop)
     return EXIT_OK
 
 

@@ -14,7 +14,10 @@
 
 The answer is 200 as soon as the reply is queued or after :data:`REPLY_WAIT_S` seconds,
 whichever is first (the turn then finishes in the background). Messages from one number
-are handled one at a time, in arrival order, within a process.
+are handled one at a time, in arrival order, within a process. A message stored but never
+answered (the process died mid-turn, possibly after the 200 went out, so Africa's Talking will
+not send it again) is handled again by :meth:`SmsWebhook.sweep_lost` every
+:data:`SWEEP_INTERVAL_S` seconds once it is :data:`STALE_AFTER` old (found by the chaos run).
 
 ``POST /hooks/sms/{secret}/delivery`` (``id``, ``status``, ``failureReason``…) records
 the report on the SMS it is about. Nothing a caller sends yields a 5xx.
@@ -30,7 +33,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qsl
@@ -40,6 +43,7 @@ from sqlalchemy import select, update
 
 from core.db.models import INBOX_UNIQUE, CallbackInbox
 from core.db.statements import insert_ignore
+from core.db.uow import UnitOfWork
 from core.dialog.engine import DialogEngine
 from core.dialog.sms import CHAT_REPLY_TEMPLATE, ensure_chat_reply_template, render_sms
 from core.dialog.types import Inbound
@@ -59,6 +63,8 @@ MAX_ID_CHARS = 100
 REPLY_WAIT_S = 2.0
 STALE_AFTER = timedelta(seconds=60)  # an unprocessed inbound older than this was lost in a crash
 MAX_TRIES = 3
+SWEEP_INTERVAL_S = 15.0
+SWEEP_BATCH = 50
 _LOCK_STRIPES = 64
 
 
@@ -165,25 +171,65 @@ class SmsWebhook:
                     CallbackInbox.provider == PROVIDER, CallbackInbox.provider_id == message_id
                 )
             )
-            if row is None or row.processed_at is not None or row.attempts >= MAX_TRIES:
+            if row is None or row.processed_at is not None:
                 return False
-            if row.received_at > now - STALE_AFTER * (row.attempts + 1):
-                return False  # probably still being handled
-            taken = await session.execute(
-                update(CallbackInbox)
-                .where(
-                    CallbackInbox.id == row.id,
-                    CallbackInbox.processed_at.is_(None),
-                    CallbackInbox.attempts == row.attempts,
-                )
-                .values(attempts=row.attempts + 1)
-                .execution_options(synchronize_session=False)
+            return await self._retake(uow, row.id, row.attempts, row.received_at, message_id)
+
+    async def _retake(
+        self, uow: UnitOfWork, row_id: int, attempts: int, received_at: datetime, message_id: str
+    ) -> bool:
+        """Claim a stored, unanswered message for another try (one process wins); commits."""
+        if attempts >= MAX_TRIES or received_at > self.runtime.clock() - STALE_AFTER * (attempts + 1):
+            return False  # given up on, or probably still being handled
+        taken = await uow.session.execute(
+            update(CallbackInbox)
+            .where(
+                CallbackInbox.id == row_id,
+                CallbackInbox.processed_at.is_(None),
+                CallbackInbox.attempts == attempts,
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            await uow.commit()
-            log.warning("re-handling an inbound SMS that was never answered", extra={"sms_id": message_id})
-            return True
+            .values(attempts=attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        await uow.commit()
+        log.warning("re-handling an inbound SMS that was never answered", extra={"sms_id": message_id})
+        return True
+
+    async def sweep_lost(self) -> int:
+        """Handle again every inbound SMS stored but never answered; returns how many were taken."""
+        if self.engine is None:
+            return 0
+        async with self.runtime.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    select(CallbackInbox.id, CallbackInbox.provider_id, CallbackInbox.raw_body,
+                           CallbackInbox.attempts, CallbackInbox.received_at)
+                    .where(
+                        CallbackInbox.provider == PROVIDER,
+                        CallbackInbox.processed_at.is_(None),
+                        CallbackInbox.attempts < MAX_TRIES,
+                        CallbackInbox.received_at <= self.runtime.clock() - STALE_AFTER,
+                    )
+                    .order_by(CallbackInbox.id)
+                    .limit(SWEEP_BATCH)
+                )
+            ).all()
+        taken = 0
+        for row in rows:
+            form = _stored_form(row.raw_body)
+            async with self.runtime.uow() as uow:
+                if not await self._retake(uow, row.id, row.attempts, row.received_at, row.provider_id):
+                    continue
+            taken += 1
+            try:
+                msisdn = normalise_phone(form.get("from", ""))
+            except InvalidPhoneNumber:
+                continue
+            text, link_id = form.get("text", "")[:MAX_TEXT_CHARS], form.get("linkId", "").strip()
+            await self._process(msisdn, text, row.provider_id, link_id)
+        return taken
 
     async def _process(self, msisdn: str, text: str, message_id: str, link_id: str) -> None:
         lock = self._locks[zlib.crc32(msisdn.encode()) % _LOCK_STRIPES]
@@ -274,6 +320,23 @@ def _required(form: Mapping[str, str], name: str) -> str:
 SMS_WEBHOOK = web.AppKey("sms_webhook", SmsWebhook)
 
 
+def _stored_form(raw: str) -> dict[str, str]:
+    try:
+        form = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in form.items()} if isinstance(form, dict) else {}
+
+
+async def _sweep_forever(hook: SmsWebhook) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            await hook.sweep_lost()
+        except Exception as exc:  # the database may be down for a moment: try again next time
+            log.warning("inbound SMS sweep failed", extra={"error_type": type(exc).__name__})
+
+
 def setup_sms_routes(
     app: web.Application, runtime: Runtime, engine: DialogEngine | None, secret: str
 ) -> SmsWebhook:
@@ -292,7 +355,11 @@ def setup_sms_routes(
     app.router.add_post("/hooks/sms/{secret}/delivery", hook.delivery)
 
     async def drain(_app: web.Application) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_forever(hook), name="sms-sweep")
         yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         with contextlib.suppress(Exception):
             await hook.drain()
 

@@ -1,7 +1,8 @@
 """Claims with leases: how several worker processes share one queue table safely.
 
 Every background loop that picks rows out of a table (the outbox dispatcher, the reminder
-pass, the payment watchdog) claims them here, so the rule lives in one place:
+pass, the payment watchdog, the settlement of stored callbacks) claims them here, so the rule
+lives in one place:
 
 - **Pick**: ``SELECT id … WHERE <due> AND <lease free> ORDER BY … LIMIT n``; on PostgreSQL
   ``FOR UPDATE SKIP LOCKED``, so concurrent workers take *different* rows instead of queueing
@@ -35,10 +36,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Outbox, PaymentAttempt, Reminder
+from core.db.models import CallbackInbox, Outbox, PaymentAttempt, Reminder
 from core.db.statements import dialect_name
 
-Claimable = type[Outbox] | type[Reminder] | type[PaymentAttempt]
+Claimable = type[Outbox] | type[Reminder] | type[PaymentAttempt] | type[CallbackInbox]
 WORKER_ID_MAX = 64
 
 

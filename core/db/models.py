@@ -273,6 +273,19 @@ class CallbackInbox(Base):
     processed_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(300))
+    # M-Pesa STK rows: the fields the intake parsed, so settlement does not parse the body
+    # again (migration 0006). result_code NULL: not stored (older rows, odd amounts) -> parse.
+    checkout_request_id: Mapped[str | None] = mapped_column(String(100))
+    result_code: Mapped[str | None] = mapped_column(String(64))
+    result_desc: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    receipt: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    transaction_time: Mapped[datetime | None]
+    # Settlement's claim: a worker owns the row until claimed_until (a lease that lapses when
+    # the worker dies), so several workers never settle one row twice.
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
+    claimed_until: Mapped[datetime | None]
 
 
 class Outbox(Base):

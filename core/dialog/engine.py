@@ -103,7 +103,12 @@ class DialogEngine:
             # TEST MODE marks and the sandbox test number follow the mode payments use now.
             test_mode = is_test_environment(await self.payments.active_environment())
             turn = Turn(
-                self.runtime, self.payments, inbound, snap, lang=lang, lang_stored=stored,
+                self.runtime,
+                self.payments,
+                inbound,
+                snap,
+                lang=lang,
+                lang_stored=stored,
                 active_test_mode=test_mode,
             )
             outcome = await self._decide(turn)
@@ -312,10 +317,14 @@ def _sessions(scope: str, *, for_clients: bool) -> Command:
 
 
 async def _reschedule_word(turn: Turn, _arg: str) -> Outcome | None:
-    """SMS "R": move the client's one movable session; with several (or none) "my sessions",
-    where "Reschedule" has a number. Not a command on Telegram or for practitioners."""
+    """SMS "R": move the session the client's last numbered choice was about (MY, then a number
+    on its card: pay, cancel); else their one movable session; with several (or none) "my
+    sessions", where "Reschedule" has a number. Not a command on Telegram or for practitioners."""
     if not turn.sms or await turn.therapist() is not None:
         return None
+    focus = turn.data.get("booking_id")  # the pay and cancel steps keep the session they are about
+    if focus:
+        return await reschedule_flow.start(turn, int(focus))
     movable = await reschedule_flow.movable(turn)
     if len(movable) == 1:
         return await reschedule_flow.start(turn, movable[0])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-_WITH_PHONE = re.compile(r"(ws_CO_\d{17})(\d{5})(\d{4})")
+# ws_CO_ + DDMMYYYYHHMMSS + a sequence number (3 digits usually, more seen) + the 9-digit subscriber.
+_WITH_PHONE = re.compile(r"(ws_CO_\d{15,})(\d{5})(\d{4})")
 
 
 def redact_checkout_id(checkout_request_id: str) -> str:

@@ -1,19 +1,27 @@
-"""The whole booking → approval → M-Pesa payment in Kiswahili, on Telegram and on SMS.
+"""The whole booking → approval → M-Pesa payment → reschedule in Kiswahili, on Telegram and SMS.
 
 Telegram: a client whose Telegram is in Kiswahili (language_code "sw") drives real PTB against
-the Bot API stand-in; the practitioner's Telegram is in English and gets English. SMS: the
-practice's DEFAULT_LANGUAGE is sw; the client texts MIADI, the SMS practitioner approves with
-A<code>, the client pays with LIPA; every SMS the dispatcher renders is GSM-7, discreet and in
-Kiswahili. Both against the Daraja simulator, on SQLite and PostgreSQL.
+the Bot API stand-in; the practitioner's Telegram is in English and gets English. After paying,
+the client moves the session from "Vikao vyangu" ("Badilisha muda" → a day → a time → confirm).
+SMS: the practice's DEFAULT_LANGUAGE is sw; the client texts MIADI, the SMS practitioner approves
+with A<code>, the client pays with LIPA, then moves it with ZANGU and the numbers; every SMS the
+dispatcher renders is GSM-7, discreet and in Kiswahili (the practitioner's too). Both against the
+Daraja simulator, on SQLite and PostgreSQL. The runtime's clock starts at a fixed Nairobi Monday
+morning, so the days and times offered never depend on when the test runs. A move keeps the
+payment: one STK push in all.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import func, select
 
 from bot.sender import TelegramSender
 from core.db.models import Booking, PaymentAttempt
+from core.dialog import messages
 from core.dialog.engine import DialogEngine
+from core.domain.slots import NAIROBI
 from core.domain.states import BookingStatus, PaymentStatus
 from core.services.notifications.notify import Dispatcher
 from core.templates.gsm import contains_forbidden, is_gsm7
@@ -21,6 +29,7 @@ from simulators.telegram_api import SimMessage, TelegramApiSimulator
 from tests.e2e.test_telegram_booking import Recorder, _find, _press, dispatching
 from tests.factories import make_session_type, make_therapist
 from tests.integration.test_dialog_support import SMS_THERAPIST_PHONE, build_world
+from tests.integration.test_reschedule_channels import _number_of
 from tests.integration.test_sms_conversation import CLIENT as SMS_CLIENT
 from tests.integration.test_sms_conversation import Phone, sms_webhook
 from tests.support.payments import payment_stack
@@ -28,6 +37,9 @@ from tests.support.telegram import running_bot, running_telegram
 
 CLIENT = 9201
 THERAPIST = 9202
+START = datetime(2031, 3, 10, 8, 0, tzinfo=NAIROBI)  # a Monday morning in Nairobi
+BOOKED = datetime(2031, 3, 12, 10, 0, tzinfo=NAIROBI)  # Wednesday 10:00, 50 hours ahead
+NEW = datetime(2031, 3, 13, 11, 0, tzinfo=NAIROBI)  # Thursday 11:00
 
 
 def _first_said(sim: TelegramApiSimulator, user: int, text: str) -> SimMessage | None:
@@ -39,11 +51,16 @@ def _first_said(sim: TelegramApiSimulator, user: int, text: str) -> SimMessage |
     return None
 
 
-async def test_a_kiswahili_client_books_is_approved_and_pays_on_telegram(database_url: str) -> None:
-    async with payment_stack(database_url) as stack, running_telegram() as telegram:
+async def test_a_kiswahili_client_books_is_approved_pays_and_moves_the_session_on_telegram(
+    database_url: str,
+) -> None:
+    async with payment_stack(database_url, start=START) as stack, running_telegram() as telegram:
         async with stack.runtime.uow() as uow:
             await make_therapist(
-                uow.session, name="Dr. Amani", telegram_user_id=THERAPIST, telegram_link_code=None,
+                uow.session,
+                name="Dr. Amani",
+                telegram_user_id=THERAPIST,
+                telegram_link_code=None,
                 phone="254712000111",
             )
             await make_session_type(uow.session, name="Individual", minutes=50, price_kes=2500)
@@ -66,10 +83,10 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_on_telegram(databas
             await _press(sim, CLIENT, "Dr. Amani", lambda: "Kikao cha aina gani?" in flow.text)
             assert flow.button_labels() == ["Individual · dakika 50 · KES 2,500"]
             await _press(sim, CLIENT, flow.button_labels()[0], lambda: "Chagua siku" in flow.text)
-            first_day = flow.button_labels()[0]
-            assert first_day.split()[0] in {"Jumatatu", "Jumanne", "Jumatano", "Alhamisi", "Ijumaa"}
-            await _press(sim, CLIENT, first_day, lambda: "Chagua saa ya kuanza" in flow.text)
-            await _press(sim, CLIENT, flow.button_labels()[0], lambda: flow.button_labels() == ["Ruka"])
+            day = messages.day_label(BOOKED.date(), "sw")
+            assert day == "Jumatano 12 Mac" and day in flow.button_labels()
+            await _press(sim, CLIENT, day, lambda: "Chagua saa ya kuanza" in flow.text)
+            await _press(sim, CLIENT, "10:00", lambda: flow.button_labels() == ["Ruka"])
             await _press(sim, CLIENT, "Ruka", lambda: "Tafadhali kagua ombi lako" in flow.text)
             assert flow.button_labels() == ["Thibitisha", "Ghairi"]
             sent = await _press(sim, CLIENT, "Thibitisha", lambda: _find(sim, CLIENT, "Ombi limetumwa"))
@@ -93,8 +110,10 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_on_telegram(databas
             # machine the simulator's callback may settle the payment before the push's answer is
             # written; that answer then says "already paid" (pay_flow._progress), and is edited alike.
             progress = await sim.wait_for(
-                lambda: _first_said(sim, CLIENT, "Angalia simu yako")
-                or _first_said(sim, CLIENT, "tayari imelipwa"),
+                lambda: (
+                    _first_said(sim, CLIENT, "Angalia simu yako")
+                    or _first_said(sim, CLIENT, "tayari imelipwa")
+                ),
                 within=5,
             )
             await sim.wait_for(lambda: "Malipo yamepokelewa" in progress.text, within=5)
@@ -107,9 +126,46 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_on_telegram(databas
             assert await sim.wait_for(lambda: _find(sim, THERAPIST, "Booking paid"))
             assert (await stack.booking(booking.id)).status == BookingStatus.CONFIRMED
 
+            await _reschedule_on_telegram(sim, booking.reference)
+            # The practitioner is told in English (the client had the chat's Kiswahili answer).
+            moved = await sim.wait_for(lambda: _find(sim, THERAPIST, "Session moved"), within=5)
+            assert "New time: Thu 13 Mar 2031, 11:00 EAT" in moved.text
+            assert "Was: Wed 12 Mar 2031, 10:00 EAT" in moved.text
+            assert "The payment stays with the booking" in moved.text
+        after = await stack.booking(booking.id)
+        assert (after.starts_at, after.status) == (NEW, BookingStatus.CONFIRMED)
+        async with stack.runtime.uow() as uow:
+            attempts = (await uow.session.scalars(select(PaymentAttempt))).all()
+        assert [(a.booking_id, a.status) for a in attempts] == [(booking.id, PaymentStatus.PAID)]
+        assert len(stack.pushes()) == 1  # the move asked the Daraja simulator for nothing
 
-async def test_a_kiswahili_client_books_is_approved_and_pays_over_sms(database_url: str) -> None:
-    async with payment_stack(database_url, DEFAULT_LANGUAGE="sw") as stack:
+
+def _with_button(sim: TelegramApiSimulator, label: str) -> SimMessage | None:
+    """The latest bot message to the client that (still) offers a button ``label``."""
+    return next((m for m in reversed(sim.bot_messages(CLIENT)) if label in m.button_labels()), None)
+
+
+async def _reschedule_on_telegram(sim: TelegramApiSimulator, reference: str) -> None:
+    """From "Vikao vyangu": Badilisha muda → Thursday → 11:00 → Ndiyo, hamisha; all in Kiswahili."""
+    sim.send_command(CLIENT, "my")
+    card = await sim.wait_for(lambda: _with_button(sim, "Badilisha muda"), within=5)
+    assert card.text.startswith(f"{reference}: Individual na Dr. Amani, Jumatano 12 Mac, 10:00 EAT.")
+    day = messages.day_label(NEW.date(), "sw")
+    days = await _press(sim, CLIENT, "Badilisha muda", lambda: _with_button(sim, day))
+    intro = _find(sim, CLIENT, "Tuhamishe")
+    assert intro and "sasa ni Jumatano 12 Mac, 10:00 EAT" in intro.text and "Chagua siku" in days.text
+    await _press(sim, CLIENT, day, lambda: _find(sim, CLIENT, "Chagua saa ya kuanza"))
+    confirm = await _press(sim, CLIENT, "11:00", lambda: _find(sim, CLIENT, f"Hamisha {reference}"))
+    assert confirm.button_labels()[0] == "Ndiyo, hamisha"
+    done = await _press(sim, CLIENT, "Ndiyo, hamisha", lambda: _find(sim, CLIENT, "Imekamilika"))
+    assert done.text.startswith(f"Imekamilika: {reference} sasa ni Alhamisi 13 Mac, 11:00 EAT.")
+    assert "Malipo yako yanabaki nacho" in done.text
+
+
+async def test_a_kiswahili_client_books_is_approved_pays_and_moves_the_session_over_sms(
+    database_url: str,
+) -> None:
+    async with payment_stack(database_url, start=START, DEFAULT_LANGUAGE="sw") as stack:
         world = await build_world(stack.runtime, stack.services.payments)
         async with sms_webhook(stack.runtime, world.engine) as base_url:
             client = Phone(base_url, stack.runtime, SMS_CLIENT)
@@ -122,9 +178,9 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_over_sms(database_u
             assert "1 Individual dak 50 KES 2,500" in client.last
             await client.text("1")
             assert client.last.startswith("Chagua siku:")
-            await client.text("1")
+            await client.text(_number_of(client.last, messages.day_label(BOOKED.date(), "sw")))
             assert client.last.startswith("Chagua saa ya kuanza")
-            await client.text("1")
+            await client.text(_number_of(client.last, "10:00"))
             assert "barua pepe" in client.last and "1 Ruka" in client.last
             await client.text("1")  # Ruka
             assert "Thibitisha?" in client.last and "1 Thibitisha\n2 Ghairi" in client.last
@@ -142,7 +198,15 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_over_sms(database_u
             async with stack.runtime.uow() as uow:
                 attempt_id = int(await uow.session.scalar(select(func.max(PaymentAttempt.id))) or 0)
             await stack.wait_status(attempt_id, PaymentStatus.PAID)
-            assert "Kimelipwa na kuthibitishwa" in await client.text("ZANGU")
+            listing = await client.text("ZANGU")
+            assert "Kimelipwa na kuthibitishwa" in listing
+            await _reschedule_over_sms(client, listing, booking.reference)
+            moved = await stack.booking(booking.id)
+            assert (moved.starts_at, moved.status) == (NEW, BookingStatus.CONFIRMED)
+            async with stack.runtime.uow() as uow:
+                attempts = (await uow.session.scalars(select(PaymentAttempt))).all()
+            assert [(a.booking_id, a.status) for a in attempts] == [(booking.id, PaymentStatus.PAID)]
+            assert len(stack.pushes()) == 1  # the move asked the Daraja simulator for nothing
 
             recorder = Recorder()
             dispatcher = Dispatcher(stack.runtime, {"sms": recorder, "telegram": recorder, "email": recorder})
@@ -153,6 +217,22 @@ async def test_a_kiswahili_client_books_is_approved_and_pays_over_sms(database_u
             assert "jibu LIPA" in texts["booking_approved_client"]
             assert texts["payment_confirmed_client"].startswith("[TEST MODE] Umelipa KES 2,500")
             assert texts["payment_received_therapist"].startswith("[TEST MODE] Imelipwa:")
+            told = texts["booking_rescheduled_therapist"]  # the SMS practitioner, in Kiswahili
+            assert told.startswith(f"Kikao {booking.reference} na ")
+            assert told.endswith("kimehamishwa hadi Alhamisi 13 Mac, 11:00 (awali Jumatano 12 Mac, 10:00).")
             for _, message in recorder.sent:
                 if message.channel == "sms":
                     assert is_gsm7(message.text) and not contains_forbidden(message.text), message.text
+
+
+async def _reschedule_over_sms(client: Phone, listing: str, reference: str) -> None:
+    """ZANGU → the number next to "Badilisha muda" → Thursday → 11:00 → "Ndiyo, hamisha"."""
+    days = await client.text(_number_of(listing, "Badilisha muda"))
+    assert days.startswith(f"Kuhamisha {reference} (sasa Jumatano 12 Mac, 10:00).")
+    times = await client.text(_number_of(days, messages.day_label(NEW.date(), "sw")))
+    assert times.startswith("Chagua saa ya kuanza")
+    confirm = await client.text(_number_of(times, "11:00"))
+    assert confirm.startswith(f"Hamisha {reference} hadi Alhamisi 13 Mac, 11:00?")
+    done = await client.text(_number_of(confirm, "Ndiyo, hamisha"))
+    assert done.startswith(f"Imekamilika: {reference} sasa ni Alhamisi 13 Mac, 11:00.")
+    assert "Malipo yako yanabaki nacho" in done

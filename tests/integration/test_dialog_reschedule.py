@@ -353,6 +353,47 @@ async def test_on_sms_r_moves_the_one_movable_session_and_with_two_lists_them(ma
     assert chat.labels.count(messages.label("reschedule")) == 2
 
 
+@pytest.mark.parametrize("picked", ["pay", "cancel_booking"])
+async def test_on_sms_my_then_a_session_s_number_then_r_moves_that_session(
+    make_world: MakeWorld, picked: str
+) -> None:
+    world = await make_world()
+    await booked(world, paid=True, channel="sms", user_key=SMS_CLIENT)
+    later = await booked(
+        world, paid=False, starts_at=BOOKED + timedelta(days=1), channel="sms", user_key=SMS_CLIENT
+    )
+    chat = world.chat(SMS_CLIENT, channel="sms")
+    await chat.send("MY")
+    await sms_number(chat, messages.label(picked))  # the second session's only such number
+    assert later.reference in chat.text
+    await chat.send("R")
+    assert chat.text.startswith(
+        messages.say("move_intro", "sms", reference=later.reference, when="Thu 13 Mar, 10:00")
+    )
+    await sms_number(chat, messages.day_label((NEW + timedelta(days=1)).date()))
+    await sms_number(chat, messages.time_label(NEW))
+    await sms_number(chat, messages.label("yes_move"))
+    assert chat.text.startswith(f"Done: {later.reference} is now on Fri 14 Mar, 11:00.")
+    moved = await reload(world, later.id)
+    assert (moved.starts_at, moved.status) == (NEW + timedelta(days=1), BookingStatus.APPROVED)
+
+
+async def test_on_sms_r_after_choosing_a_session_too_close_to_move_names_the_window(
+    make_world: MakeWorld,
+) -> None:
+    world = await make_world()
+    soon = await booked(
+        world, paid=False, starts_at=START + timedelta(hours=3), channel="sms", user_key=SMS_CLIENT
+    )
+    await booked(world, paid=True, channel="sms", user_key=SMS_CLIENT)  # movable, but not chosen
+    chat = world.chat(SMS_CLIENT, channel="sms")
+    await chat.send("MY")
+    await sms_number(chat, messages.label("pay"))
+    await chat.send("R")
+    assert chat.text == messages.say("move_too_late", "sms", reference=soon.reference, window="24 hours")
+    assert (await reload(world, soon.id)).starts_at == START + timedelta(hours=3)
+
+
 async def test_cancelling_a_booking_with_a_pending_move_releases_the_held_slot(make_world: MakeWorld) -> None:
     world = await make_world(RESCHEDULE_NEEDS_APPROVAL="true")
     booking = await booked(world, paid=False)

@@ -60,6 +60,7 @@ from core.mpesa import (
 from core.runtime import Runtime, build_runtime
 from core.services.audit import ChainRecord, ChainVerifier, verify_chain
 from core.services.payments import intake as callbacks_module
+from core.services.payments import settlement_worker
 from core.services.payments.initiate import PaymentRefused, PaymentService
 from core.services.payments.intake import PROVIDER, CallbackIntake, SettlementWorker, inbox_key
 from core.services.payments.watchdog import Watchdog
@@ -195,11 +196,13 @@ def callback_body(push: FakePush, code: int | str) -> bytes:
 
 class FailingCommits:
     """Wraps the Runtime's session factory: while ``failures_left`` > 0 a commit rolls back and
-    raises OperationalError, as when the database connection drops at COMMIT."""
+    raises OperationalError, as when the database connection drops at COMMIT (after
+    ``passes_first`` commits that go through)."""
 
     def __init__(self, inner: Callable[..., Any]) -> None:
         self.inner = inner
         self.failures_left = 0
+        self.passes_first = 0
         self.commits = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -208,7 +211,9 @@ class FailingCommits:
 
         async def commit() -> None:
             self.commits += 1
-            if self.failures_left > 0:
+            if self.passes_first > 0:
+                self.passes_first -= 1
+            elif self.failures_left > 0:
                 self.failures_left -= 1
                 await session.rollback()
                 raise OperationalError("COMMIT", None, ConnectionResetError("connection lost at commit"))
@@ -632,21 +637,22 @@ class PaymentMachine(RuleBasedStateMachine):
         if stored["inbox"][key]:
             return  # a repeat of a settled result: nothing to settle
         commits = self.world.commits
-        commits.failures_left, commits.commits = failures, 0
+        # The first commit is the worker's claim of the row (payments.inbox.claim): it goes through.
+        commits.failures_left, commits.commits, commits.passes_first = failures, 0, 1
         try:
             self.run(self.world.settlement.settle_pending())
         finally:
-            commits.failures_left = 0
+            commits.failures_left = commits.passes_first = 0
         after = self.snapshot()
         event(f"database failed {failures} commit(s) while settling")
         if failures < callbacks_module.SETTLE_RETRIES:  # a retry succeeded
-            assert commits.commits == failures + 1
+            assert commits.commits == 1 + failures + 1  # the claim, the failed tries, the one that held
             assert after["inbox"][key] is True
             assert after["attempts"][push.attempt_id].status == self.expect_after_result(before, push, code)
             return
         # Every try failed: nothing of the settlement is in the database (compared with the state
         # right after the intake stored the callback) ...
-        assert commits.commits >= callbacks_module.SETTLE_RETRIES
+        assert commits.commits >= 1 + callbacks_module.SETTLE_RETRIES
         assert after["inbox"][key] is False
         old, new = stored["attempts"][push.attempt_id], after["attempts"][push.attempt_id]
         assert (old.status, old.mpesa_receipt, old.updated_at) == (
@@ -753,6 +759,7 @@ def test_payment_engine_keeps_its_invariants_under_any_sequence_of_events(
 ) -> None:
     # Settlement retries back off 50/100/200 ms; keep the shape, shrink the wait.
     monkeypatch.setattr(callbacks_module, "BACKOFF_BASE_S", 0.001)
+    monkeypatch.setattr(settlement_worker, "BACKOFF_BASE_S", 0.001)
     world = build_world(database_url)
     PaymentMachine.world = world
     try:

@@ -33,9 +33,11 @@ from core.db.models import (
     Therapist,
 )
 from core.domain.slots import DEFAULT_WEEKLY_HOURS
+from core.mpesa.callback import parse_callback_fields
 from core.runtime import Runtime, build_runtime
 from core.services.audit import verify_chain
 from core.services.payments import settlement_batch
+from core.services.payments.inbox import inbox_row
 from core.services.payments.intake import PROVIDER, SettlementWorker, inbox_key
 from core.services.payments.settlement import Settled
 from tests.conftest import PG_URL, make_settings
@@ -179,7 +181,17 @@ CALLBACKS: list[tuple[str, int, str]] = [
 ]
 
 
-async def _seed(runtime: Runtime) -> None:
+def _inbox_rows(stored_fields: bool) -> list[dict[str, Any]]:
+    """The inbox as the intake leaves it (parsed fields next to the body), or as rows stored
+    before migration 0006 left it (the body only: settlement parses it)."""
+    if stored_fields:
+        return [inbox_row(inbox_key(checkout, code), body, parse_callback_fields(body.encode()))
+                | {"received_at": NOW} for checkout, code, body in CALLBACKS]
+    return [{"provider": PROVIDER, "provider_id": inbox_key(checkout, code), "raw_body": body,
+             "received_at": NOW} for checkout, code, body in CALLBACKS]
+
+
+async def _seed(runtime: Runtime, *, stored_fields: bool) -> None:
     async with runtime.uow() as uow:
         s = uow.session
         await s.execute(insert(SessionType), SESSION_TYPES)
@@ -189,14 +201,7 @@ async def _seed(runtime: Runtime) -> None:
         await s.execute(insert(Booking), BOOKINGS)
         await s.execute(insert(PaymentAttempt), ATTEMPTS)
         await s.execute(insert(Reminder), REMINDERS)
-        await s.execute(
-            insert(CallbackInbox),
-            [
-                {"provider": PROVIDER, "provider_id": inbox_key(checkout, code), "raw_body": body,
-                 "received_at": NOW}
-                for checkout, code, body in CALLBACKS
-            ],
-        )
+        await s.execute(insert(CallbackInbox), _inbox_rows(stored_fields))
         await uow.commit()
 
 
@@ -266,12 +271,16 @@ async def _settle(runtime: Runtime, *, batch_size: int) -> tuple[dict[Settled, i
     return await worker.settle_pending(), worker.batched
 
 
+STORED = pytest.mark.parametrize("stored_fields", [True, False], ids=["stored fields", "raw body only"])
+
+
+@STORED
 async def test_batch_settlement_writes_exactly_the_rows_one_by_one_settlement_writes(
-    two_databases: tuple[Runtime, Runtime],
+    two_databases: tuple[Runtime, Runtime], stored_fields: bool
 ) -> None:
     one_by_one, batched = two_databases
     for runtime in (one_by_one, batched):
-        await _seed(runtime)
+        await _seed(runtime, stored_fields=stored_fields)
 
     reference_counts, none = await _settle(one_by_one, batch_size=0)
     counts, settled_in_batches = await _settle(batched, batch_size=256)
@@ -292,12 +301,13 @@ async def test_batch_settlement_writes_exactly_the_rows_one_by_one_settlement_wr
         assert (await verify_chain(runtime.uow())).ok
 
 
+@STORED
 async def test_a_batch_that_loses_a_race_is_rolled_back_and_settled_one_by_one(
-    two_databases: tuple[Runtime, Runtime], monkeypatch: pytest.MonkeyPatch
+    two_databases: tuple[Runtime, Runtime], monkeypatch: pytest.MonkeyPatch, stored_fields: bool
 ) -> None:
     one_by_one, batched = two_databases
     for runtime in (one_by_one, batched):
-        await _seed(runtime)
+        await _seed(runtime, stored_fields=stored_fields)
     load: Callable[..., Any] = settlement_batch._load
     raced: list[int] = []
 
@@ -321,3 +331,27 @@ async def test_a_batch_that_loses_a_race_is_rolled_back_and_settled_one_by_one(
     for table in expected:
         assert actual[table] == expected[table], table
     assert (await verify_chain(batched.uow())).ok
+
+
+async def test_settling_from_the_stored_fields_writes_what_parsing_the_raw_body_writes(
+    two_databases: tuple[Runtime, Runtime],
+) -> None:
+    from_fields, from_bodies = two_databases
+    await _seed(from_fields, stored_fields=True)
+    await _seed(from_bodies, stored_fields=False)
+    async with from_fields.uow() as uow:
+        kept = (await uow.session.scalars(select(CallbackInbox.result_code))).all()
+    assert sum(code is not None for code in kept) == len(CALLBACKS) - 1  # all but the 2500.50 Amount
+
+    counts, _ = await _settle(from_fields, batch_size=256)
+    reference_counts, _ = await _settle(from_bodies, batch_size=256)
+
+    assert counts == reference_counts
+    expected, actual = await _snapshot(from_bodies), await _snapshot(from_fields)
+    stored = {"checkout_request_id", "result_code", "result_desc", "amount", "receipt", "phone",
+              "transaction_time"}
+    for table in expected:
+        if table == "inbox":
+            expected[table] = [{k: v for k, v in row.items() if k not in stored} for row in expected[table]]
+            actual[table] = [{k: v for k, v in row.items() if k not in stored} for row in actual[table]]
+        assert actual[table] == expected[table], table

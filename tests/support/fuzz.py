@@ -49,7 +49,8 @@ _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 # Columns the background workers change after an ACCEPTED request (settlement, outbox sending):
 # they are left out of snapshots so that a later rejected request is judged on its own rows.
 VOLATILE = {
-    "callback_inbox": {"processed_at", "attempts", "last_error"},
+    # settlement marks rows and holds its lease on them (payments/inbox.py, core/db/claims.py)
+    "callback_inbox": {"processed_at", "attempts", "last_error", "claimed_until", "claimed_by"},
     "outbox": {"status", "attempts", "claimed_until", "claimed_by", "last_error", "provider_message_id",
                "sent_at", "due_at"},
     "payment_attempts": {"claimed_until", "claimed_by"},  # a watchdog tick's lease (core/db/claims.py)

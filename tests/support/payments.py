@@ -132,8 +132,14 @@ async def _sleep(seconds: float) -> None:
 
 
 @asynccontextmanager
-async def payment_stack(database_url: str, **env: str) -> AsyncIterator[PaymentStack]:
-    """Start the Daraja simulator (at its root, like Safaricom) and our app wired to it."""
+async def payment_stack(
+    database_url: str, *, start: datetime | None = None, **env: str
+) -> AsyncIterator[PaymentStack]:
+    """Start the Daraja simulator (at its root, like Safaricom) and our app wired to it.
+
+    ``start``: where the runtime's clock begins (default: now), for tests whose free days and
+    times must not depend on when they run.
+    """
     async with running_simulator(prefix=None, callback_delay=0.05) as sim:
         port = closed_port()
         settings = make_settings(
@@ -143,7 +149,7 @@ async def payment_stack(database_url: str, **env: str) -> AsyncIterator[PaymentS
             MPESA_API_BASE_URL=sim.base_url,
             **{"SECRET_KEY": "test-secret-key-for-callbacks", **env},
         )
-        clock = Clock()
+        clock = Clock(start=start)
         runtime = build_runtime(settings, clock=clock)
         app = create_app(settings, runtime, with_bot=False, with_notifications=False)
         runner = web.AppRunner(app)

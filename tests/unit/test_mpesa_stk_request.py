@@ -308,6 +308,8 @@ def test_base_url_works_with_or_without_trailing_slash():
     [
         ("ws_CO_10122023133400273768130105", "ws_CO_10122023133400273*****0105"),
         ("ws_CO_22112022152650652748458100", "ws_CO_22112022152650652*****8100"),
+        # a longer sequence number (the chaos run's simulator made these after 1 000 pushes)
+        ("ws_CO_04122026102603002000703422281", "ws_CO_04122026102603002000*****2281"),
         ("ws_CO_27072017154747416", "ws_CO_27072017154747416"),  # old style: no phone inside
         ("anything", "anything"),
     ],

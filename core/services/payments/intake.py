@@ -8,12 +8,11 @@ Concurrent requests share one transaction (group commit): a request is answered 
 after the commit that holds its inbox row, so nothing is acknowledged before it is
 durable, yet a burst costs one commit, not one per callback.
 
-Settlement (``SettlementWorker``): inbox rows are settled right after the commit and by
-a periodic sweep; a processing error rolls back and is retried with exponential
-back-off (Properties 72, 73); the inbox row stays until it is settled. Runs of plain
-success callbacks are settled up to ``SETTLE_BATCH`` per transaction by
-``core.services.payments.settlement_batch`` (same rows, far fewer statements); everything else,
-and any batch that loses a race, goes one by one through ``settle_in_session``.
+The body is parsed at the door by ``parse_callback_fields`` (a typed msgspec decode of the
+Daraja layout, the reference parser for anything else) and the fields settlement needs are
+stored next to the raw body (``payments.inbox.inbox_row``).
+
+Settlement: ``SettlementWorker`` (``payments.settlement_worker``, importable from here as before).
 """
 
 from __future__ import annotations
@@ -22,41 +21,46 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Row, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Row, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.db.models import INBOX_UNIQUE, CallbackInbox, PaymentAttempt
 from core.db.statements import insert_ignore
-from core.db.uow import TransitionConflict
-from core.mpesa import DarajaError, InvalidCallback, StkCallback, StkQueryResult, parse_stk_callback
-from core.runtime import Runtime, Wake
+from core.mpesa import InvalidCallback
+from core.mpesa.callback import CallbackFields, parse_callback_fields
+from core.runtime import Runtime
+from core.services.payments.inbox import (
+    MAX_SWEEP_ATTEMPTS,
+    PROVIDER,
+    inbox_key,
+    inbox_row,
+    result_from_callback,
+)
+from core.services.payments.inbox import write_turn as _write_turn
 from core.services.payments.secrets import callback_secret_hash
-from core.services.payments.settlement import Settled, StkResult, settle_in_session
-from core.services.payments.settlement_batch import BatchItem, may_batch, settle_batch
+from core.services.payments.settlement_worker import (
+    SETTLE_BATCH,
+    SETTLE_RETRIES,
+    SWEEP_INTERVAL_S,
+    SettlementWorker,
+)
+
+__all__ = [  # what importers of this module used before the inbox and the worker had their own
+    "MAX_SWEEP_ATTEMPTS", "PROVIDER", "SETTLE_BATCH", "SETTLE_RETRIES", "SWEEP_INTERVAL_S", "CallbackIntake",
+    "IntakeAnswer", "SettlementWorker", "inbox_key", "result_from_callback",
+]
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "mpesa_stk"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 MAX_BATCH = 256
 STORE_RETRIES = 3
-SETTLE_RETRIES = 3
 BACKOFF_BASE_S = 0.05
-SWEEP_INTERVAL_S = 2.0
 ANSWER_TIMEOUT_S = 10.0
-MAX_SWEEP_ATTEMPTS = 20
-SETTLE_BATCH = 256
-# Confirming a success by STK Query (MPESA_CONFIRM_WITH_QUERY): after an answer that is not final
-# yet ("being processed", Daraja unreachable) the same push is asked again only after these
-# waits, not at every 2 s sweep — Daraja throttles queries, and the watchdog queries too.
-CONFIRM_RETRY_S = (5.0, 10.0, 20.0, 40.0, 60.0)
-MAX_CONFIRM_WAITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def _bad_request(reason: str) -> IntakeAnswer:
 class _Pending:
     secret_hash: str
     raw: str
-    parsed: StkCallback | None
+    parsed: CallbackFields | None
     parse_error: str | None
     future: asyncio.Future[IntakeAnswer] = field(repr=False)
 
@@ -104,7 +108,7 @@ class CallbackIntake:
         if self._closing:
             return UNAVAILABLE
         try:
-            parsed, error = parse_stk_callback(body), None
+            parsed, error = parse_callback_fields(body), None
         except InvalidCallback as exc:
             parsed, error = None, str(exc)
         pending = _Pending(
@@ -197,10 +201,11 @@ class CallbackIntake:
                 if row is None:
                     continue
                 attempt_id, checkout = row
-                key = inbox_key(checkout, pending.parsed.result_code if pending.parsed else "")
+                assert pending.parsed is not None  # _verify accepts only parsed bodies
+                key = inbox_key(checkout, pending.parsed.result_code)
                 if key not in seen:
                     seen.add(key)
-                    rows.append({"provider": PROVIDER, "provider_id": key, "raw_body": pending.raw})
+                    rows.append(inbox_row(key, pending.raw, pending.parsed))
                     adopt.append((attempt_id, checkout))
                     if found[pending.secret_hash].checkout_request_id is None:
                         unknown_ids.append((attempt_id, checkout))
@@ -220,33 +225,6 @@ class CallbackIntake:
         return answers, [checkout for _id, checkout in adopt]
 
 
-_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _write_turn(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[object]:
-    """SQLite: the intake and the settlement worker take turns at the database (FIFO).
-
-    SQLite has one writer at a time (every transaction here begins IMMEDIATE), and a connection
-    that finds the lock taken polls for it with growing sleeps. A settlement worker working
-    through a backlog starts its next transaction the moment it commits, so the intake's
-    group commit - and with it every acknowledgement - would wait behind it for seconds. An
-    asyncio lock hands the database over in arrival order instead. PostgreSQL: no turns needed.
-    """
-    engine = runtime.engine.sync_engine
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    lock = _SQLITE_TURNS.get(engine)
-    if lock is None:
-        lock = _SQLITE_TURNS[engine] = asyncio.Lock()
-    return lock
-
-
-def inbox_key(checkout_request_id: str, result_code: int | str) -> str:
-    """De-duplication key: a repeat of the same result is a no-op, but a different result for
-    the same push (a success after a failure) is kept — money reported is never dropped."""
-    return f"{checkout_request_id}:{result_code}"[:100]
-
-
 def _verify(
     pending: _Pending, row: Row[int, str, str | None] | None
 ) -> tuple[IntakeAnswer, tuple[int, str] | None]:
@@ -262,238 +240,3 @@ def _verify(
         )
         return _bad_request("CheckoutRequestID does not match"), None
     return IntakeAnswer(200, ACCEPTED), (row.id, checkout)
-
-
-
-
-def result_from_callback(callback: StkCallback) -> StkResult:
-    """The settlement input for a parsed callback."""
-    return StkResult(
-        checkout_request_id=callback.checkout_request_id,
-        result_code=callback.result_code,
-        result_desc=callback.result_desc,
-        source="callback",
-        amount=callback.amount,
-        amount_raw=callback.amount_raw,
-        receipt=callback.receipt,
-        transaction_time=callback.transaction_date,
-        phone=callback.phone,
-    )
-
-
-def _result_or_none(raw_body: str) -> StkResult | None:
-    try:
-        return result_from_callback(parse_stk_callback(raw_body))
-    except InvalidCallback:  # the intake stores only bodies that parse; settle_inbox_row reports it
-        return None
-
-
-class SettlementWorker:
-    """Settles stored callbacks: right after they are stored, and by a periodic sweep."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        *,
-        sweep_interval_s: float = SWEEP_INTERVAL_S,
-        confirm: Callable[[str], Awaitable[StkQueryResult]] | None = None,
-        batch_size: int = SETTLE_BATCH,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._runtime = runtime
-        self._sweep_interval_s = sweep_interval_s
-        # Common-case successes are settled up to this many per transaction (settlement_batch);
-        # 0 settles every row one by one with settle_in_session.
-        self.batch_size = batch_size
-        self.batched = 0  # rows settled by the batch path (for tests and the benchmark)
-        # MPESA_CONFIRM_WITH_QUERY: ask Daraja before trusting a success callback.
-        self.confirm = confirm
-        self._monotonic = monotonic
-        self._confirm_waits: dict[str, tuple[int, float]] = {}  # CheckoutRequestID → (tries, not before)
-
-    def notify(self, checkout_ids: Sequence[str]) -> None:
-        """Called by the intake after a commit: settle these soon."""
-        self._runtime.wake(Wake.SETTLEMENT)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set: settle everything unprocessed, then wait for a wake-up."""
-        wakeup = self._runtime.wakeup(Wake.SETTLEMENT)
-        while not stop.is_set():
-            wakeup.clear()
-            try:
-                await self.settle_pending(stop=stop)
-            except SQLAlchemyError:
-                log.exception("settlement sweep failed; will retry")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), self._sweep_interval_s)
-
-    async def settle_pending(
-        self, limit: int = 500, *, stop: asyncio.Event | None = None
-    ) -> dict[Settled, int]:
-        """Settle every unprocessed inbox row (oldest first); returns counts by outcome.
-
-        With ``stop``, returns between two rows once it is set: on shutdown the row in hand is
-        finished and the rest stays in the inbox, instead of a backlog running into the
-        shutdown grace period and being cancelled mid-transaction.
-        """
-        async with _write_turn(self._runtime), self._runtime.uow() as uow:
-            rows = (
-                await uow.session.execute(
-                    select(CallbackInbox.id, CallbackInbox.provider_id, CallbackInbox.raw_body)
-                    .where(
-                        CallbackInbox.provider == PROVIDER,
-                        CallbackInbox.processed_at.is_(None),
-                        CallbackInbox.attempts < MAX_SWEEP_ATTEMPTS,
-                    )
-                    .order_by(CallbackInbox.id)
-                    .limit(limit)
-                )
-            ).all()
-        counts: dict[Settled, int] = {}
-        items = [(row.id, row.raw_body, _result_or_none(row.raw_body)) for row in rows]
-        i = 0
-        while i < len(items):
-            if stop is not None and stop.is_set():
-                break
-            run = self._batchable_run(items, i)
-            if run:
-                settled, tries_used = await self._settle_batch(run)
-                if settled is None:  # lost a race or failed: settle the whole run one by one
-                    for item in run:
-                        if stop is not None and stop.is_set():
-                            break
-                        outcome = await self._settle_row(item.inbox_id, item.result, tries_used=tries_used)
-                        counts[outcome] = counts.get(outcome, 0) + 1
-                        i += 1
-                    continue
-                if settled:
-                    counts[Settled.PAID] = counts.get(Settled.PAID, 0) + settled
-                    self.batched += settled
-                    i += settled
-                if settled == len(run):
-                    continue
-                # items[i] is not the common case (or touches a row the batch settled): one by one
-            inbox_id, raw_body, result = items[i]
-            if result is None:
-                outcome = await self.settle_inbox_row(inbox_id, raw_body)  # fails as it always has
-            else:
-                outcome = await self._settle_row(inbox_id, result)
-            counts[outcome] = counts.get(outcome, 0) + 1
-            i += 1
-        if counts.get(Settled.PAID) or counts.get(Settled.FAILED) or counts.get(Settled.FLAGGED):
-            self._runtime.wake(Wake.OUTBOX)
-            self._runtime.wake(Wake.PAYMENTS)
-        return counts
-
-    def _batchable_run(
-        self, items: Sequence[tuple[int, str, StkResult | None]], start: int
-    ) -> list[BatchItem]:
-        """The rows from ``start`` on that may be settled as a batch (none with MPESA_CONFIRM_WITH_QUERY)."""
-        if self.confirm is not None or self.batch_size < 1:
-            return []
-        run: list[BatchItem] = []
-        for inbox_id, _raw, result in items[start : start + self.batch_size]:
-            if result is None or not may_batch(result):
-                break
-            run.append(BatchItem(inbox_id, result))
-        return run
-
-    async def _settle_batch(self, run: list[BatchItem]) -> tuple[int | None, int]:
-        """Settle the common-case prefix of ``run`` in one transaction.
-
-        Returns how many rows were settled (None: settle the whole run one by one) and how many
-        of each row's SETTLE_RETRIES tries the batch used up.
-        """
-        settings, now = self._runtime.settings, self._runtime.clock()
-        try:
-            async with _write_turn(self._runtime), self._runtime.uow() as uow:
-                settled = await settle_batch(uow.session, run, settings=settings, now=now)
-                if settled:
-                    await uow.commit()
-                return settled, 0
-        except (TransitionConflict, IntegrityError):
-            return None, 0  # lost a race: the one-by-one path re-reads and decides
-        except SQLAlchemyError as exc:
-            # The database failed: that was every row's first try, backed off as _settle_row does.
-            log.warning(
-                "batch settlement failed, retrying one by one",
-                extra={"rows": len(run), "error": type(exc).__name__},
-            )
-            await asyncio.sleep(BACKOFF_BASE_S)
-            return None, 1
-        except Exception:  # never lose a row to a bug here: the one-by-one path is the reference
-            log.exception("batch settlement failed; settling one by one", extra={"rows": len(run)})
-            return None, 0
-
-    async def settle_inbox_row(self, inbox_id: int, raw_body: str) -> Settled:
-        """Settle one stored callback with retries; the inbox row is marked in the same transaction."""
-        return await self._settle_row(inbox_id, result_from_callback(parse_stk_callback(raw_body)))
-
-    async def _settle_row(self, inbox_id: int, result: StkResult, *, tries_used: int = 0) -> Settled:
-        if self.confirm is not None and result.result_code == 0:
-            checked = await self._confirmed(result)
-            if checked is None:
-                return Settled.NOT_READY  # Daraja still processing or unreachable: the sweep retries
-            result = checked
-        last_error = ""
-        for attempt in range(tries_used, SETTLE_RETRIES):
-            try:
-                return await self._settle_once(inbox_id, result)
-            except (TransitionConflict, IntegrityError) as exc:  # lost a race: re-read and decide again
-                last_error = type(exc).__name__
-                continue
-            except SQLAlchemyError as exc:
-                last_error = type(exc).__name__
-                log.warning("settlement failed, retrying", extra={"inbox": inbox_id, "try": attempt + 1})
-                await asyncio.sleep(BACKOFF_BASE_S * 2**attempt)
-        await self._record_failure(inbox_id, last_error)
-        return Settled.NOT_READY
-
-    async def _confirmed(self, result: StkResult) -> StkResult | None:
-        """The result to settle once STK Query has answered for good; None: not yet (ask later)."""
-        assert self.confirm is not None
-        checkout = result.checkout_request_id
-        tries, not_before = self._confirm_waits.get(checkout, (0, 0.0))
-        if self._monotonic() < not_before:
-            return None
-        answer: StkQueryResult | None
-        try:
-            answer = await self.confirm(checkout)
-        except DarajaError:
-            log.warning("confirming a success by STK Query failed; will retry")
-            answer = None
-        if answer is None or answer.pending or answer.result_code is None:
-            wait = CONFIRM_RETRY_S[min(tries, len(CONFIRM_RETRY_S) - 1)]
-            self._confirm_waits[checkout] = (tries + 1, self._monotonic() + wait)
-            while len(self._confirm_waits) > MAX_CONFIRM_WAITS:
-                del self._confirm_waits[next(iter(self._confirm_waits))]
-            return None
-        self._confirm_waits.pop(checkout, None)
-        return result if answer.result_code == 0 else replace(result, query_disagrees=True)
-
-    async def _settle_once(self, inbox_id: int, result: StkResult) -> Settled:
-        settings, now = self._runtime.settings, self._runtime.clock()
-        async with _write_turn(self._runtime), self._runtime.uow() as uow:
-            outcome = await settle_in_session(uow.session, result, settings=settings, now=now)
-            if outcome is Settled.NOT_READY:
-                return outcome
-            await uow.session.execute(
-                update(CallbackInbox)
-                .where(CallbackInbox.id == inbox_id)
-                .values(processed_at=now, attempts=CallbackInbox.attempts + 1)
-            )
-            await uow.commit()
-            return outcome
-
-    async def _record_failure(self, inbox_id: int, error: str) -> None:
-        with contextlib.suppress(SQLAlchemyError):
-            async with _write_turn(self._runtime), self._runtime.uow() as uow:
-                await uow.session.execute(
-                    update(CallbackInbox)
-                    .where(CallbackInbox.id == inbox_id)
-                    .values(attempts=CallbackInbox.attempts + 1, last_error=error[:300])
-                )
-                await uow.commit()
-        log.error(
-            "callback could not be settled; left in the inbox for the sweeper", extra={"inbox": inbox_id}
-        )

@@ -43,7 +43,6 @@ from core.config import Settings, is_test_environment
 from core.db.models import (
     AuditEntry,
     Booking,
-    CallbackInbox,
     Client,
     Outbox,
     PaymentAttempt,
@@ -71,6 +70,7 @@ from core.services.notifications import outbox_store
 from core.services.notifications.notify import chat_message, email_message
 from core.services.notifications.outbox_store import DEDUPE_UNIQUE
 from core.services.notifications.reminders import REMINDER_UNIQUE, new_reminder_rows
+from core.services.payments import inbox
 from core.services.payments.settlement import (
     PAID_CLIENT_TEMPLATE,
     PAID_EMAIL_TEMPLATE,
@@ -115,16 +115,20 @@ _A, _B, _C, _T, _S = (
 
 
 async def settle_batch(
-    session: AsyncSession, items: Sequence[BatchItem], *, settings: Settings, now: datetime
+    session: AsyncSession, items: Sequence[BatchItem], *, settings: Settings, now: datetime, worker: str
 ) -> int:
     """Settle the longest common-case prefix of ``items`` as PAID inside the caller's transaction.
 
     Returns its length (0: the first item needs ``settle_in_session``). Raises
-    ``TransitionConflict`` when a compare-and-set matched fewer rows than read: roll back.
+    ``TransitionConflict`` when a compare-and-set matched fewer rows than read, and its
+    ``ClaimLost`` when an inbox row is no longer ``worker``'s claim: roll back.
     """
     if not items:
         return 0
-    await audit.lock_chain(session)  # the chain lock first, as settle_in_session takes it
+    # Reading and planning take no row lock, so they run before the chain lock: several
+    # workers (processes) plan their batches at once and queue only for the writing. What was
+    # read is re-checked where it is written (compare-and-set with exact counts, the receipt's
+    # unique index), so a change in between rolls the batch back as before.
     state = await _load(session, items)
     plans: list[_Plan] = []
     seen_attempts: set[int] = set()
@@ -142,7 +146,8 @@ async def settle_batch(
         seen_receipts.add(receipt)
         plans.append(plan)
     if plans:
-        await _write(session, plans, now=now)
+        await audit.lock_chain(session)  # before the first row lock, as settle_in_session takes it
+        await _write(session, plans, now=now, worker=worker)
     return len(plans)
 
 
@@ -330,7 +335,7 @@ def _paid_messages(row: Row[*tuple[Any, ...]], data: Mapping[str, Any]) -> list[
 # -- writing --------------------------------------------------------------------------------
 
 
-async def _write(session: AsyncSession, plans: list[_Plan], *, now: datetime) -> None:
+async def _write(session: AsyncSession, plans: list[_Plan], *, now: datetime, worker: str) -> None:
     stamp = utcnow()
     await _compare_and_set(session, plans, now=now, stamp=stamp)
     await _write_paid_values(session, plans, now=now)
@@ -345,12 +350,7 @@ async def _write(session: AsyncSession, plans: list[_Plan], *, now: datetime) ->
     messages = [m for p in plans for m in p.messages]
     if messages:
         await session.execute(insert_ignore(session, Outbox.__table__, unique=DEDUPE_UNIQUE), messages)
-    await session.execute(
-        update(CallbackInbox)
-        .where(CallbackInbox.id.in_([p.item.inbox_id for p in plans]))
-        .values(processed_at=now, attempts=CallbackInbox.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    await inbox.mark_settled(session, worker, [p.item.inbox_id for p in plans], now=now)
     for p in plans:
         log.info(
             "payment settled",

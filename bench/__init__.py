@@ -1,0 +1,1 @@
+"""Benchmarks and the chaos run (not tests): ``python -m bench chaos`` or ``python bench/NAME.py``."""
