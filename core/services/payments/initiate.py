@@ -107,14 +107,12 @@ class PaymentService:
         attempt, secret, reference = created
         if secret is None:  # an attempt is already in progress: do not push twice
             return self._view(attempt, reused=True)
-        view = await self._push(attempt, secret, reference)
-        if view is not None:
-            return view
         try:
-            return await self.status(attempt.id)
-        except SQLAlchemyError:  # the push's outcome is recorded (or not) by now; say "we are checking"
-            log.exception("payment status unreadable after the push", extra={"attempt": attempt.id})
-            return replace(self._view(attempt), status=PaymentStatus.UNCLEAR)
+            view = await self._push(attempt, secret, reference)
+            return view if view is not None else await self.status(attempt.id)
+        except SQLAlchemyError:  # after the push: never re-pushed, the watchdog resolves it
+            log.exception("payment outcome not recorded after the push", extra={"attempt": attempt.id})
+            return replace(self._view(attempt), status=PaymentStatus.UNCLEAR)  # "we are checking"
 
     async def status(self, attempt_id: int) -> PaymentView:
         """The current state of one attempt."""
