@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,8 @@ PUSH_TIMEOUT_S = 2.5  # the Pay step answers within 3 s (Properties 8, 51)
 CALLBACK_PATH = "/hooks/lnm/"
 UNAVAILABLE_MESSAGE = "M-Pesa is not answering right now. Nothing was charged; please retry later."
 REFUSED_MESSAGE = "M-Pesa did not accept the request. Nothing was charged; please retry."
+# Recording an accepted push is retried briefly: the prompt is on the phone, its id must be kept.
+MARK_SENT_BACKOFF_S = (0.05, 0.2, 0.5)
 
 
 # What the payment engine needs from the Daraja client: one Protocol, kept beside the
@@ -102,11 +104,15 @@ class PaymentService:
             raise PaymentRefused(
                 "unavailable", "We could not start the payment just now. Nothing was charged; please retry."
             ) from None
-        attempt, secret = created
+        attempt, secret, reference = created
         if secret is None:  # an attempt is already in progress: do not push twice
             return self._view(attempt, reused=True)
-        await self._push(attempt, secret)
-        return await self.status(attempt.id)
+        try:
+            view = await self._push(attempt, secret, reference)
+            return view if view is not None else await self.status(attempt.id)
+        except SQLAlchemyError:  # after the push: never re-pushed, the watchdog resolves it
+            log.exception("payment outcome not recorded after the push", extra={"attempt": attempt.id})
+            return replace(self._view(attempt), status=PaymentStatus.UNCLEAR)  # "we are checking"
 
     async def status(self, attempt_id: int) -> PaymentView:
         """The current state of one attempt."""
@@ -151,8 +157,9 @@ class PaymentService:
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return
+            reference = await _booking_reference(uow.session, attempt.booking_id)
             await uow.commit()
-        await self._push(attempt, secret)
+        await self._push(attempt, secret, reference)
 
     # -- internals -------------------------------------------------------------------
 
@@ -183,7 +190,9 @@ class PaymentService:
 
     async def _create_attempt(
         self, booking_id: int, client_id: int, msisdn: str, environment: str
-    ) -> tuple[PaymentAttempt, str | None]:
+    ) -> tuple[PaymentAttempt, str | None, str]:
+        """The new QUEUED attempt, its callback secret and the booking reference; or the live
+        attempt with no secret (it must not be pushed again)."""
         now = self.runtime.clock()
         for _ in range(2):
             async with self.runtime.uow() as uow:
@@ -197,7 +206,7 @@ class PaymentService:
                     )
                 )
                 if live is not None:
-                    return live, None
+                    return live, None, booking.reference
                 secret = new_callback_secret()
                 attempt = PaymentAttempt(
                     booking_id=booking_id,
@@ -226,17 +235,13 @@ class PaymentService:
                 except IntegrityError:  # a concurrent request created the live attempt first
                     await uow.rollback()
                     continue
-                return attempt, secret
+                return attempt, secret, booking.reference or f"Booking {booking_id}"
         raise PaymentRefused("busy", "A payment for this booking is already starting. Please wait a moment.")
 
-    async def _booking_reference(self, booking_id: int) -> str:
-        """The booking reference the client sees on the M-Pesa prompt (TransactionDesc)."""
-        async with self.runtime.uow() as uow:
-            reference = await uow.session.scalar(select(Booking.reference).where(Booking.id == booking_id))
-        return reference or f"Booking {booking_id}"
-
-    async def _push(self, attempt: PaymentAttempt, secret: str) -> None:
+    async def _push(self, attempt: PaymentAttempt, secret: str, reference: str) -> PaymentView | None:
+        """Push ``attempt`` and record the answer; the view when the push was accepted."""
         route = await self._route_for(attempt.environment)
+        view: PaymentView | None = None
         callback_url = f"{route.callback_base_url}{CALLBACK_PATH}{secret}"
         try:
             accepted = await asyncio.wait_for(
@@ -244,7 +249,7 @@ class PaymentService:
                     phone=attempt.phone,
                     amount=attempt.amount_kes,
                     callback_url=callback_url,
-                    transaction_desc=safe_transaction_desc(await self._booking_reference(attempt.booking_id)),
+                    transaction_desc=safe_transaction_desc(reference),
                 ),
                 self.push_timeout_s,
             )
@@ -255,11 +260,40 @@ class PaymentService:
         except (DarajaRejected, StkRequestInvalid) as exc:
             await self._mark_refused(attempt, exc)
         else:
-            await self._mark_sent(attempt, accepted)
+            view = await self._mark_sent(attempt, accepted)
         if self.on_change:
             self.on_change(attempt.id)
+        return view
 
-    async def _mark_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> None:
+    async def _mark_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> PaymentView | None:
+        """QUEUED → AWAITING_CUSTOMER with the CheckoutRequestID; the view, or None if raced.
+
+        The prompt is on the phone now, so a database error must not lose it: the write is
+        retried briefly. If it still fails, the attempt stays QUEUED without a retry time, which
+        is never pushed again: the callback finds it by the secret in its URL (and gives it its
+        CheckoutRequestID), and the watchdog marks it UNCLEAR after STALE_QUEUED_AFTER.
+        """
+        sent = replace(
+            self._view(attempt), status=PaymentStatus.AWAITING_CUSTOMER,
+            checkout_request_id=accepted.checkout_request_id,
+        )
+        for pause in (0.0, *MARK_SENT_BACKOFF_S):
+            await asyncio.sleep(pause)
+            try:
+                if not await self._write_sent(attempt, accepted):
+                    return None  # a callback or the watchdog moved it first: read it back
+            except SQLAlchemyError:
+                log.warning("recording an accepted push failed", extra={"attempt": attempt.id}, exc_info=True)
+                continue
+            self.runtime.wake(Wake.SETTLEMENT)  # a callback may have raced the push answer
+            return sent
+        log.error(
+            "accepted push not recorded; the callback or the watchdog will settle it",
+            extra={"attempt": attempt.id},
+        )
+        return replace(sent, status=PaymentStatus.UNCLEAR)  # the chat says "we are checking"
+
+    async def _write_sent(self, attempt: PaymentAttempt, accepted: StkPushAccepted) -> bool:
         async with self.runtime.uow() as uow:
             try:
                 await audit.apply_transition(
@@ -270,9 +304,9 @@ class PaymentService:
                     next_check_at=None,
                 )
             except TransitionConflict:
-                return
+                return False
             await uow.commit()
-        self.runtime.wake(Wake.SETTLEMENT)  # a callback may have raced the push answer
+        return True
 
     async def _queue_for_retry(self, attempt: PaymentAttempt, error: str) -> None:
         now = self.runtime.clock()
@@ -417,6 +451,12 @@ async def _payable_booking(
     if booking.starts_at <= now:  # the session has begun: housekeeping will expire it
         raise PaymentRefused("too_late", "This session has already started, so it can no longer be paid.")
     return booking
+
+
+async def _booking_reference(session: AsyncSession, booking_id: int) -> str:
+    """The booking reference the client sees on the M-Pesa prompt (TransactionDesc)."""
+    reference = await session.scalar(select(Booking.reference).where(Booking.id == booking_id))
+    return reference or f"Booking {booking_id}"
 
 
 async def _next_attempt_number(session: AsyncSession, booking_id: int) -> int:

@@ -4,17 +4,22 @@ credentials a NEW payment uses.
 Resolution, per field and mode: a value an admin saved (``settings`` table) wins; else the
 environment variable, which describes only the mode the process booted in
 (``MPESA_ENVIRONMENT``); else the mode's public default (the simulator's and Safaricom's
-sandbox test values). The table is read on every call, so a change made in one process is
-used by every process's next payment, without a restart.
+sandbox test values). Payments read the table through a short cache (:data:`SAVED_TTL_S`):
+a burst of Pay presses shares one read. A change saved through :func:`forget_saved` (the admin
+settings page) is used by this process's next payment; another process uses it within
+``SAVED_TTL_S`` — in both cases without a restart. The admin page itself always reads fresh.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import (
@@ -29,6 +34,10 @@ from core.db.models import Setting
 from core.runtime import Runtime
 from core.services.settings.crypto import SettingsCipher
 from core.services.settings.store import StoredSetting, read_settings
+
+SAVED_TTL_S = 2.0  # how long another process may use the previous saved M-Pesa settings
+# Bumped by forget_saved(): every MpesaSettings of that database in this process drops its cache.
+_GENERATIONS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 ENVIRONMENTS = ("simulator", "sandbox", "production")
 CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "short_code", "passkey")
@@ -121,9 +130,11 @@ class MpesaOverview:
 class MpesaSettings:
     """The "active M-Pesa configuration" provider; payment initiation asks it per payment."""
 
-    def __init__(self, runtime: Runtime, cipher: SettingsCipher) -> None:
+    def __init__(self, runtime: Runtime, cipher: SettingsCipher, *, ttl_s: float = SAVED_TTL_S) -> None:
         self.runtime = runtime
         self.cipher = cipher
+        self._ttl_s = ttl_s
+        self._cached: tuple[int, float, dict[str, StoredSetting]] | None = None  # generation, until, rows
 
     async def active_environment(self) -> str:
         """The mode new payments use (one plain row: asked on every admin page and chat turn)."""
@@ -141,7 +152,7 @@ class MpesaSettings:
         return resolve_config(self.runtime, _active(self.runtime, saved), saved)
 
     async def overview(self) -> MpesaOverview:
-        saved = await self._saved()
+        saved = await self._saved(fresh=True)  # the settings page shows what is stored now
         return MpesaOverview(
             active=_active(self.runtime, saved),
             booted=self.runtime.settings.mpesa_environment,
@@ -149,9 +160,21 @@ class MpesaSettings:
             updated=saved,
         )
 
-    async def _saved(self) -> dict[str, StoredSetting]:
+    async def _saved(self, *, fresh: bool = False) -> dict[str, StoredSetting]:
+        generation, now = _GENERATIONS.get(self.runtime.engine.sync_engine, 0), time.monotonic()
+        cached = self._cached
+        if not fresh and cached is not None and cached[0] == generation and now < cached[1]:
+            return cached[2]
         async with self.runtime.uow() as uow:
-            return await read_settings(uow.session, self.cipher, KEY_PREFIX)
+            saved = await read_settings(uow.session, self.cipher, KEY_PREFIX)
+        self._cached = (generation, now + self._ttl_s, saved)
+        return saved
+
+
+def forget_saved(runtime: Runtime) -> None:
+    """Call after committing a change of the saved M-Pesa settings: this process re-reads them."""
+    engine = runtime.engine.sync_engine
+    _GENERATIONS[engine] = _GENERATIONS.get(engine, 0) + 1
 
 
 async def active_test_mode(session: AsyncSession, runtime: Runtime) -> bool:

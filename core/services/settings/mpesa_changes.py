@@ -24,6 +24,7 @@ from core.services.settings.mpesa import (
     FIELDS,
     SECRET_FIELDS,
     MpesaSettings,
+    forget_saved,
     resolve_config,
     setting_key,
     simulator_available,
@@ -136,6 +137,7 @@ async def change_mpesa_settings(
             details={"from": previous, "to": request.environment, "changed": request.changed_keys},
         )
         await uow.commit()
+    forget_saved(runtime)  # this process's next payment uses the change at once
     return MpesaChangeDone(previous, request.environment, tuple(request.changed_keys))
 
 
