@@ -122,14 +122,17 @@ class ReviewQueue:
 async def review_counts(session: AsyncSession) -> tuple[int, int]:
     """(payments to review: NEEDS_REVIEW and flagged PAID attempts, open refunds due)."""
     needs_review, paid = await payment_review_counts(session)
-    refunds = await session.scalar(select(func.count()).select_from(open_refunds_query().subquery()))
-    return needs_review + paid, refunds or 0
+    return needs_review + paid, await _open_refunds(session)
+
+
+async def _open_refunds(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(open_refunds_query().subquery())) or 0
 
 
 async def review_queue(session: AsyncSession) -> ReviewQueue:
     """Every open item, oldest first (at most QUEUE_LIMIT of each kind), with its evidence."""
     attempts_total, paid_total = await payment_review_counts(session)
-    _, refunds_total = await review_counts(session)
+    refunds_total = await _open_refunds(session)
     return ReviewQueue(
         attempts=await _attempt_items(session),
         refunds=await _refund_items(session),
