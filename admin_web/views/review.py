@@ -1,9 +1,9 @@
 """Admin pages: the review queue and an admin's decision on one item.
 
-``GET /admin/review`` lists attempts in NEEDS_REVIEW and open refunds due with their
-evidence; ``POST /admin/review/{id}`` applies ``confirm_booking``, ``refunded`` or
-``dismiss`` (core.services.review.actions). A refusal (bad form, stale state) shows the
-queue again with the reason; nothing changed.
+``GET /admin/review`` lists attempts in NEEDS_REVIEW, PAID attempts flagged after payment
+and open refunds due with their evidence; ``POST /admin/review/{id}`` applies
+``confirm_booking``, ``refunded``, ``dismiss`` or ``reviewed`` (core.services.review.actions).
+A refusal (bad form, stale state) shows the queue again with the reason; nothing changed.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from core.mpesa.result_codes import describe_result
 from core.services import audit
 from core.services.notifications import notify as notifications
 from core.services.notifications.payment_notices import notify_payment_failed
+from core.services.payments.paid_details import complete_paid_details
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ async def _settle_success(
     if isinstance(verdict, NotReady):
         return Settled.NOT_READY
     if isinstance(verdict, Duplicate):
-        await _complete_paid_details(session, attempt, result)
+        await complete_paid_details(session, attempt, result)  # a late callback's receipt
         return Settled.DUPLICATE
     if isinstance(verdict, Flag):
         details = success_values(result, now=now, receipt_is_free=verdict.receipt_is_free)
@@ -225,31 +226,6 @@ async def _flag(
     )
     log.warning("payment flagged for review", extra={"attempt": attempt.id, "reason": reason})
     return Settled.FLAGGED
-
-
-async def _complete_paid_details(session: AsyncSession, attempt: PaymentAttempt, result: StkResult) -> None:
-    """A callback after a query-settled payment brings the receipt: record it once."""
-    if attempt.mpesa_receipt or not result.receipt or result.source != "callback":
-        return
-    taken = await session.scalar(
-        select(PaymentAttempt.id).where(PaymentAttempt.mpesa_receipt == result.receipt)
-    )
-    if taken is not None:
-        return
-    attempt.mpesa_receipt = result.receipt
-    attempt.paid_amount_kes = result.amount
-    attempt.paid_phone = result.phone
-    attempt.transaction_time = result.transaction_time
-    if result.amount != attempt.amount_kes:
-        attempt.review_reason = f"callback amount {result.amount} differs from {attempt.amount_kes}"
-    await audit.record(
-        session,
-        actor="system",
-        action="payment.receipt_recorded",
-        subject_type="payment",
-        subject_id=attempt.id,
-        details={"receipt": result.receipt, "amount_kes": result.amount},
-    )
 
 
 async def _settle_failure(

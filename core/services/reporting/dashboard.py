@@ -27,6 +27,7 @@ from core.mpesa.result_codes import describe_result
 from core.runtime import Runtime
 from core.services.notifications.outbox_store import FAILED as FAILED_NOTIFICATION
 from core.services.notifications.outbox_store import outbox_counts
+from core.services.reporting.paid_review import payment_review_counts
 from core.services.reporting.refunds import open_refunds_query
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -227,11 +228,7 @@ def failure_reason(status: str, result_code: str | None) -> str:
 
 async def _work_waiting(session: AsyncSession) -> WorkWaiting:
     """Counts behind the dashboard's links: review queue, failed notifications, open refunds due."""
-    review = await session.scalar(
-        select(func.count()).select_from(PaymentAttempt).where(
-            PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value
-        )
-    )
+    review = sum(await payment_review_counts(session))  # NEEDS_REVIEW and flagged PAID attempts
     failed = (await outbox_counts(session))[FAILED_NOTIFICATION]
     refunds = await session.scalar(select(func.count()).select_from(open_refunds_query().subquery()))
     return WorkWaiting(int(review or 0), int(failed or 0), int(refunds or 0))

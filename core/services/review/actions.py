@@ -10,10 +10,14 @@ Actions (each needs a ``note``):
 - ``refunded`` (with ``refund_reference``, the M-Pesa reference of the refund): an attempt
   goes RESOLVE_REFUNDED (to FAILED: it did not pay the booking); a refund due is closed.
 - ``dismiss``: an attempt goes RESOLVE_FAILED (no money to act on); a refund due is closed.
+- ``reviewed`` (paid items only): a PAID attempt flagged after it was paid (e.g. a different
+  amount in the late callback) leaves the queue; its status and booking do not change (the
+  client paid; the note says what was decided, e.g. difference collected or accepted).
 
 Stale state is refused with a message and nothing changes: attempts move by compare-and-set
 from NEEDS_REVIEW (``core.db.uow``); a refund due is closed only if no ``review.resolved``
-entry names it, checked under the audit chain lock, which every audit writer takes.
+entry names it, checked under the audit chain lock, which every audit writer takes; a paid
+item is marked reviewed only while ``reporting.paid_review`` still counts it open (same lock).
 """
 
 from __future__ import annotations
@@ -33,19 +37,21 @@ from core.domain.states import LIVE_PAYMENT_STATUSES, BookingStatus, PaymentEven
 from core.runtime import Runtime, Wake
 from core.services import audit
 from core.services.payments import settlement
+from core.services.reporting.paid_review import paid_review_open
 from core.services.reporting.refunds import REFUND_DUE
 from core.services.reporting.refunds import REVIEW_RESOLVED as RESOLVED
 
 NOTE_MIN, NOTE_MAX = 3, 500
 MAX_ID = 2**31 - 1  # attempt ids are 32-bit integers (PostgreSQL refuses larger values)
 _REFERENCE = re.compile(r"^[A-Z0-9]{8,20}$")  # M-Pesa transaction ids: 10 upper-case letters/digits
-_ITEM = re.compile(r"^(attempt|refund)-([1-9]\d{0,17})$")
+_ITEM = re.compile(r"^(attempt|refund|paid)-([1-9]\d{0,17})$")
 
 
 class ReviewAction(StrEnum):
     CONFIRM_BOOKING = "confirm_booking"
     REFUNDED = "refunded"
     DISMISS = "dismiss"
+    REVIEWED = "reviewed"
 
 
 class ReviewError(Exception):
@@ -58,7 +64,7 @@ class ReviewError(Exception):
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str  # "attempt" or "refund"
+    kind: str  # "attempt", "refund" or "paid"
     target: int  # attempt id or audit seq
     action: ReviewAction
     note: str
@@ -69,12 +75,14 @@ class Decision:
 def parse_decision(item_id: str, form: Mapping[str, str]) -> Decision:
     """Validate the item id and the form fields ``action``, ``note``, ``refund_reference``, ``receipt``."""
     match = _ITEM.match(item_id or "")
-    if match is None or (match[1] == "attempt" and int(match[2]) > MAX_ID):
+    if match is None or (match[1] != "refund" and int(match[2]) > MAX_ID):
         raise ReviewError("not_found", f"There is no review item '{item_id[:40]}'.")
     try:
         action = ReviewAction(str(form.get("action", "")).strip())
     except ValueError:
-        raise ReviewError("invalid", "Choose an action: confirm_booking, refunded or dismiss.") from None
+        raise ReviewError(
+            "invalid", "Choose an action: confirm_booking, refunded, dismiss or reviewed."
+        ) from None
     note = " ".join(str(form.get("note", "")).split())
     if not note.isprintable():
         raise ReviewError("invalid", "The note contains characters that cannot be stored.")
@@ -105,7 +113,13 @@ async def resolve_review_item(
     async with runtime.uow() as uow:
         session = uow.session
         await audit.lock_chain(session)  # chain lock before row locks, like every writer
-        if decision.kind == "attempt":
+        if decision.kind == "paid":
+            message = await _mark_paid_reviewed(session, decision, actor=actor)
+        elif decision.action is ReviewAction.REVIEWED:
+            raise ReviewError(
+                "refused", "'reviewed' is for paid payments: use confirm_booking, refunded or dismiss."
+            )
+        elif decision.kind == "attempt":
             message = await _resolve_attempt(session, decision, actor=actor, runtime=runtime)
         else:
             message = await _close_refund(session, decision, actor=actor)
@@ -244,6 +258,39 @@ async def _end_attempt(
         )
     ).new
     return f"Payment attempt {attempt.id} is closed as {new} ({why})."
+
+
+# -- paid attempts flagged after payment --------------------------------------------------------
+
+
+async def _mark_paid_reviewed(session: AsyncSession, decision: Decision, *, actor: str) -> str:
+    if decision.action is not ReviewAction.REVIEWED:
+        raise ReviewError(
+            "refused",
+            "This payment is PAID and its booking stays as it is: mark it 'reviewed' with a note "
+            "saying what was decided (e.g. difference collected or accepted).",
+        )
+    attempt = await session.get(PaymentAttempt, decision.target)
+    if attempt is None:
+        raise ReviewError("not_found", f"There is no payment attempt {decision.target}.")
+    still_open = await session.scalar(
+        select(PaymentAttempt.id).where(PaymentAttempt.id == attempt.id, paid_review_open())
+    )
+    if still_open is None:
+        raise ReviewError(
+            "stale",
+            f"Payment attempt {attempt.id} is not waiting for review as a paid payment "
+            f"(it is {attempt.status}); nothing was changed.",
+        )
+    extra = {
+        "attempt_id": attempt.id,
+        "review_reason": attempt.review_reason,
+        "amount_kes": attempt.paid_amount_kes,
+        "expected_kes": attempt.amount_kes,
+        "receipt": attempt.mpesa_receipt,
+    }
+    await _record_resolution(session, decision, actor=actor, subject_type="payment", extra=extra)
+    return f"Paid payment attempt {attempt.id} is marked reviewed; it stays PAID."
 
 
 # -- refunds due ------------------------------------------------------------------------------

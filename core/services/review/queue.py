@@ -9,6 +9,10 @@ Two kinds of item:
   (phone numbers masked).
 - ``refund-<seq>``: a ``booking.refund_due`` audit entry (a paid booking was cancelled)
   that no ``review.resolved`` entry has closed yet.
+- ``paid-<id>``: a PAID attempt flagged after it was paid (e.g. the callback after an STK
+  Query settlement reported a different amount), until an admin marks it reviewed; which
+  ones is the rule of ``core.services.reporting.paid_review``. Evidence: the reason, paid
+  and expected amounts, receipt, booking reference (no phone number).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AuditEntry, Booking, CallbackInbox, PaymentAttempt
 from core.db.uow import UnitOfWork
+from core.domain.money import format_kes
 from core.domain.slots import NAIROBI
 from core.domain.states import PaymentStatus
 from core.logging import mask_phones
 from core.mpesa.redact import redact_checkout_id
+from core.services.reporting.paid_review import paid_review_open, payment_review_counts
 from core.services.reporting.refunds import open_refunds_query
 from core.services.reporting.transactions import ROW_COLUMNS, TransactionRow, joined_attempts, row_of
 
@@ -84,32 +90,74 @@ class RefundItem:
 
 
 @dataclass(frozen=True)
+class PaidItem:
+    """A PAID attempt flagged after it was paid (its status and booking stay as they are)."""
+
+    row: TransactionRow
+    booking_status: str
+    transaction_time: datetime | None
+
+    @property
+    def item_id(self) -> str:
+        return f"paid-{self.row.id}"
+
+    @property
+    def summary(self) -> str:
+        paid, expected = self.row.paid_amount_kes, self.row.amount_kes
+        if paid is not None and paid != expected:
+            return f"paid, amount differs: paid {format_kes(paid)}, expected {format_kes(expected)}"
+        return f"paid, flagged: {self.row.review_reason}"
+
+
+@dataclass(frozen=True)
 class ReviewQueue:
     attempts: tuple[AttemptItem, ...]
     refunds: tuple[RefundItem, ...]
     attempts_total: int
     refunds_total: int
+    paid: tuple[PaidItem, ...] = ()
+    paid_total: int = 0
 
 
 async def review_counts(session: AsyncSession) -> tuple[int, int]:
-    """(attempts in NEEDS_REVIEW, open refunds due): the dashboard's links."""
-    attempts = await session.scalar(
-        select(func.count())
-        .select_from(PaymentAttempt)
-        .where(PaymentAttempt.status == PaymentStatus.NEEDS_REVIEW.value)
-    )
-    refunds = await session.scalar(select(func.count()).select_from(open_refunds_query().subquery()))
-    return attempts or 0, refunds or 0
+    """(payments to review: NEEDS_REVIEW and flagged PAID attempts, open refunds due)."""
+    needs_review, paid = await payment_review_counts(session)
+    return needs_review + paid, await _open_refunds(session)
+
+
+async def _open_refunds(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(open_refunds_query().subquery())) or 0
 
 
 async def review_queue(session: AsyncSession) -> ReviewQueue:
     """Every open item, oldest first (at most QUEUE_LIMIT of each kind), with its evidence."""
-    attempts_total, refunds_total = await review_counts(session)
+    attempts_total, paid_total = await payment_review_counts(session)
+    refunds_total = await _open_refunds(session)
     return ReviewQueue(
         attempts=await _attempt_items(session),
         refunds=await _refund_items(session),
         attempts_total=attempts_total,
         refunds_total=refunds_total,
+        paid=await _paid_items(session),
+        paid_total=paid_total,
+    )
+
+
+async def _paid_items(session: AsyncSession) -> tuple[PaidItem, ...]:
+    query = (
+        joined_attempts(select(*ROW_COLUMNS, Booking.status, PaymentAttempt.transaction_time))
+        .where(paid_review_open())
+        .order_by(PaymentAttempt.updated_at, PaymentAttempt.id)
+        .limit(QUEUE_LIMIT)
+    )
+    n = len(ROW_COLUMNS)
+    return tuple(
+        PaidItem(
+            row=row_of(r[:n]),
+            booking_status=r[n],
+            transaction_time=r[n + 1].astimezone(NAIROBI) if r[n + 1] else None,
+        )
+        for r in (await session.execute(query)).all()
     )
 
 
